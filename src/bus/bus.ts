@@ -1,0 +1,47 @@
+// The seam between a gateway node and whatever carries messages between nodes and components.
+// MemoryBus is the embedded default; a NATS bus implements the same interface for scale-out.
+import type { BrokerMessage } from '../protocol/frames.ts';
+
+export interface BusMessage extends BrokerMessage {
+  /**
+   * Who put the message on the bus, when that matters for loop prevention: a client-mode link
+   * marks what it received from its remote server so it never sends it back there.
+   */
+  origin?: string | undefined;
+}
+
+export type BusHandler = (msg: BusMessage) => void;
+
+export interface BusSubscription {
+  readonly subject: string;
+  readonly queue: string | undefined;
+  unsubscribe(): void;
+}
+
+export interface SubscribeOptions {
+  /** Among subscriptions sharing a queue group, each message goes to exactly one. */
+  queue?: string | undefined;
+}
+
+export type RequestErrorCode = 'timeout' | 'no_responders' | 'bus_unavailable';
+
+export class RequestError extends Error {
+  readonly code: RequestErrorCode;
+  constructor(code: RequestErrorCode, message: string) {
+    super(message);
+    this.name = 'RequestError';
+    this.code = code;
+  }
+}
+
+export interface Bus {
+  /** Delivers to every matching subscription (one per queue group). Throws when unavailable. */
+  publish(msg: BusMessage): void;
+  subscribe(subject: string, handler: BusHandler, opts?: SubscribeOptions): BusSubscription;
+  /**
+   * Publishes with a fresh reply subject and resolves with the first reply. Rejects with
+   * RequestError('no_responders') when nobody is subscribed, ('timeout') when nobody answers.
+   */
+  request(subject: string, body: Uint8Array, timeoutMs: number): Promise<BusMessage>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,282 @@
+// Resolves the effective configuration: flags > env > config file (JSON) > defaults, then parses
+// every value by the SETTINGS table. Any bad value is a ConfigError naming the key, where it came
+// from and what is expected; the CLI turns it into exit code 2.
+import { readFileSync } from 'node:fs';
+import { SETTINGS, SETTING_BY_KEY } from './settings.ts';
+import type { Setting } from './settings.ts';
+import type { LogLevel } from '../observability/logger.ts';
+import type { SlowConsumerPolicy } from '../sessions/session.ts';
+import { subjectError } from '../protocol/subject.ts';
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface LinkConfig {
+  uri: string;
+  authToken: string | undefined;
+  headers: Record<string, string>;
+  subprotocols: string[];
+  connectTimeoutMs: number;
+  reconnect: { baseMs: number; maxMs: number; maxAttempts: number };
+  keepaliveIntervalMs: number;
+  rawSubject: string;
+  forward: string[];
+  offlineQueueMax: number;
+  maxMessageBytes: number;
+}
+
+export interface Config {
+  mode: 'server' | 'client';
+  listen: HostPort | undefined;
+  adminToken: string | undefined;
+  sessionTracking: boolean;
+  maxMessageBytes: number;
+  maxBufferedBytes: number;
+  slowConsumerPolicy: SlowConsumerPolicy;
+  maxSubscriptions: number;
+  maxPendingRequests: number;
+  requestTimeoutMs: number;
+  maxRequestTimeoutMs: number;
+  shutdownTimeoutMs: number;
+  logLevel: LogLevel;
+  links: LinkConfig[];
+}
+
+export interface ConfigSources {
+  /** Values from command-line flags, by setting key (HEADER_<Name> for --header). */
+  flags?: Record<string, string | undefined>;
+  env?: Record<string, string | undefined>;
+  /** Path of a JSON config file (flag --config or env WSBRIDGE_CONFIG). */
+  file?: string | undefined;
+}
+
+type Raw = { value: unknown; source: string };
+
+export function parseHostPort(text: string): HostPort | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s/]+)):(\d{1,5})$/.exec(text);
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port > 65535) return null;
+  return { host: m[1] ?? m[2]!, port };
+}
+
+function expected(s: Setting): string {
+  const t = s.type;
+  switch (t.kind) {
+    case 'int': return `an integer from ${t.min} to ${t.max}`;
+    case 'bool': return 'true or false';
+    case 'enum': return `one of ${t.values.join(', ')}`;
+    case 'list': return 'a comma-separated list';
+    case 'hostport': return 'HOST:PORT (port 0-65535; [v6addr]:PORT for IPv6)';
+    case 'wsurl': return 'a ws:// or wss:// URL';
+    case 'string': return 'a string';
+  }
+}
+
+function parseValue(s: Setting, raw: Raw): unknown {
+  const v = raw.value;
+  const fail = (): never => {
+    const shown = typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v) ?? String(v);
+    throw new ConfigError(`${s.key} (from ${raw.source}): expected ${expected(s)}, got ${shown}`);
+  };
+  const t = s.type;
+  switch (t.kind) {
+    case 'string':
+      if (typeof v !== 'string') fail();
+      return v;
+    case 'int': {
+      const n = typeof v === 'number' ? v : typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v) : NaN;
+      if (!Number.isSafeInteger(n) || n < t.min || n > t.max) fail();
+      return n;
+    }
+    case 'bool': {
+      if (typeof v === 'boolean') return v;
+      const l = typeof v === 'string' ? v.trim().toLowerCase() : '';
+      if (['true', '1', 'yes', 'on'].includes(l)) return true;
+      if (['false', '0', 'no', 'off'].includes(l)) return false;
+      return fail();
+    }
+    case 'enum':
+      if (typeof v !== 'string' || !t.values.includes(v)) fail();
+      return v;
+    case 'list': {
+      if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
+      if (typeof v !== 'string') fail();
+      return (v as string).split(',').map((x) => x.trim()).filter((x) => x.length > 0);
+    }
+    case 'hostport': {
+      const hp = typeof v === 'string' ? parseHostPort(v) : null;
+      if (!hp) fail();
+      return hp;
+    }
+    case 'wsurl':
+      if (typeof v !== 'string' || !isWsUrl(v)) fail();
+      return v;
+  }
+}
+
+function isWsUrl(v: string): boolean {
+  try {
+    const u = new URL(v);
+    return u.protocol === 'ws:' || u.protocol === 'wss:';
+  } catch {
+    return false;
+  }
+}
+
+function readFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`config file ${path}: cannot read it (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  let obj: unknown;
+  try {
+    obj = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path}: not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new ConfigError(`config file ${path}: expected a JSON object`);
+  return obj as Record<string, unknown>;
+}
+
+const FILE_EXTRA_KEYS = new Set(['links']);
+
+function checkKeys(obj: Record<string, unknown>, where: string, allowed: (key: string) => boolean): void {
+  for (const k of Object.keys(obj)) {
+    if (!allowed(k)) throw new ConfigError(`${where}: unknown key ${k} (see docs/configuration.md)`);
+  }
+}
+
+export function loadConfig(sources: ConfigSources): Config {
+  const env = sources.env ?? {};
+  const flags = sources.flags ?? {};
+  const filePath = sources.file ?? env.WSBRIDGE_CONFIG;
+  const file = filePath ? readFile(filePath) : {};
+  const fileSource = `config file ${filePath}`;
+  checkKeys(file, fileSource, (k) => SETTING_BY_KEY.has(k) || k.startsWith('HEADER_') || FILE_EXTRA_KEYS.has(k));
+
+  // Layer the raw values: later sources override earlier ones.
+  const raw = new Map<string, Raw>();
+  const layer = (values: Record<string, unknown>, source: string, pickHeaders: boolean) => {
+    for (const [k, v] of Object.entries(values)) {
+      if (v === undefined) continue;
+      if (SETTING_BY_KEY.has(k) || (pickHeaders && k.startsWith('HEADER_') && k.length > 7)) raw.set(k, { value: v, source });
+    }
+  };
+  layer(file, fileSource, true);
+  layer(env, 'env', true);
+  layer(flags, 'flag', true);
+
+  const get = <T>(key: string, override?: Raw): T => {
+    const s = SETTING_BY_KEY.get(key)!;
+    const r = override ?? raw.get(key);
+    if (r === undefined) return s.default as T;
+    return parseValue(s, r) as T;
+  };
+
+  const mode = get<'server' | 'client'>('MODE');
+  let listen: HostPort | undefined = raw.has('LISTEN') || mode === 'server' ? get<HostPort>('LISTEN') : undefined;
+  // The seed's URI is the bind address in server mode; LISTEN, when given, wins.
+  const uriRaw = raw.get('URI');
+  if (mode === 'server' && uriRaw && !raw.has('LISTEN')) {
+    const hp = typeof uriRaw.value === 'string' ? parseHostPort(uriRaw.value.replace(/^wss?:\/\//, '').replace(/\/.*$/, '')) : null;
+    if (!hp) throw new ConfigError(`URI (from ${uriRaw.source}): in server mode expected HOST:PORT, got ${JSON.stringify(uriRaw.value)}`);
+    listen = hp;
+  }
+
+  const config: Config = {
+    mode,
+    listen,
+    adminToken: get<string | undefined>('ADMIN_TOKEN') || undefined,
+    sessionTracking: get('ENABLE_SESSION_TRACKING'),
+    maxMessageBytes: get('MAX_MESSAGE_BYTES'),
+    maxBufferedBytes: get('MAX_BUFFERED_BYTES'),
+    slowConsumerPolicy: get('SLOW_CONSUMER_POLICY'),
+    maxSubscriptions: get('MAX_SUBSCRIPTIONS'),
+    maxPendingRequests: get('MAX_PENDING_REQUESTS'),
+    requestTimeoutMs: get('REQUEST_TIMEOUT_MS'),
+    maxRequestTimeoutMs: get('MAX_REQUEST_TIMEOUT_MS'),
+    shutdownTimeoutMs: get('SHUTDOWN_TIMEOUT_MS'),
+    logLevel: get('LOG_LEVEL'),
+    links: [],
+  };
+  if (config.requestTimeoutMs > config.maxRequestTimeoutMs) {
+    throw new ConfigError(`REQUEST_TIMEOUT_MS (${config.requestTimeoutMs}) must not exceed MAX_REQUEST_TIMEOUT_MS (${config.maxRequestTimeoutMs})`);
+  }
+
+  if (mode === 'client') {
+    const fileLinks = file.links;
+    if (fileLinks !== undefined && !Array.isArray(fileLinks)) throw new ConfigError(`${fileSource}: links must be an array of objects`);
+    // With `links` in the file, each entry is a link whose own keys override the top-level
+    // values, whatever they are (a link may set a value equal to the default). A URI given on
+    // the command line or in env adds one more link.
+    const entries: Array<Record<string, unknown>> = (fileLinks as unknown[] | undefined)?.map((l, i) => {
+      if (typeof l !== 'object' || l === null || Array.isArray(l)) throw new ConfigError(`${fileSource}: links[${i}] must be an object`);
+      checkKeys(l as Record<string, unknown>, `${fileSource}: links[${i}]`, (k) => SETTING_BY_KEY.get(k)?.perLink === true || k.startsWith('HEADER_'));
+      return l as Record<string, unknown>;
+    }) ?? [];
+    const uriFromOutside = uriRaw && uriRaw.source !== fileSource;
+    const links: Array<{ own: Record<string, unknown>; where: string }> = entries.map((own, i) => ({ own, where: `${fileSource}: links[${i}]` }));
+    if (links.length === 0 || uriFromOutside) links.push({ own: {}, where: 'link' });
+    config.links = links.map(({ own, where }) => linkConfig(own, where, raw, get));
+  }
+  return config;
+}
+
+function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string, Raw>, get: <T>(key: string, override?: Raw) => T): LinkConfig {
+  const pick = <T>(key: string): T => (own[key] !== undefined ? get<T>(key, { value: own[key], source: where }) : get<T>(key));
+  const uri = own.URI !== undefined ? own.URI : raw.get('URI')?.value ?? 'ws://127.0.0.1:8080/ws';
+  const uriSource = own.URI !== undefined ? where : raw.get('URI')?.source ?? 'default';
+  if (typeof uri !== 'string' || !isWsUrl(uri)) {
+    throw new ConfigError(`URI (from ${uriSource}): expected a ws:// or wss:// URL, got ${JSON.stringify(uri)}`);
+  }
+  const headers: Record<string, string> = {};
+  const addHeaders = (entries: Iterable<[string, unknown]>, source: string) => {
+    for (const [k, v] of entries) {
+      if (!k.startsWith('HEADER_') || k.length <= 7) continue;
+      const name = k.slice(7);
+      if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) throw new ConfigError(`${k} (from ${source}): ${JSON.stringify(name)} is not a valid HTTP header name`);
+      if (typeof v !== 'string' || /[\r\n\0]/.test(v)) throw new ConfigError(`${k} (from ${source}): expected a header value without CR, LF or NUL`);
+      headers[name] = v;
+    }
+  };
+  addHeaders([...raw.entries()].map(([k, r]) => [k, r.value]), 'config');
+  addHeaders(Object.entries(own), where);
+  const rawSubject = pick<string>('RAW_SUBJECT');
+  const subjErr = subjectError(rawSubject, false);
+  if (subjErr) throw new ConfigError(`RAW_SUBJECT: ${subjErr}`);
+  const forward = pick<string[]>('FORWARD');
+  for (const f of forward) {
+    const e = subjectError(f, true);
+    if (e) throw new ConfigError(`FORWARD: ${JSON.stringify(f)}: ${e}`);
+  }
+  const reconnect = { baseMs: pick<number>('RECONNECT_BASE_MS'), maxMs: pick<number>('RECONNECT_MAX_MS'), maxAttempts: pick<number>('RECONNECT_MAX_ATTEMPTS') };
+  if (reconnect.baseMs > reconnect.maxMs) throw new ConfigError(`RECONNECT_BASE_MS (${reconnect.baseMs}) must not exceed RECONNECT_MAX_MS (${reconnect.maxMs})`);
+  return {
+    uri,
+    authToken: pick<string | undefined>('AUTH_TOKEN') || undefined,
+    headers,
+    subprotocols: pick('SUBPROTOCOLS'),
+    connectTimeoutMs: pick<number>('CONNECT_TIMEOUT_SEC') * 1000,
+    reconnect,
+    keepaliveIntervalMs: pick<number>('KEEPALIVE_INTERVAL_SEC') * 1000,
+    rawSubject,
+    forward,
+    offlineQueueMax: pick('OFFLINE_QUEUE_MAX'),
+    maxMessageBytes: pick('MAX_MESSAGE_BYTES'),
+  };
+}
+
+/** The settings table, for --help and docs. */
+export { SETTINGS };

@@ -1,0 +1,59 @@
+// Every setting wsbridge reads, in one table: its key (also the env var and the config-file key),
+// its type, default and meaning. The loader, `--help` and docs/configuration.md all follow this
+// table; test/config.test.ts fails if the doc misses a key.
+
+export type SettingType =
+  | { kind: 'string' }
+  | { kind: 'int'; min: number; max: number }
+  | { kind: 'bool' }
+  | { kind: 'enum'; values: readonly string[] }
+  | { kind: 'list' }
+  | { kind: 'hostport' }
+  | { kind: 'wsurl' };
+
+export interface Setting {
+  key: string;
+  type: SettingType;
+  default: string | number | boolean | string[] | undefined;
+  /** Applies to 'server' mode, 'client' mode (links), or 'both'. */
+  scope: 'server' | 'client' | 'both';
+  /** Whether a client-mode link in the config file may set it for itself. */
+  perLink?: boolean;
+  doc: string;
+}
+
+const int = (min: number, max: number): SettingType => ({ kind: 'int', min, max });
+
+export const SETTINGS: readonly Setting[] = [
+  { key: 'MODE', type: { kind: 'enum', values: ['server', 'client'] }, default: 'server', scope: 'both', doc: 'server: accept WebSocket clients; client: dial URI. The CLI commands `serve` and `connect` set it.' },
+  { key: 'URI', type: { kind: 'string' }, default: undefined, scope: 'both', perLink: true, doc: 'Server mode: the bind address HOST:PORT (same as LISTEN). Client mode: the ws:// or wss:// URL to dial (default ws://127.0.0.1:8080/ws).' },
+  { key: 'LISTEN', type: { kind: 'hostport' }, default: '127.0.0.1:8080', scope: 'both', doc: 'Address for the WebSocket endpoint (/ws), the operator API (/api/) and /healthz. In client mode, no listener unless set.' },
+  { key: 'ADMIN_TOKEN', type: { kind: 'string' }, default: undefined, scope: 'both', doc: 'Bearer token for the operator API under /api/. Unset: the API answers 404.' },
+  { key: 'ENABLE_SESSION_TRACKING', type: { kind: 'bool' }, default: true, scope: 'server', doc: 'When false, the operator API does not list, target or close individual sessions (404 session_tracking_disabled). Reply subjects keep working.' },
+  { key: 'MAX_MESSAGE_BYTES', type: int(64, 64 * 1024 * 1024), default: 1024 * 1024, scope: 'both', perLink: true, doc: 'Largest WebSocket frame accepted; larger closes the connection with 1009.' },
+  { key: 'MAX_BUFFERED_BYTES', type: int(1024, 1024 * 1024 * 1024), default: 4 * 1024 * 1024, scope: 'server', doc: 'Per-session outbound bytes waiting in the socket beyond which SLOW_CONSUMER_POLICY applies.' },
+  { key: 'SLOW_CONSUMER_POLICY', type: { kind: 'enum', values: ['close', 'drop'] }, default: 'close', scope: 'server', doc: 'close: close a slow session with 1013; drop: drop messages for it while it is over the bound (counted).' },
+  { key: 'MAX_SUBSCRIPTIONS', type: int(1, 1_000_000), default: 1000, scope: 'server', doc: 'Subscriptions one session may hold; more gets error limit_exceeded.' },
+  { key: 'MAX_PENDING_REQUESTS', type: int(1, 1_000_000), default: 100, scope: 'server', doc: 'Requests (op req) one session may have in flight; more gets error too_many_requests.' },
+  { key: 'REQUEST_TIMEOUT_MS', type: int(1, 3_600_000), default: 5000, scope: 'both', doc: 'Timeout of a request that gives no timeout_ms.' },
+  { key: 'MAX_REQUEST_TIMEOUT_MS', type: int(1, 3_600_000), default: 60_000, scope: 'both', doc: 'Upper bound applied to any timeout_ms.' },
+  { key: 'SHUTDOWN_TIMEOUT_MS', type: int(0, 600_000), default: 5000, scope: 'both', doc: 'On SIGTERM/SIGINT, how long to wait for sessions to finish their close handshake before cutting them.' },
+  { key: 'LOG_LEVEL', type: { kind: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, default: 'info', scope: 'both', doc: 'pino log level; logs go to stderr as JSON lines.' },
+  { key: 'AUTH_TOKEN', type: { kind: 'string' }, default: undefined, scope: 'client', perLink: true, doc: 'Sent to the remote server as `Authorization: Bearer <token>`.' },
+  { key: 'CONNECT_TIMEOUT_SEC', type: int(1, 3600), default: 30, scope: 'client', perLink: true, doc: 'Time allowed for TCP connect plus the WebSocket handshake.' },
+  { key: 'SUBPROTOCOLS', type: { kind: 'list' }, default: [], scope: 'client', perLink: true, doc: 'Comma-separated subprotocols offered in the handshake.' },
+  { key: 'RECONNECT_BASE_MS', type: int(1, 3_600_000), default: 500, scope: 'client', perLink: true, doc: 'First reconnect delay; doubles per failed attempt, with full jitter (a random delay between half and all of it).' },
+  { key: 'RECONNECT_MAX_MS', type: int(1, 3_600_000), default: 30_000, scope: 'client', perLink: true, doc: 'Ceiling of the reconnect delay.' },
+  { key: 'RECONNECT_MAX_ATTEMPTS', type: int(0, 1_000_000), default: 0, scope: 'client', perLink: true, doc: 'Consecutive failed attempts after which the link gives up; 0 = never give up.' },
+  { key: 'KEEPALIVE_INTERVAL_SEC', type: int(0, 3600), default: 30, scope: 'client', perLink: true, doc: 'Ping interval; a peer that has not answered the previous ping by the next one is dead and the link reconnects. 0 disables.' },
+  { key: 'RAW_SUBJECT', type: { kind: 'string' }, default: 'ws.in', scope: 'client', perLink: true, doc: 'Subject for frames from the remote server that are not v1 envelopes (any text or binary feed).' },
+  { key: 'FORWARD', type: { kind: 'list' }, default: ['>'], scope: 'client', perLink: true, doc: 'Comma-separated subject patterns: local publishes matching them are sent to the remote server as v1 envelopes.' },
+  { key: 'OFFLINE_QUEUE_MAX', type: int(0, 1_000_000), default: 1000, scope: 'client', perLink: true, doc: 'Outbound messages kept while the link is reconnecting; past it the oldest are dropped (counted).' },
+];
+
+export const SETTING_BY_KEY = new Map(SETTINGS.map((s) => [s.key, s]));
+
+/** `MAX_MESSAGE_BYTES` → `--max-message-bytes`. */
+export function flagName(key: string): string {
+  return key.toLowerCase().replaceAll('_', '-');
+}

@@ -1,0 +1,229 @@
+// A gateway node: the bus, the server-mode sessions, the client-mode links, and the linked
+// handlers and consumers, behind the wasmcloud:messaging contract and the seed's operations
+// (link as target / as source, delete link, list sessions, send to session, broadcast, shutdown).
+import { MemoryBus } from '../bus/memory-bus.ts';
+import type { Bus, BusMessage, BusSubscription } from '../bus/bus.ts';
+import { RequestError } from '../bus/bus.ts';
+import { SessionHub } from '../sessions/hub.ts';
+import type { SessionInfo } from '../sessions/session.ts';
+import { GatewayServer } from '../server/gateway-server.ts';
+import { RemoteLink, linkKey } from '../client/remote-link.ts';
+import { loadConfig } from '../config/load.ts';
+import type { Config, LinkConfig } from '../config/load.ts';
+import { silentLogger } from '../observability/logger.ts';
+import type { Logger } from '../observability/logger.ts';
+import { INTERNAL_PREFIX, subjectError, isInternalSubject } from '../protocol/subject.ts';
+import { ok, err } from './messaging.ts';
+import type { BrokerMessage, Consumer, Handler, Result, Subscription } from './messaging.ts';
+
+export interface GatewayStats {
+  handlerCalls: number;
+  handlerErrors: number;
+}
+
+interface LinkedComponent {
+  subscriptions: BusSubscription[];
+  linkKeys: Set<string>;
+}
+
+/** The id under which links from the gateway's own configuration are held. */
+const CONFIG_OWNER = '\0config';
+
+export class Gateway {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly bus: Bus;
+  readonly hub: SessionHub;
+  readonly stats: GatewayStats = { handlerCalls: 0, handlerErrors: 0 };
+  server: GatewayServer | undefined;
+  #links = new Map<string, { link: RemoteLink; owners: Set<string> }>();
+  #components = new Map<string, LinkedComponent>();
+  #closing: Promise<void> | undefined;
+
+  private constructor(config: Config, log: Logger, bus: Bus) {
+    this.config = config;
+    this.log = log;
+    this.bus = bus;
+    if (bus instanceof MemoryBus) {
+      bus.onHandlerError = (e, subject) => log.error({ err: e, subject }, 'bus subscriber threw');
+    }
+    this.hub = new SessionHub(bus, log, {
+      defaultRequestTimeoutMs: config.requestTimeoutMs,
+      maxRequestTimeoutMs: config.maxRequestTimeoutMs,
+      maxPendingRequests: config.maxPendingRequests,
+      maxSubscriptions: config.maxSubscriptions,
+    });
+  }
+
+  /** Starts a node: the listener when one is configured, and the configured client-mode links. */
+  static async start(config: Config, opts: { log?: Logger; bus?: Bus } = {}): Promise<Gateway> {
+    const gw = new Gateway(config, opts.log ?? silentLogger, opts.bus ?? new MemoryBus());
+    if (config.listen) {
+      gw.server = new GatewayServer(gw, config);
+      await gw.server.listen(config.listen);
+    }
+    for (const link of config.links) gw.#acquireLink(CONFIG_OWNER, link);
+    return gw;
+  }
+
+  /** The remote links this node holds open, for status and tests. */
+  get links(): RemoteLink[] {
+    return [...this.#links.values()].map((l) => l.link);
+  }
+
+  // ── wasmcloud:messaging/consumer ──────────────────────────────────────────────────────────
+
+  publish(msg: BrokerMessage): Result<void, string> {
+    const e = subjectError(msg.subject, false) ?? (msg.replyTo ? subjectError(msg.replyTo, false) : null);
+    if (e) return err(`invalid subject: ${e}`);
+    try {
+      this.bus.publish({ subject: msg.subject, body: msg.body, replyTo: msg.replyTo ?? null });
+      return ok(undefined);
+    } catch (e2) {
+      return err(e2 instanceof Error ? e2.message : String(e2));
+    }
+  }
+
+  async request(subject: string, body: Uint8Array, timeoutMs: number): Promise<Result<BrokerMessage, string>> {
+    const e = subjectError(subject, false);
+    if (e) return err(`invalid subject: ${e}`);
+    const timeout = Math.min(timeoutMs > 0 ? timeoutMs : this.config.requestTimeoutMs, this.config.maxRequestTimeoutMs);
+    try {
+      const reply = await this.bus.request(subject, body, timeout);
+      return ok({ subject: reply.subject, body: reply.body, replyTo: reply.replyTo ?? null });
+    } catch (e2) {
+      // The error string starts with the protocol's code so callers can tell the cases apart.
+      if (e2 instanceof RequestError) return err(`${e2.code}: ${e2.message}`);
+      return err(e2 instanceof Error ? e2.message : String(e2));
+    }
+  }
+
+  // ── links (the seed's receive_link_config_as_target / _as_source / delete_link) ───────────
+
+  /**
+   * Links a component as target: it gets a Consumer. With `remote` (seed keys such as URI,
+   * AUTH_TOKEN, HEADER_<name>), the gateway dials that server; links with the same URL and
+   * handshake share one connection.
+   */
+  linkTarget(componentId: string, remote?: Record<string, string>): Consumer {
+    const c = this.#component(componentId);
+    if (remote) c.linkKeys.add(this.#acquireLink(componentId, resolveLink(remote)));
+    return {
+      publish: (msg) => this.publish(msg),
+      request: (subject, body, timeoutMs) => this.request(subject, body, timeoutMs),
+    };
+  }
+
+  /** Links a component as source: every message on its subscriptions calls its handler. */
+  linkSource(componentId: string, handler: Handler, subscriptions: Array<string | Subscription>, remote?: Record<string, string>): void {
+    const c = this.#component(componentId);
+    for (const s of subscriptions) {
+      const { subject, queue } = typeof s === 'string' ? { subject: s, queue: undefined } : s;
+      const e = subjectError(subject, true);
+      if (e) throw new Error(`subscription ${JSON.stringify(subject)}: ${e}`);
+      if (subject.startsWith(INTERNAL_PREFIX)) throw new Error(`subscription ${subject}: subjects under ${INTERNAL_PREFIX} are reserved`);
+      c.subscriptions.push(this.bus.subscribe(subject, (msg) => this.#callHandler(componentId, handler, msg), { queue }));
+    }
+    if (remote) c.linkKeys.add(this.#acquireLink(componentId, resolveLink(remote)));
+  }
+
+  /** Removes a component's links: its subscriptions end; a remote connection closes with its last link. */
+  async deleteLink(componentId: string): Promise<void> {
+    const c = this.#components.get(componentId);
+    if (!c) return;
+    this.#components.delete(componentId);
+    for (const s of c.subscriptions) s.unsubscribe();
+    await Promise.all([...c.linkKeys].map((k) => this.#releaseLink(componentId, k)));
+  }
+
+  #component(id: string): LinkedComponent {
+    let c = this.#components.get(id);
+    if (!c) this.#components.set(id, (c = { subscriptions: [], linkKeys: new Set() }));
+    return c;
+  }
+
+  #callHandler(componentId: string, handler: Handler, msg: BusMessage): void {
+    if (isInternalSubject(msg.subject)) return; // wildcards never reach the gateway's own traffic
+    this.stats.handlerCalls++;
+    const failed = (reason: string) => {
+      this.stats.handlerErrors++;
+      this.log.warn({ component: componentId, subject: msg.subject, reason }, 'handler failed');
+    };
+    try {
+      const r = handler.handleMessage({ subject: msg.subject, body: msg.body, replyTo: msg.replyTo ?? null });
+      if (r instanceof Promise) {
+        r.then((res) => { if (res?.tag === 'err') failed(res.val); }, (e: unknown) => failed(e instanceof Error ? e.message : String(e)));
+      } else if (r?.tag === 'err') failed(r.val);
+    } catch (e) {
+      failed(e instanceof Error ? e.message : String(e));
+    }
+  }
+
+  #acquireLink(owner: string, cfg: LinkConfig): string {
+    const key = linkKey(cfg);
+    let entry = this.#links.get(key);
+    if (!entry) {
+      const link = new RemoteLink(cfg, this.bus, this.log);
+      link.on('error', () => {}); // logged by the link; an error event must never crash the node
+      entry = { link, owners: new Set() };
+      this.#links.set(key, entry);
+      link.start();
+    }
+    entry.owners.add(owner);
+    return key;
+  }
+
+  async #releaseLink(owner: string, key: string): Promise<void> {
+    const entry = this.#links.get(key);
+    if (!entry) return;
+    entry.owners.delete(owner);
+    if (entry.owners.size > 0) return;
+    this.#links.delete(key);
+    await entry.link.close(1000, 'link deleted');
+  }
+
+  // ── sessions (server mode) ─────────────────────────────────────────────────────────────────
+
+  listSessions(): SessionInfo[] {
+    return [...this.hub.sessions.values()].map((s) => s.info());
+  }
+
+  sendToSession(sessionId: string, msg: BrokerMessage): boolean {
+    return this.hub.sendToSession(sessionId, msg);
+  }
+
+  /** Sends to every session; returns how many local sessions it was written to. */
+  broadcast(msg: BrokerMessage): number {
+    this.hub.broadcast(msg);
+    return this.hub.sessions.size;
+  }
+
+  closeSession(sessionId: string, code = 1000, reason = 'closed by operator'): boolean {
+    const s = this.hub.sessions.get(sessionId);
+    if (!s) return false;
+    s.close(code, reason);
+    return true;
+  }
+
+  /** Stops accepting, closes sessions with 1001 and links, drains, then closes the bus. */
+  shutdown(): Promise<void> {
+    this.#closing ??= (async () => {
+      const timeout = this.config.shutdownTimeoutMs;
+      await Promise.all([
+        this.server?.close(timeout),
+        ...[...this.#links.values()].map((e) => e.link.close()),
+      ]);
+      this.#links.clear();
+      for (const c of this.#components.values()) for (const s of c.subscriptions) s.unsubscribe();
+      this.#components.clear();
+      await this.hub.close();
+      await this.bus.close();
+    })();
+    return this.#closing;
+  }
+}
+
+/** Resolves seed-style link values ({URI, AUTH_TOKEN, HEADER_x, …}) over the defaults. */
+export function resolveLink(values: Record<string, string>): LinkConfig {
+  return loadConfig({ env: {}, flags: { ...values, MODE: 'client' } }).links[0]!;
+}

@@ -1,0 +1,30 @@
+// The v1 wire contract as types. Field names here are the TypeScript side; the codecs map them
+// to the wire names (reply_to, timeout_ms). docs/protocol.md is the reference.
+import type { ErrorCode } from './errors.ts';
+
+export const PROTOCOL = 'wsbridge.v1';
+export const SUBPROTOCOL_JSON = 'wsbridge.v1.json';
+export const SUBPROTOCOL_MSGPACK = 'wsbridge.v1.msgpack';
+
+/** wasmcloud:messaging/types@0.2.0 broker-message. */
+export interface BrokerMessage {
+  subject: string;
+  body: Uint8Array;
+  replyTo?: string | null | undefined;
+}
+
+/** Frames a client sends. A frame without `op` is a publish. */
+export type ClientFrame =
+  | { op: 'pub'; id: string | undefined; msg: BrokerMessage }
+  | { op: 'sub'; id: string | undefined; subject: string; queue: string | undefined }
+  | { op: 'unsub'; id: string | undefined; subject: string }
+  | { op: 'req'; id: string; subject: string; body: Uint8Array; timeoutMs: number | undefined }
+  | { op: 'ping'; id: string | undefined };
+
+/** Frames the server sends, other than plain messages. */
+export type ServerFrame =
+  | { op: 'welcome'; session: string; reply_to: string; protocol: string }
+  | { op: 'ok'; id: string }
+  | { op: 'pong'; id?: string }
+  | { op: 'res'; id: string; msg: BrokerMessage }
+  | { op: 'error'; code: ErrorCode; message: string; id?: string | undefined };

@@ -1,0 +1,47 @@
+// Subject rules: NATS token rules, so a subject means the same thing on the in-memory bus and on
+// NATS. Tokens are separated by '.', may not be empty, and may not contain whitespace. `*` (one
+// token) and `>` (one or more trailing tokens) are wildcards, allowed only in subscriptions, and
+// only as whole tokens; `>` only as the last token.
+
+export const MAX_SUBJECT_LENGTH = 256;
+
+/** Prefix reserved for the gateway's own subjects (session reply subjects, request inboxes). */
+export const INTERNAL_PREFIX = '_WSB.';
+
+/** Returns null when `subject` is valid, else a human-readable reason. */
+export function subjectError(subject: unknown, allowWildcards: boolean): string | null {
+  if (typeof subject !== 'string') return 'subject must be a string';
+  const len = subject.length;
+  if (len === 0) return 'subject must not be empty';
+  if (len > MAX_SUBJECT_LENGTH) return `subject is longer than ${MAX_SUBJECT_LENGTH} characters`;
+  let tokenStart = 0;
+  for (let i = 0; i <= len; i++) {
+    const c = i === len ? 46 /* '.' */ : subject.charCodeAt(i);
+    if (c === 46) {
+      const tokenLen = i - tokenStart;
+      if (tokenLen === 0) return 'subject has an empty token';
+      if (tokenLen === 1) {
+        const t = subject.charCodeAt(tokenStart);
+        if (t === 42 /* * */ || t === 62 /* > */) {
+          if (!allowWildcards) return 'wildcards (* and >) are only allowed in subscriptions';
+          if (t === 62 && i !== len) return "'>' must be the last token";
+        }
+      }
+      tokenStart = i + 1;
+      continue;
+    }
+    // Control characters, space and DEL are not allowed anywhere.
+    if (c <= 32 || c === 127) return 'subject must not contain whitespace or control characters';
+    if ((c === 42 || c === 62) && i - tokenStart + 1 >= 1) {
+      // A wildcard character inside a longer token ("a*", "*b") is not a wildcard and is refused
+      // so that nobody thinks it is one.
+      const next = i + 1 < len ? subject.charCodeAt(i + 1) : 46;
+      if (i !== tokenStart || next !== 46) return "'*' and '>' may only be used as whole tokens";
+    }
+  }
+  return null;
+}
+
+export function isInternalSubject(subject: string): boolean {
+  return subject.startsWith(INTERNAL_PREFIX);
+}

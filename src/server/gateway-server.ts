@@ -1,0 +1,165 @@
+// Server mode transport: one HTTP server carrying the WebSocket endpoint (/ws), the operator API
+// (/api/) and health (/healthz). Each upgrade on /ws becomes a Session in the hub.
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { randomBytes } from 'node:crypto';
+import { WebSocketServer } from 'ws';
+import type { WebSocket } from 'ws';
+import { Session } from '../sessions/session.ts';
+import { SessionHub } from '../sessions/hub.ts';
+import { codecFor, CloseError } from '../protocol/codec.ts';
+import { ProtocolError, CloseCodes } from '../protocol/errors.ts';
+import { SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK } from '../protocol/frames.ts';
+import { handleOperatorApi } from './operator-api.ts';
+import type { Config, HostPort } from '../config/load.ts';
+import type { Gateway } from '../gateway/gateway.ts';
+
+export const WS_PATH = '/ws';
+
+export class GatewayServer {
+  readonly http: Server;
+  readonly wss: WebSocketServer;
+  #gw: Gateway;
+  #config: Config;
+  #sockets = new Set<WebSocket>();
+  #closing = false;
+
+  constructor(gw: Gateway, config: Config) {
+    this.#gw = gw;
+    this.#config = config;
+    this.http = createServer((req, res) => this.#request(req, res));
+    this.wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      maxPayload: config.maxMessageBytes,
+      perMessageDeflate: false,
+      handleProtocols: (offered) => {
+        if (offered.has(SUBPROTOCOL_MSGPACK)) return SUBPROTOCOL_MSGPACK;
+        if (offered.has(SUBPROTOCOL_JSON)) return SUBPROTOCOL_JSON;
+        return false; // none we know: JSON, and no protocol header in the response
+      },
+    });
+    this.http.on('upgrade', (req, socket, head) => this.#upgrade(req, socket, head));
+    this.http.on('clientError', (_err, socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      else socket.destroy();
+    });
+  }
+
+  listen(at: HostPort): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(at.port, at.host, () => {
+        this.http.off('error', reject);
+        resolve(this.http.address() as AddressInfo);
+      });
+    });
+  }
+
+  get address(): AddressInfo {
+    return this.http.address() as AddressInfo;
+  }
+
+  /** The ws:// URL clients use, as printed at startup. */
+  get url(): string {
+    const a = this.address;
+    const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+    return `ws://${host}:${a.port}${WS_PATH}`;
+  }
+
+  #request(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ status: 'ok', sessions: this.#gw.hub.sessions.size }));
+      return;
+    }
+    if (path === '/api' || path.startsWith('/api/')) {
+      handleOperatorApi(this.#gw, this.#config, req, res, path).catch((err: unknown) => {
+        this.#gw.log.error({ err }, 'operator API failed');
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { code: 'internal', message: 'internal error' } }));
+      });
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: { code: 'not_found', message: `no route for ${path}` } }));
+  }
+
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const path = (req.url ?? '/').split('?')[0];
+    if (this.#closing) {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    if (path !== WS_PATH) {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, req));
+  }
+
+  #accept(ws: WebSocket, req: IncomingMessage): void {
+    const hub = this.#gw.hub;
+    const id = randomBytes(16).toString('base64url'); // 128 random bits
+    const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? 0}`;
+    const session = new Session(id, SessionHub.replySubjectFor(id), ws, remote, codecFor(ws.protocol || undefined), {
+      maxBufferedBytes: this.#config.maxBufferedBytes,
+      slowConsumerPolicy: this.#config.slowConsumerPolicy,
+    });
+    this.#sockets.add(ws);
+    const log = this.#gw.log;
+    ws.on('message', (data: Buffer, isBinary) => {
+      session.counters.bytesIn += data.length;
+      let frame;
+      try {
+        frame = session.codec.decode(data, isBinary);
+      } catch (err) {
+        if (err instanceof ProtocolError) hub.protocolError(session, err);
+        else if (err instanceof CloseError) session.close(err.closeCode, err.message);
+        else {
+          log.error({ err, session: id }, 'decode failed');
+          session.close(CloseCodes.internalError, 'internal error');
+        }
+        return;
+      }
+      try {
+        hub.handle(session, frame);
+      } catch (err) {
+        log.error({ err, session: id }, 'frame handling failed');
+        hub.error(session, 'internal', 'the gateway failed to handle the frame', 'id' in frame ? frame.id : undefined);
+      }
+    });
+    // ws reports protocol violations (oversize → 1009, invalid UTF-8 → 1007) here and closes
+    // the socket with that code itself; the session must only be cleaned up.
+    ws.on('error', (err) => log.debug({ err: err.message, session: id }, 'session socket error'));
+    ws.on('close', (code) => {
+      this.#sockets.delete(ws);
+      hub.remove(session);
+      log.debug({ session: id, code }, 'session closed');
+    });
+    hub.add(session);
+    log.debug({ session: id, remote, protocol: session.codec.name }, 'session opened');
+  }
+
+  /** Stops accepting, closes every session with 1001, waits up to `timeoutMs` for them. */
+  async close(timeoutMs: number): Promise<void> {
+    this.#closing = true;
+    const httpClosed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    const sockets = [...this.#sockets];
+    const allClosed = Promise.all(sockets.map((ws) => new Promise<void>((resolve) => {
+      if (ws.readyState === ws.CLOSED) return resolve();
+      ws.once('close', () => resolve());
+    })));
+    for (const s of this.#gw.hub.sessions.values()) s.close(CloseCodes.goingAway, 'server shutting down');
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([allClosed, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
+    for (const ws of this.#sockets) ws.terminate();
+    this.http.closeAllConnections();
+    await httpClosed;
+  }
+}

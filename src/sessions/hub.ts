@@ -1,0 +1,242 @@
+// Server-mode routing on one node: the local sessions, their subscriptions, and the one bus
+// subscription per pattern that all local sessions share. A message for N local sessions is
+// encoded once per codec and written N times; the bus sees one subscriber per pattern per node.
+import type { Bus, BusMessage, BusSubscription } from '../bus/bus.ts';
+import { RequestError } from '../bus/bus.ts';
+import type { ClientFrame } from '../protocol/frames.ts';
+import { ProtocolError } from '../protocol/errors.ts';
+import type { ErrorCode } from '../protocol/errors.ts';
+import { INTERNAL_PREFIX } from '../protocol/subject.ts';
+import type { WireData } from '../protocol/codec.ts';
+import type { Session } from './session.ts';
+import type { Logger } from '../observability/logger.ts';
+
+export const SESSION_PREFIX = `${INTERNAL_PREFIX}S.`;
+export const BROADCAST_PREFIX = `${INTERNAL_PREFIX}B.`;
+
+export interface HubOptions {
+  defaultRequestTimeoutMs: number;
+  maxRequestTimeoutMs: number;
+  maxPendingRequests: number;
+  maxSubscriptions: number;
+}
+
+export interface HubStats {
+  sessionsOpened: number;
+  sessionsClosed: number;
+  slowConsumerCloses: number;
+  slowConsumerDrops: number;
+  protocolErrors: number;
+}
+
+interface Fanout {
+  sub: BusSubscription;
+  members: Set<Session>;
+}
+
+/** Encodes a message at most once per codec, only when a member with that codec needs it. */
+class EncodedOnce {
+  #json: WireData | undefined;
+  #msgpack: WireData | undefined;
+  readonly msg: BusMessage;
+  constructor(msg: BusMessage) {
+    this.msg = msg;
+  }
+  for(session: Session): WireData {
+    if (session.codec.name === 'json') return (this.#json ??= session.codec.encodeMessage(this.msg));
+    return (this.#msgpack ??= session.codec.encodeMessage(this.msg));
+  }
+}
+
+export class SessionHub {
+  readonly sessions = new Map<string, Session>();
+  readonly stats: HubStats = { sessionsOpened: 0, sessionsClosed: 0, slowConsumerCloses: 0, slowConsumerDrops: 0, protocolErrors: 0 };
+  #bus: Bus;
+  #log: Logger;
+  #opts: HubOptions;
+  #fanout = new Map<string, Fanout>();
+  #broadcast: BusSubscription;
+
+  constructor(bus: Bus, log: Logger, opts: HubOptions) {
+    this.#bus = bus;
+    this.#log = log;
+    this.#opts = opts;
+    // One broadcast subscription per node: serialize once, write to every local session.
+    this.#broadcast = bus.subscribe(`${BROADCAST_PREFIX}>`, (msg) => {
+      const inner = { subject: msg.subject.slice(BROADCAST_PREFIX.length), body: msg.body, replyTo: msg.replyTo };
+      this.#deliver(this.sessions.values(), inner);
+    });
+  }
+
+  static replySubjectFor(sessionId: string): string {
+    return SESSION_PREFIX + sessionId;
+  }
+
+  add(session: Session): void {
+    this.sessions.set(session.id, session);
+    this.stats.sessionsOpened++;
+    session.onSlow = (_s, action) => {
+      if (action === 'close') this.stats.slowConsumerCloses++;
+      else this.stats.slowConsumerDrops++;
+      this.#log.warn({ session: session.id, action }, 'slow consumer');
+    };
+    // The reply subject itself, and `<reply subject>.<subject>` for targeted sends that keep
+    // their own subject (the operator API's "send to session").
+    const reply = session.replySubject;
+    const direct = this.#bus.subscribe(reply, (msg) => session.send(session.codec.encodeMessage(msg)));
+    const targeted = this.#bus.subscribe(`${reply}.>`, (msg) =>
+      session.send(session.codec.encodeMessage({ subject: msg.subject.slice(reply.length + 1), body: msg.body, replyTo: msg.replyTo })),
+    );
+    session.subscriptions.set('\0reply', () => {
+      direct.unsubscribe();
+      targeted.unsubscribe();
+    });
+    session.sendFrame({ op: 'welcome', session: session.id, reply_to: reply, protocol: 'wsbridge.v1' });
+  }
+
+  remove(session: Session): void {
+    if (!this.sessions.delete(session.id)) return;
+    session.closed = true;
+    this.stats.sessionsClosed++;
+    for (const release of session.subscriptions.values()) release();
+    session.subscriptions.clear();
+  }
+
+  /** Publishes to a session's targeted subject. Returns false if the session is not on this node. */
+  sendToSession(sessionId: string, msg: BusMessage): boolean {
+    if (!this.sessions.has(sessionId)) return false;
+    this.#bus.publish({ subject: `${SESSION_PREFIX}${sessionId}.${msg.subject}`, body: msg.body, replyTo: msg.replyTo });
+    return true;
+  }
+
+  broadcast(msg: BusMessage): void {
+    this.#bus.publish({ subject: BROADCAST_PREFIX + msg.subject, body: msg.body, replyTo: msg.replyTo });
+  }
+
+  #deliver(members: Iterable<Session>, msg: BusMessage): void {
+    const encoded = new EncodedOnce(msg);
+    for (const s of members) s.send(encoded.for(s));
+  }
+
+  /** Handles one decoded frame from a session. Errors become error frames; the session stays. */
+  handle(session: Session, frame: ClientFrame): void {
+    session.counters.messagesIn++;
+    switch (frame.op) {
+      case 'pub': {
+        const msg = frame.msg;
+        // A publish without reply_to gets the session's reply subject, so answers come back.
+        if (msg.replyTo === null || msg.replyTo === undefined) msg.replyTo = session.replySubject;
+        try {
+          this.#bus.publish(msg);
+        } catch (err) {
+          this.error(session, 'bus_unavailable', err instanceof Error ? err.message : String(err), frame.id);
+          return;
+        }
+        if (frame.id !== undefined) session.sendFrame({ op: 'ok', id: frame.id });
+        return;
+      }
+      case 'sub':
+        this.#subscribe(session, frame.subject, frame.queue, frame.id);
+        return;
+      case 'unsub': {
+        const release = session.subscriptions.get(frame.subject);
+        if (!release || frame.subject.startsWith('\0')) {
+          this.error(session, 'not_subscribed', `not subscribed to ${frame.subject}`, frame.id);
+          return;
+        }
+        release();
+        session.subscriptions.delete(frame.subject);
+        if (frame.id !== undefined) session.sendFrame({ op: 'ok', id: frame.id });
+        return;
+      }
+      case 'req':
+        this.#request(session, frame);
+        return;
+      case 'ping':
+        session.sendFrame(frame.id === undefined ? { op: 'pong' } : { op: 'pong', id: frame.id });
+        return;
+    }
+  }
+
+  error(session: Session, code: ErrorCode, message: string, id?: string): void {
+    session.counters.errors++;
+    this.stats.protocolErrors++;
+    session.sendFrame(id === undefined ? { op: 'error', code, message } : { op: 'error', code, message, id });
+  }
+
+  protocolError(session: Session, err: ProtocolError): void {
+    this.error(session, err.code, err.message, err.id);
+  }
+
+  #subscribe(session: Session, pattern: string, queue: string | undefined, id: string | undefined): void {
+    if (pattern.startsWith(INTERNAL_PREFIX)) {
+      this.error(session, 'invalid_subject', `subjects under ${INTERNAL_PREFIX} are reserved`, id);
+      return;
+    }
+    // Queue members are keyed by pattern and group; unsub names the pattern alone.
+    const key = pattern;
+    if (session.subscriptions.has(key)) {
+      if (id !== undefined) session.sendFrame({ op: 'ok', id });
+      return;
+    }
+    if (session.subscriptions.size - 1 >= this.#opts.maxSubscriptions) {
+      this.error(session, 'limit_exceeded', `at most ${this.#opts.maxSubscriptions} subscriptions per session`, id);
+      return;
+    }
+    if (queue !== undefined) {
+      // A queue member must be its own bus subscriber so that the group picks one session.
+      const sub = this.#bus.subscribe(pattern, (msg) => {
+        if (!msg.subject.startsWith(INTERNAL_PREFIX)) session.send(session.codec.encodeMessage(msg));
+      }, { queue });
+      session.subscriptions.set(key, () => sub.unsubscribe());
+    } else {
+      let f = this.#fanout.get(pattern);
+      if (!f) {
+        const members = new Set<Session>();
+        const sub = this.#bus.subscribe(pattern, (msg) => {
+          // Wildcards never reach the gateway's own subjects (other sessions' replies).
+          if (!msg.subject.startsWith(INTERNAL_PREFIX)) this.#deliver(members, msg);
+        });
+        f = { sub, members };
+        this.#fanout.set(pattern, f);
+      }
+      const fan = f;
+      fan.members.add(session);
+      session.subscriptions.set(key, () => {
+        fan.members.delete(session);
+        if (fan.members.size === 0) {
+          fan.sub.unsubscribe();
+          this.#fanout.delete(pattern);
+        }
+      });
+    }
+    if (id !== undefined) session.sendFrame({ op: 'ok', id });
+  }
+
+  #request(session: Session, frame: Extract<ClientFrame, { op: 'req' }>): void {
+    if (session.pendingRequests >= this.#opts.maxPendingRequests) {
+      this.error(session, 'too_many_requests', `at most ${this.#opts.maxPendingRequests} requests in flight`, frame.id);
+      return;
+    }
+    const timeout = Math.min(frame.timeoutMs ?? this.#opts.defaultRequestTimeoutMs, this.#opts.maxRequestTimeoutMs);
+    session.pendingRequests++;
+    this.#bus.request(frame.subject, frame.body, timeout).then(
+      (reply) => {
+        session.pendingRequests--;
+        session.sendFrame({ op: 'res', id: frame.id, msg: reply });
+      },
+      (err: unknown) => {
+        session.pendingRequests--;
+        if (err instanceof RequestError) this.error(session, err.code, err.message, frame.id);
+        else {
+          this.#log.error({ err, session: session.id }, 'request failed');
+          this.error(session, 'internal', 'request failed', frame.id);
+        }
+      },
+    );
+  }
+
+  async close(): Promise<void> {
+    this.#broadcast.unsubscribe();
+  }
+}

@@ -1,0 +1,105 @@
+// One WebSocket connection in server mode: its identity, its subscriptions, its counters, and the
+// outbound path with the slow-consumer policy. Routing decisions live in SessionHub.
+import type { WebSocket } from 'ws';
+import type { Codec, WireData } from '../protocol/codec.ts';
+import type { ServerFrame } from '../protocol/frames.ts';
+import { CloseCodes } from '../protocol/errors.ts';
+
+export type SlowConsumerPolicy = 'close' | 'drop';
+
+export interface SessionLimits {
+  /** Bytes queued in the socket beyond which the slow-consumer policy applies. */
+  maxBufferedBytes: number;
+  slowConsumerPolicy: SlowConsumerPolicy;
+}
+
+export interface SessionCounters {
+  messagesIn: number;
+  messagesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  dropped: number;
+  errors: number;
+}
+
+export interface SessionInfo {
+  id: string;
+  reply_to: string;
+  remote_address: string;
+  connected_at: string;
+  protocol: string;
+  subscriptions: string[];
+  counters: SessionCounters;
+}
+
+export class Session {
+  readonly id: string;
+  readonly replySubject: string;
+  readonly remoteAddress: string;
+  readonly connectedAt: Date;
+  readonly codec: Codec;
+  readonly counters: SessionCounters = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0, errors: 0 };
+  /** Subscription key (pattern, or pattern + queue) → release function. */
+  readonly subscriptions = new Map<string, () => void>();
+  pendingRequests = 0;
+  closed = false;
+  #ws: WebSocket;
+  #limits: SessionLimits;
+  /** Told once when the slow-consumer policy closes or first drops for this session. */
+  onSlow: (session: Session, action: SlowConsumerPolicy) => void = () => {};
+
+  constructor(id: string, replySubject: string, ws: WebSocket, remoteAddress: string, codec: Codec, limits: SessionLimits) {
+    this.id = id;
+    this.replySubject = replySubject;
+    this.#ws = ws;
+    this.remoteAddress = remoteAddress;
+    this.codec = codec;
+    this.connectedAt = new Date();
+    this.#limits = limits;
+  }
+
+  /**
+   * Sends an already-encoded frame. Returns false when it was not sent: the session is closed, or
+   * the client reads too slowly and the policy dropped the frame or closed the session.
+   */
+  send(data: WireData): boolean {
+    if (this.closed) return false;
+    const ws = this.#ws;
+    if (ws.bufferedAmount > this.#limits.maxBufferedBytes) {
+      this.counters.dropped++;
+      if (this.#limits.slowConsumerPolicy === 'close') {
+        this.onSlow(this, 'close');
+        this.close(CloseCodes.tryAgainLater, 'slow consumer');
+      } else if (this.counters.dropped === 1) {
+        this.onSlow(this, 'drop');
+      }
+      return false;
+    }
+    ws.send(data, { binary: this.codec.binary });
+    this.counters.messagesOut++;
+    this.counters.bytesOut += typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+    return true;
+  }
+
+  sendFrame(frame: ServerFrame): boolean {
+    return this.send(this.codec.encode(frame));
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.#ws.close(code, reason);
+  }
+
+  info(): SessionInfo {
+    return {
+      id: this.id,
+      reply_to: this.replySubject,
+      remote_address: this.remoteAddress,
+      connected_at: this.connectedAt.toISOString(),
+      protocol: this.codec.name,
+      subscriptions: [...this.subscriptions.keys()].filter((k) => !k.startsWith('\0')),
+      counters: { ...this.counters },
+    };
+  }
+}

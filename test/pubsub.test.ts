@@ -1,0 +1,138 @@
+// Server mode end to end over real sockets: pub/sub with wildcards, reply-to routing, broadcast,
+// request/reply (success, timeout, no responders), MessagePack sessions.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { pack } from 'msgpackr';
+import { startGateway, TestClient, b64, unb64 } from './helpers.ts';
+
+const gw = await startGateway({ REQUEST_TIMEOUT_MS: '200' });
+after(() => gw.shutdown());
+
+test('welcome frame names an unguessable session id and its reply subject', async () => {
+  const a = await TestClient.connect(gw);
+  const b = await TestClient.connect(gw);
+  assert.equal(a.welcome.protocol, 'wsbridge.v1');
+  assert.match(String(a.welcome.session), /^[A-Za-z0-9_-]{22}$/); // 16 random bytes, base64url
+  assert.notEqual(a.welcome.session, b.welcome.session);
+  assert.equal(a.welcome.reply_to, `_WSB.S.${a.welcome.session}`);
+  a.close();
+  b.close();
+});
+
+test('two clients exchange pub/sub with * and > wildcards', async () => {
+  const pub = await TestClient.connect(gw);
+  const star = await TestClient.connect(gw);
+  const tail = await TestClient.connect(gw);
+  assert.deepEqual(await star.call({ op: 'sub', subject: 'chat.*', id: '1' }), { op: 'ok', id: '1' });
+  assert.deepEqual(await tail.call({ op: 'sub', subject: 'chat.>', id: '1' }), { op: 'ok', id: '1' });
+
+  pub.send({ subject: 'chat.room1', body: b64('hello') });
+  const m1 = await star.next((f) => f.subject === 'chat.room1');
+  assert.equal(unb64(m1.body), 'hello');
+  assert.equal(m1.reply_to, pub.welcome.reply_to, 'publish without reply_to gets the sender reply subject');
+  await tail.next((f) => f.subject === 'chat.room1');
+
+  pub.send({ subject: 'chat.room1.thread', text: 'deep' });
+  const m2 = await tail.next((f) => f.subject === 'chat.room1.thread');
+  assert.equal(unb64(m2.body), 'deep');
+
+  // Unsubscribe, then a marker publish proves nothing else arrived for `chat.*`.
+  assert.equal((await star.call({ op: 'unsub', subject: 'chat.*', id: '2' })).op, 'ok');
+  await star.call({ op: 'sub', subject: 'marker', id: '3' });
+  pub.send({ subject: 'chat.room2', text: 'after unsub' });
+  pub.send({ subject: 'marker', text: 'm' });
+  await star.next((f) => f.subject === 'marker');
+  assert.equal(star.frames.filter((f) => f.subject === 'chat.room2').length, 0);
+  assert.equal(star.frames.filter((f) => f.subject === 'chat.room1.thread').length, 0, '* matches one token only');
+
+  const err = await star.call({ op: 'unsub', subject: 'never.subscribed', id: '4' });
+  assert.equal(err.code, 'not_subscribed');
+  for (const c of [pub, star, tail]) c.close();
+});
+
+test('a message to a reply subject reaches exactly that session', async () => {
+  const asker = await TestClient.connect(gw);
+  const other = await TestClient.connect(gw);
+  const responder = await TestClient.connect(gw);
+  await responder.call({ op: 'sub', subject: 'svc.echo', id: 's' });
+  await other.call({ op: 'sub', subject: '>', id: 's' }); // even `>` must not see other sessions' replies
+
+  asker.send({ subject: 'svc.echo', text: 'ping' });
+  const got = await responder.next((f) => f.subject === 'svc.echo');
+  responder.send({ subject: got.reply_to, text: 'pong' });
+  const reply = await asker.next((f) => f.subject === asker.welcome.reply_to);
+  assert.equal(unb64(reply.body), 'pong');
+
+  await other.next((f) => f.subject === 'svc.echo'); // it saw the public publish…
+  await other.call({ op: 'ping', id: 'sync' });
+  assert.equal(other.frames.filter((f) => String(f.subject).startsWith('_WSB.')).length, 0, '…but never the reply');
+  for (const c of [asker, other, responder]) c.close();
+});
+
+test('broadcast reaches every session', async () => {
+  const clients = await Promise.all(Array.from({ length: 5 }, () => TestClient.connect(gw)));
+  const n = gw.broadcast({ subject: 'announce', body: Buffer.from('all hands') });
+  assert.ok(n >= 5);
+  for (const c of clients) {
+    const m = await c.next((f) => f.subject === 'announce');
+    assert.equal(unb64(m.body), 'all hands');
+  }
+  for (const c of clients) c.close();
+});
+
+test('request/reply: success, timeout and no responders', async () => {
+  const client = await TestClient.connect(gw);
+  const svc = await TestClient.connect(gw);
+  await svc.call({ op: 'sub', subject: 'svc.time', id: 's' });
+
+  client.send({ op: 'req', id: '7', subject: 'svc.time', body: b64('what time'), timeout_ms: 2000 });
+  const req = await svc.next((f) => f.subject === 'svc.time');
+  assert.equal(unb64(req.body), 'what time');
+  svc.send({ subject: req.reply_to, text: 'noon' });
+  const res = await client.next((f) => f.id === '7');
+  assert.equal(res.op, 'res');
+  assert.equal(unb64(res.body), 'noon');
+
+  await svc.call({ op: 'sub', subject: 'svc.silent', id: 's2' });
+  const timeout = await client.call({ op: 'req', id: '8', subject: 'svc.silent', text: 'x', timeout_ms: 100 });
+  assert.deepEqual([timeout.op, timeout.code], ['error', 'timeout']);
+
+  const none = await client.call({ op: 'req', id: '9', subject: 'svc.nobody', text: 'x' });
+  assert.deepEqual([none.op, none.code], ['error', 'no_responders']);
+  client.close();
+  svc.close();
+});
+
+test('publish with an id is acknowledged; ping answers pong', async () => {
+  const c = await TestClient.connect(gw);
+  assert.deepEqual(await c.call({ subject: 'x.y', text: 'a', id: 'p1' }), { op: 'ok', id: 'p1' });
+  c.send({ op: 'ping', id: 'z' });
+  assert.deepEqual(await c.next((f) => f.op === 'pong'), { op: 'pong', id: 'z' });
+  c.close();
+});
+
+test('MessagePack sessions speak the same shapes in binary frames, and meet JSON sessions', async () => {
+  const mp = await TestClient.connect(gw, 'wsbridge.v1.msgpack');
+  const js = await TestClient.connect(gw, 'wsbridge.v1.json');
+  assert.equal(mp.ws.protocol, 'wsbridge.v1.msgpack');
+  assert.equal(js.ws.protocol, 'wsbridge.v1.json');
+  assert.equal(mp.welcome.op, 'welcome');
+  mp.ws.send(pack({ op: 'sub', subject: 'mix.>', id: '1' }));
+  assert.equal((await mp.next((f) => f.id === '1')).op, 'ok');
+  js.send({ subject: 'mix.a', body: b64('from json') });
+  const m = await mp.next((f) => f.subject === 'mix.a');
+  assert.ok(m.body instanceof Uint8Array);
+  assert.equal(Buffer.from(m.body as Uint8Array).toString(), 'from json');
+
+  await js.call({ op: 'sub', subject: 'back', id: '2' });
+  mp.ws.send(pack({ subject: 'back', body: Buffer.from([0, 1, 2, 255]) }));
+  const back = await js.next((f) => f.subject === 'back');
+  assert.deepEqual([...Buffer.from(String(back.body), 'base64')], [0, 1, 2, 255]);
+
+  mp.ws.send(pack({ subject: 'back', body: 'not bin' }));
+  assert.equal((await mp.next((f) => f.op === 'error')).code, 'bad_request');
+  mp.ws.send(Buffer.from([0x82, 0xa1])); // truncated map
+  assert.equal((await mp.next((f) => f.op === 'error')).code, 'bad_msgpack');
+  mp.close();
+  js.close();
+});
