@@ -62,10 +62,12 @@ export class Session {
    * Sends an already-encoded frame. Returns false when it was not sent: the session is closed, or
    * the client reads too slowly and the policy dropped the frame or closed the session.
    */
-  send(data: WireData): boolean {
+  send(data: WireData, isReply = false): boolean {
     if (this.closed) return false;
     const ws = this.#ws;
-    if (ws.bufferedAmount > this.#limits.maxBufferedBytes) {
+    // Under the drop policy, answers to the client's own ops (ok, error, pong, res) still go out:
+    // they are as many as the client asked for, and dropping them would hang its requests.
+    if (ws.bufferedAmount > this.#limits.maxBufferedBytes && !(isReply && this.#limits.slowConsumerPolicy === 'drop')) {
       this.counters.dropped++;
       if (this.#limits.slowConsumerPolicy === 'close') {
         this.onSlow(this, 'close');
@@ -82,7 +84,7 @@ export class Session {
   }
 
   sendFrame(frame: ServerFrame): boolean {
-    return this.send(this.codec.encode(frame));
+    return this.send(this.codec.encode(frame), frame.op !== 'welcome');
   }
 
   close(code: number, reason: string): void {
