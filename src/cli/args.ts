@@ -28,6 +28,11 @@ function help(command?: string): string {
 Options (each also an env var and a config-file key; flags > env > config file > defaults):
   --config <file.json>         JSON config file (env WSBRIDGE_CONFIG)
   --header Name=value          handshake header for client mode (env HEADER_<Name>); repeatable
+  --component <file.wasm>      run a WebAssembly component (repeatable); the options below
+    --subscribe <pattern>        apply to the --component before them: subjects it handles
+    --queue <group>              (repeatable), its queue group, its instance pool size and
+    --pool-size <n>              its link id (default: the file name)
+    --id <name>
 ${rows.join('\n')}
   -h, --help                   this text
   -v, --version                print the version
@@ -45,17 +50,37 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
   const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {
     config: { type: 'string' },
     header: { type: 'string', multiple: true },
+    component: { type: 'string', multiple: true },
+    subscribe: { type: 'string', multiple: true },
+    queue: { type: 'string', multiple: true },
+    'pool-size': { type: 'string', multiple: true },
+    id: { type: 'string', multiple: true },
     help: { type: 'boolean', short: 'h' },
     version: { type: 'boolean', short: 'v' },
   };
   for (const s of SETTINGS) if (s.key !== 'MODE') options[flagName(s.key)] = { type: 'string' };
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true, tokens: true });
   } catch (err) {
     throw new ConfigError(`${(err as Error).message} (see wsbridge --help)`);
   }
   const { values, positionals } = parsed;
+  // --subscribe, --queue, --pool-size and --id belong to the --component before them.
+  const components: Array<Record<string, unknown>> = [];
+  for (const t of parsed.tokens ?? []) {
+    if (t.kind !== 'option' || t.value === undefined) continue;
+    if (t.name === 'component') {
+      components.push({ path: t.value, subscriptions: [] });
+      continue;
+    }
+    if (!['subscribe', 'queue', 'pool-size', 'id'].includes(t.name)) continue;
+    const current = components.at(-1);
+    if (!current) throw new ConfigError(`--${t.name} must follow the --component it belongs to`);
+    if (t.name === 'subscribe') (current.subscriptions as string[]).push(t.value);
+    else if (t.name === 'pool-size') current.pool_size = t.value;
+    else current[t.name] = t.value;
+  }
   const command = positionals[0] ?? (env.MODE === 'client' ? 'connect' : 'serve');
   if (values.version) return { exit: 0, out: `${version()}\n` };
   if (values.help) return { exit: 0, out: help(positionals[0]) };
@@ -80,7 +105,7 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
   // The command line decides the mode; env MODE only picks the command when none is given.
   const envForConfig = { ...env };
   delete envForConfig.MODE;
-  const config = loadConfig({ flags, env: envForConfig, file: values.config as string | undefined });
+  const config = loadConfig({ flags, env: envForConfig, file: values.config as string | undefined, components });
   return { command, config };
 }
 

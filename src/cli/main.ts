@@ -6,6 +6,7 @@ import type { Parsed } from './args.ts';
 import { ConfigError } from '../config/load.ts';
 import { Gateway } from '../gateway/gateway.ts';
 import { createLogger } from '../observability/logger.ts';
+import { ComponentLoadError } from '../components/component-config.ts';
 
 async function main(): Promise<void> {
   let parsed: Parsed | { exit: number; out: string };
@@ -28,6 +29,10 @@ async function main(): Promise<void> {
   try {
     gw = await Gateway.start(config, { log });
   } catch (err) {
+    if (err instanceof ComponentLoadError) {
+      process.stderr.write(`wsbridge: ${err.message}\n`);
+      process.exit(2);
+    }
     const e = err as NodeJS.ErrnoException;
     const where = config.listen ? `${config.listen.host}:${config.listen.port}` : '';
     const reason = e.code === 'EADDRINUSE' ? 'address already in use' : e.code === 'EACCES' ? 'permission denied' : e.message;

@@ -6,7 +6,11 @@ import { SETTINGS, SETTING_BY_KEY } from './settings.ts';
 import type { Setting } from './settings.ts';
 import type { LogLevel } from '../observability/logger.ts';
 import type { SlowConsumerPolicy } from '../sessions/session.ts';
-import { subjectError } from '../protocol/subject.ts';
+import { subjectError, INTERNAL_PREFIX } from '../protocol/subject.ts';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import type { ComponentConfig } from '../components/component-config.ts';
+import { defaultComponentId } from '../components/component-config.ts';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -49,6 +53,8 @@ export interface Config {
   shutdownTimeoutMs: number;
   logLevel: LogLevel;
   links: LinkConfig[];
+  components: ComponentConfig[];
+  componentCacheDir: string;
 }
 
 export interface ConfigSources {
@@ -57,6 +63,8 @@ export interface ConfigSources {
   env?: Record<string, string | undefined>;
   /** Path of a JSON config file (flag --config or env WSBRIDGE_CONFIG). */
   file?: string | undefined;
+  /** Components from the command line, in the config file's shape. */
+  components?: Array<Record<string, unknown>>;
 }
 
 type Raw = { value: unknown; source: string };
@@ -150,7 +158,7 @@ function readFile(path: string): Record<string, unknown> {
   return obj as Record<string, unknown>;
 }
 
-const FILE_EXTRA_KEYS = new Set(['links']);
+const FILE_EXTRA_KEYS = new Set(['links', 'components']);
 
 function checkKeys(obj: Record<string, unknown>, where: string, allowed: (key: string) => boolean): void {
   for (const k of Object.keys(obj)) {
@@ -210,7 +218,25 @@ export function loadConfig(sources: ConfigSources): Config {
     shutdownTimeoutMs: get('SHUTDOWN_TIMEOUT_MS'),
     logLevel: get('LOG_LEVEL'),
     links: [],
+    components: [],
+    componentCacheDir: get<string | undefined>('COMPONENT_CACHE_DIR') ?? join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'wsbridge', 'components'),
   };
+  const fileComponents = file.components;
+  if (fileComponents !== undefined && !Array.isArray(fileComponents)) throw new ConfigError(`${fileSource}: components must be an array of objects`);
+  const componentEntries: Array<[Record<string, unknown>, string]> = [
+    ...((fileComponents as unknown[] | undefined) ?? []).map((c, i): [Record<string, unknown>, string] => [c as Record<string, unknown>, `${fileSource}: components[${i}]`]),
+    ...(sources.components ?? []).map((c, i): [Record<string, unknown>, string] => [c, `--component #${i + 1}`]),
+  ];
+  config.components = componentEntries.map(([c, where]) => componentConfig(c, where, {
+    poolSize: get('COMPONENT_POOL_SIZE'),
+    timeoutMs: get('COMPONENT_TIMEOUT_MS'),
+    maxQueue: get('COMPONENT_MAX_QUEUE'),
+  }));
+  const ids = new Set<string>();
+  for (const c of config.components) {
+    if (ids.has(c.id)) throw new ConfigError(`components: two components have the id ${JSON.stringify(c.id)}; give one an "id"`);
+    ids.add(c.id);
+  }
   if (config.requestTimeoutMs > config.maxRequestTimeoutMs) {
     throw new ConfigError(`REQUEST_TIMEOUT_MS (${config.requestTimeoutMs}) must not exceed MAX_REQUEST_TIMEOUT_MS (${config.maxRequestTimeoutMs})`);
   }
@@ -232,6 +258,48 @@ export function loadConfig(sources: ConfigSources): Config {
     config.links = links.map(({ own, where }) => linkConfig(own, where, raw, get));
   }
   return config;
+}
+
+const COMPONENT_KEYS = new Set(['path', 'id', 'subscriptions', 'queue', 'pool_size', 'timeout_ms', 'max_queue']);
+
+function componentConfig(c: unknown, where: string, defaults: { poolSize: number; timeoutMs: number; maxQueue: number }): ComponentConfig {
+  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new ConfigError(`${where}: must be an object`);
+  const o = c as Record<string, unknown>;
+  checkKeys(o, where, (k) => COMPONENT_KEYS.has(k));
+  if (typeof o.path !== 'string' || o.path.length === 0) throw new ConfigError(`${where}: path must be the path of a .wasm component`);
+  const id = o.id === undefined ? defaultComponentId(o.path) : o.id;
+  if (typeof id !== 'string' || id.length === 0) throw new ConfigError(`${where}: id must be a non-empty string`);
+  let queue: string | undefined;
+  if (o.queue !== undefined) {
+    const e = subjectError(o.queue, false);
+    if (e) throw new ConfigError(`${where}: queue: ${e}`);
+    queue = o.queue as string;
+  }
+  const subs = o.subscriptions ?? [];
+  if (!Array.isArray(subs)) throw new ConfigError(`${where}: subscriptions must be an array of subject patterns`);
+  const subscriptions = subs.map((s: unknown) => {
+    const subject = typeof s === 'object' && s !== null ? (s as Record<string, unknown>).subject : s;
+    const q = typeof s === 'object' && s !== null ? (s as Record<string, unknown>).queue ?? queue : queue;
+    const e = subjectError(subject, true) ?? (typeof subject === 'string' && subject.startsWith(INTERNAL_PREFIX) ? `subjects under ${INTERNAL_PREFIX} are reserved` : null);
+    if (e) throw new ConfigError(`${where}: subscription ${JSON.stringify(subject)}: ${e}`);
+    if (q !== undefined && (typeof q !== 'string' || subjectError(q, false))) throw new ConfigError(`${where}: queue ${JSON.stringify(q)} is not a valid group name`);
+    return { subject: subject as string, queue: q as string | undefined };
+  });
+  const num = (key: string, def: number, min: number, max: number): number => {
+    const v = o[key];
+    if (v === undefined) return def;
+    const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${where}: ${key}: expected an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+    return n;
+  };
+  return {
+    id,
+    path: o.path,
+    subscriptions,
+    poolSize: num('pool_size', defaults.poolSize, 1, 1024),
+    timeoutMs: num('timeout_ms', defaults.timeoutMs, 1, 3_600_000),
+    maxQueue: num('max_queue', defaults.maxQueue, 0, 1_000_000),
+  };
 }
 
 function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string, Raw>, get: <T>(key: string, override?: Raw) => T): LinkConfig {

@@ -14,6 +14,8 @@ import { silentLogger } from '../observability/logger.ts';
 import type { Logger } from '../observability/logger.ts';
 import { INTERNAL_PREFIX, subjectError, isInternalSubject } from '../protocol/subject.ts';
 import { ok, err } from './messaging.ts';
+import type { ComponentConfig } from '../components/component-config.ts';
+import type { RunningComponent } from '../components/component-host.ts';
 import type { BrokerMessage, Consumer, Handler, Result, Subscription } from './messaging.ts';
 
 export interface GatewayStats {
@@ -38,6 +40,8 @@ export class Gateway {
   server: GatewayServer | undefined;
   #links = new Map<string, { link: RemoteLink; owners: Set<string> }>();
   #components = new Map<string, LinkedComponent>();
+  /** WebAssembly components running in this process, by link id. */
+  readonly wasm = new Map<string, RunningComponent>();
   #closing: Promise<void> | undefined;
 
   private constructor(config: Config, log: Logger, bus: Bus) {
@@ -58,6 +62,13 @@ export class Gateway {
   /** Starts a node: the listener when one is configured, and the configured client-mode links. */
   static async start(config: Config, opts: { log?: Logger; bus?: Bus } = {}): Promise<Gateway> {
     const gw = new Gateway(config, opts.log ?? silentLogger, opts.bus ?? new MemoryBus());
+    // Components first: no client traffic arrives before their subscriptions exist.
+    try {
+      for (const c of config.components) await gw.addComponent(c);
+    } catch (e) {
+      await gw.shutdown();
+      throw e;
+    }
     if (config.listen) {
       gw.server = new GatewayServer(gw, config);
       await gw.server.listen(config.listen);
@@ -127,8 +138,25 @@ export class Gateway {
     if (remote) c.linkKeys.add(this.#acquireLink(componentId, resolveLink(remote)));
   }
 
+  /**
+   * Loads a WebAssembly component and links it: its consumer imports call this gateway, its
+   * subscriptions call handle-message through an instance pool. jco is loaded on first use.
+   */
+  async addComponent(cfg: ComponentConfig): Promise<RunningComponent> {
+    if (this.wasm.has(cfg.id) || this.#components.has(cfg.id)) throw new Error(`a link with id ${JSON.stringify(cfg.id)} exists already`);
+    const { startComponent } = await import('../components/component-host.ts');
+    const running = await startComponent(this, cfg, this.config.componentCacheDir);
+    this.wasm.set(cfg.id, running);
+    return running;
+  }
+
   /** Removes a component's links: its subscriptions end; a remote connection closes with its last link. */
   async deleteLink(componentId: string): Promise<void> {
+    const running = this.wasm.get(componentId);
+    if (running) {
+      this.wasm.delete(componentId);
+      running.pool.close();
+    }
     const c = this.#components.get(componentId);
     if (!c) return;
     this.#components.delete(componentId);
@@ -216,6 +244,8 @@ export class Gateway {
       this.#links.clear();
       for (const c of this.#components.values()) for (const s of c.subscriptions) s.unsubscribe();
       this.#components.clear();
+      for (const w of this.wasm.values()) w.pool.close();
+      this.wasm.clear();
       await this.hub.close();
       await this.bus.close();
     })();

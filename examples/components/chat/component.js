@@ -1,0 +1,30 @@
+// chat: rooms with a member count. Subscribed to `chat.>`:
+//   chat.<room>.join   → members + 1, announces {"event":"join","members":n} on room.<room>
+//   chat.<room>.leave  → members - 1, announces {"event":"leave","members":n}
+//   chat.<room>.send   → re-publishes {"event":"message","text":<body as text>,"members":n}
+// A message with reply-to gets {"members":n} back. Counts live in this instance's memory, so
+// run chat with a pool of 1 (or keep counts elsewhere) for one consistent count.
+import { publish } from 'wasmcloud:messaging/consumer@0.2.0';
+
+const members = new Map();
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function send(subject, value) {
+  publish({ subject, body: encoder.encode(JSON.stringify(value)), replyTo: undefined });
+}
+
+export const handler = {
+  handleMessage(msg) {
+    const parts = msg.subject.split('.');
+    if (parts.length !== 3 || parts[0] !== 'chat') throw `chat: unexpected subject ${msg.subject}`;
+    const [, room, action] = parts;
+    let n = members.get(room) ?? 0;
+    if (action === 'join') members.set(room, ++n);
+    else if (action === 'leave') members.set(room, (n = Math.max(0, n - 1)));
+    else if (action !== 'send') throw `chat: unknown action ${action}`;
+    const event = action === 'send' ? { event: 'message', text: decoder.decode(msg.body), members: n } : { event: action, members: n };
+    send(`room.${room}`, event);
+    if (msg.replyTo !== undefined) send(msg.replyTo, { members: n });
+  },
+};

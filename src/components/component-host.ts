@@ -1,0 +1,30 @@
+// Runs configured components inside a gateway: loads each one (cached transpile, import check),
+// warms its instance pool, and links it as both target (its consumer imports) and source (its
+// subscriptions call handle-message through the pool).
+import { loadComponent } from './loader.ts';
+import { InstancePool } from './pool.ts';
+import { consumerImports } from './host-imports.ts';
+import type { Gateway } from '../gateway/gateway.ts';
+import type { ComponentConfig } from './component-config.ts';
+
+export interface RunningComponent {
+  id: string;
+  config: ComponentConfig;
+  pool: InstancePool;
+  cached: boolean;
+}
+
+/** Loads a component and links it to the gateway. Throws ComponentLoadError when it cannot run. */
+export async function startComponent(gw: Gateway, cfg: ComponentConfig, cacheDir: string): Promise<RunningComponent> {
+  const loaded = await loadComponent(cfg.path, cacheDir);
+  const consumer = gw.linkTarget(cfg.id);
+  const pool = new InstancePool(loaded, (guard) => consumerImports(consumer, guard), {
+    size: cfg.poolSize,
+    timeoutMs: cfg.timeoutMs,
+    maxQueue: cfg.maxQueue,
+  });
+  await pool.warm();
+  gw.linkSource(cfg.id, { handleMessage: (msg) => pool.call(msg) }, cfg.subscriptions);
+  gw.log.info({ component: cfg.id, path: cfg.path, subscriptions: cfg.subscriptions, pool: cfg.poolSize, cached: loaded.cached }, 'component linked');
+  return { id: cfg.id, config: cfg, pool, cached: loaded.cached };
+}

@@ -1,0 +1,50 @@
+// What wsbridge gives a component: wasmcloud:messaging/consumer@0.2.0 bound to the gateway.
+// Errors travel as jco expects from a host import returning `result<_, string>`: a thrown value
+// with a `payload` becomes `err(payload)` in the guest.
+import type { BrokerMessage, Result } from '../gateway/messaging.ts';
+
+/** Interfaces a component may import (jco names them without versions). */
+export const SUPPORTED_IMPORTS = new Set(['wasmcloud:messaging/consumer', 'wasmcloud:messaging/types']);
+
+/** Imports that may suspend the instance (JSPI) while the host awaits. */
+export const ASYNC_IMPORTS = ['wasmcloud:messaging/consumer@0.2.0#request'];
+export const ASYNC_EXPORTS = ['wasmcloud:messaging/handler@0.2.0#handle-message'];
+
+/** A guest-facing broker message: jco represents `option<string>` none as undefined. */
+interface GuestMessage {
+  subject: string;
+  body: Uint8Array;
+  replyTo?: string | undefined;
+}
+
+export interface MessagingHost {
+  publish(msg: BrokerMessage): Result<void, string>;
+  request(subject: string, body: Uint8Array, timeoutMs: number): Promise<Result<BrokerMessage, string>>;
+}
+
+export interface InstanceGuard {
+  /** Set once the instance was given up (trap, deadline): its late calls are refused. */
+  retired: boolean;
+}
+
+function fail(reason: string): never {
+  throw { payload: reason };
+}
+
+export function consumerImports(host: MessagingHost, guard: InstanceGuard): Record<string, unknown> {
+  const consumer = {
+    publish(msg: GuestMessage): void {
+      if (guard.retired) fail('instance retired');
+      const r = host.publish({ subject: msg.subject, body: msg.body, replyTo: msg.replyTo ?? null });
+      if (r.tag === 'err') fail(r.val);
+    },
+    async request(subject: string, body: Uint8Array, timeoutMs: number): Promise<GuestMessage> {
+      if (guard.retired) fail('instance retired');
+      const r = await host.request(subject, body, timeoutMs);
+      if (r.tag === 'err') fail(r.val);
+      return { subject: r.val.subject, body: r.val.body, replyTo: r.val.replyTo ?? undefined };
+    },
+  };
+  // The generated .d.ts names the versioned interface, the generated JS reads the bare name.
+  return { 'wasmcloud:messaging/consumer': consumer, 'wasmcloud:messaging/consumer@0.2.0': consumer };
+}
