@@ -23,10 +23,11 @@ const WIT_DEPS: Array<{ uses: RegExp; files: string[]; dir: string }> = [
   { uses: /wasmcloud:websocket\//, files: ['wasmcloud-websocket-0.1.1-draft.wit'], dir: 'wasmcloud-websocket' },
 ];
 
-function engineFlags(engine: Engine): string[] {
-  // `--disable all` leaves exactly the world's own imports (no WASI) for StarlingMonkey;
-  // the QuickJS flags stub WASI out and build a synchronous guest.
-  return engine === 'quickjs' ? ['--backend', 'qjs', '--backend-qjs-stub-wasi', '--backend-qjs-disable-async'] : ['--disable', 'all'];
+function engineFlags(engine: Engine, disable: string[]): string[] {
+  // `--disable all` leaves exactly the world's own imports (no WASI) for StarlingMonkey; a
+  // folder's build.json may keep some WASI features ({"disable": ["http", "fetch-event"]}).
+  // The QuickJS flags stub WASI out and build a synchronous guest.
+  return engine === 'quickjs' ? ['--backend', 'qjs', '--backend-qjs-stub-wasi', '--backend-qjs-disable-async'] : ['--disable', ...disable];
 }
 
 function toolVersion(): string {
@@ -50,9 +51,11 @@ export async function buildComponent(srcDir: string, opts: { engine?: Engine; ou
   const world = /^\s*world\s+([\w-]+)\s*\{/m.exec(worldText)?.[1];
   if (!world) throw new Error(`${srcDir}/world.wit: no world found`);
   const deps = WIT_DEPS.filter((d) => d.uses.test(worldText));
+  const buildJson = join(srcDir, 'build.json');
+  const disable = existsSync(buildJson) ? (JSON.parse(readFileSync(buildJson, 'utf8')) as { disable: string[] }).disable : ['all'];
 
   const hash = createHash('sha256');
-  hash.update(`${engine}\n${toolVersion()}\n${worldText}\n`);
+  hash.update(`${engine}\n${disable.join(',')}\n${toolVersion()}\n${worldText}\n`);
   hash.update(readFileSync(source));
   for (const d of deps) for (const f of d.files) hash.update(readFileSync(join(ROOT, 'wit', f)));
   const digest = hash.digest('hex');
@@ -70,7 +73,7 @@ export async function buildComponent(srcDir: string, opts: { engine?: Engine; ou
       for (const f of d.files) writeFileSync(join(work, 'wit/deps', d.dir, f), readFileSync(join(ROOT, 'wit', f)));
     }
     const tmpOut = join(work, 'out.wasm');
-    const args = ['--import', PREOPEN, JCO, 'componentize', resolve(source), '--wit', join(work, 'wit'), '--world-name', world, ...engineFlags(engine), '-o', tmpOut];
+    const args = ['--import', PREOPEN, JCO, 'componentize', resolve(source), '--wit', join(work, 'wit'), '--world-name', world, ...engineFlags(engine, disable), '-o', tmpOut];
     const output = await run(process.execPath, args);
     if (!existsSync(tmpOut)) throw new Error(`componentize ${srcDir} failed:\n${output}`);
     mkdirSync(outDir, { recursive: true });

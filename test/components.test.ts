@@ -21,7 +21,7 @@ const [echo, chat, forwarder, faulty] = await Promise.all([example('echo'), exam
 const gw = await startGateway({ COMPONENT_CACHE_DIR: CACHE });
 after(() => gw.shutdown());
 const component = (id: string, path: string, subscriptions: Array<string | { subject: string; queue?: string }>, extra: Partial<{ poolSize: number; timeoutMs: number }> = {}) =>
-  gw.addComponent({ id, path, subscriptions: subscriptions.map((s) => (typeof s === 'string' ? { subject: s, queue: undefined } : s)), poolSize: extra.poolSize ?? 2, timeoutMs: extra.timeoutMs ?? 10_000, maxQueue: 1000 });
+  gw.addComponent({ id, path, subscriptions: subscriptions.map((s) => (typeof s === 'string' ? { subject: s, queue: undefined } : s)), poolSize: extra.poolSize ?? 2, timeoutMs: extra.timeoutMs ?? 10_000, maxQueue: 1000, env: {}, preopens: {} });
 
 test('WS client → echo component → reply reaches that session only', async () => {
   await component('echo', echo, ['echo.>']);
@@ -172,4 +172,43 @@ test('CLI: serve --component … --subscribe …, and a missing import exits 2 n
   const bad = await spawnCli(['serve', '--listen', '127.0.0.1:0', '--component', await fixture('unknown-import'), '--subscribe', 'x'], { COMPONENT_CACHE_DIR: CACHE }, null);
   assert.equal((await bad.exit).code, 2);
   assert.match(bad.output(), /wsbridge:unknown\/ledger/);
+});
+
+test('WASI imports are served sandboxed: clocks and randomness work, no env, no filesystem', async () => {
+  const path = await fixture('wasi');
+  const loaded = await loadComponent(path, CACHE);
+  assert.ok(loaded.imports.includes('wasi:filesystem/preopens') && loaded.imports.includes('wasi:clocks/wall-clock'), 'the fixture really imports WASI');
+  await component('wasi', path, ['wasi.>']);
+  const c = await TestClient.connect(gw);
+  const report = JSON.parse(unb64((await c.call({ op: 'req', id: 'w', subject: 'wasi.check', text: '' })).body)) as Record<string, boolean>;
+  assert.deepEqual(report, { clock: true, random: true });
+  c.close();
+  // What the sandbox hands a component: nothing of the gateway's env, no directories, and an
+  // exit that traps instead of ending the gateway.
+  const { wasiImports, WasiExit } = await import('../src/components/wasi.ts');
+  const sandbox = wasiImports({ env: {}, preopens: {} }) as Record<string, Record<string, (...a: unknown[]) => unknown>>;
+  assert.deepEqual(sandbox['wasi:cli/environment']!.getEnvironment!(), []);
+  assert.deepEqual(sandbox['wasi:filesystem/preopens']!.getDirectories!(), []);
+  assert.throws(() => sandbox['wasi:cli/exit']!.exit!({ tag: 'ok' }), WasiExit);
+  const granted = wasiImports({ env: { REGION: 'eu' }, preopens: { '/data': tmpdir() } }) as typeof sandbox;
+  assert.deepEqual(granted['wasi:cli/environment']!.getEnvironment!(), [['REGION', 'eu']]);
+  assert.equal((granted['wasi:filesystem/preopens']!.getDirectories!() as unknown[]).length, 1);
+});
+
+test('client mode: a component answers messages from a remote server over the link', async () => {
+  const { WebSocketServer } = await import('ws');
+  const remote = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  await new Promise((r) => remote.once('listening', r));
+  const url = `ws://127.0.0.1:${(remote.address() as { port: number }).port}/`;
+  const conn = new Promise<import('ws').WebSocket>((resolve) => remote.once('connection', resolve));
+  const { proc, exit } = await spawnCli(['connect', url, '--component', echo, '--subscribe', 'echo.>'], { COMPONENT_CACHE_DIR: CACHE }, /connected to/);
+  const ws = await conn;
+  const answer = new Promise<string>((resolve) => ws.once('message', (d) => resolve(d.toString())));
+  ws.send(JSON.stringify({ subject: 'echo.remote', text: 'over the link', reply_to: 'remote.inbox' }));
+  const env = JSON.parse(await answer) as { subject: string; body: string };
+  assert.equal(env.subject, 'remote.inbox');
+  assert.equal(unb64(env.body), 'over the link');
+  proc.kill('SIGTERM');
+  assert.equal((await exit).code, 0);
+  remote.close();
 });

@@ -11,6 +11,9 @@ export interface ComponentConfig {
   poolSize: number;
   timeoutMs: number;
   maxQueue: number;
+  /** WASI grants: env vars and directories the component may see (none by default). */
+  env: Record<string, string>;
+  preopens: Record<string, string>;
 }
 
 export function defaultComponentId(path: string): string {

@@ -4,6 +4,7 @@
 import { loadComponent } from './loader.ts';
 import { InstancePool } from './pool.ts';
 import { consumerImports } from './host-imports.ts';
+import { wasiImports } from './wasi.ts';
 import type { Gateway } from '../gateway/gateway.ts';
 import type { ComponentConfig } from './component-config.ts';
 
@@ -18,7 +19,7 @@ export interface RunningComponent {
 export async function startComponent(gw: Gateway, cfg: ComponentConfig, cacheDir: string): Promise<RunningComponent> {
   const loaded = await loadComponent(cfg.path, cacheDir);
   const consumer = gw.linkTarget(cfg.id);
-  const pool = new InstancePool(loaded, (guard) => consumerImports(consumer, guard), {
+  const pool = new InstancePool(loaded, (guard) => ({ ...wasiImports({ env: cfg.env, preopens: cfg.preopens }), ...consumerImports(consumer, guard) }), {
     size: cfg.poolSize,
     timeoutMs: cfg.timeoutMs,
     maxQueue: cfg.maxQueue,

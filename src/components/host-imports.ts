@@ -3,8 +3,10 @@
 // with a `payload` becomes `err(payload)` in the guest.
 import type { BrokerMessage, Result } from '../gateway/messaging.ts';
 
+import { WASI_IMPORTS } from './wasi.ts';
+
 /** Interfaces a component may import (jco names them without versions). */
-export const SUPPORTED_IMPORTS = new Set(['wasmcloud:messaging/consumer', 'wasmcloud:messaging/types']);
+export const SUPPORTED_IMPORTS: ReadonlySet<string> = new Set(['wasmcloud:messaging/consumer', 'wasmcloud:messaging/types', ...WASI_IMPORTS]);
 
 /** Imports that may suspend the instance (JSPI) while the host awaits. */
 export const ASYNC_IMPORTS = ['wasmcloud:messaging/consumer@0.2.0#request'];

@@ -260,7 +260,7 @@ export function loadConfig(sources: ConfigSources): Config {
   return config;
 }
 
-const COMPONENT_KEYS = new Set(['path', 'id', 'subscriptions', 'queue', 'pool_size', 'timeout_ms', 'max_queue']);
+const COMPONENT_KEYS = new Set(['path', 'id', 'subscriptions', 'queue', 'pool_size', 'timeout_ms', 'max_queue', 'env', 'preopens']);
 
 function componentConfig(c: unknown, where: string, defaults: { poolSize: number; timeoutMs: number; maxQueue: number }): ComponentConfig {
   if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new ConfigError(`${where}: must be an object`);
@@ -299,7 +299,17 @@ function componentConfig(c: unknown, where: string, defaults: { poolSize: number
     poolSize: num('pool_size', defaults.poolSize, 1, 1024),
     timeoutMs: num('timeout_ms', defaults.timeoutMs, 1, 3_600_000),
     maxQueue: num('max_queue', defaults.maxQueue, 0, 1_000_000),
+    env: stringMap(o.env, `${where}: env`),
+    preopens: stringMap(o.preopens, `${where}: preopens`),
   };
+}
+
+function stringMap(v: unknown, where: string): Record<string, string> {
+  if (v === undefined) return {};
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || !Object.values(v).every((x) => typeof x === 'string')) {
+    throw new ConfigError(`${where}: expected an object of strings`);
+  }
+  return { ...(v as Record<string, string>) };
 }
 
 function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string, Raw>, get: <T>(key: string, override?: Raw) => T): LinkConfig {
