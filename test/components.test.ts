@@ -212,3 +212,18 @@ test('client mode: a component answers messages from a remote server over the li
   assert.equal((await exit).code, 0);
   remote.close();
 });
+
+test('per-call deadline: a call stuck awaiting the host fails, its instance is replaced, the next call is served', async () => {
+  const running = await gw.addComponent({ id: 'fwd-deadline', path: forwarder, subscriptions: [{ subject: 'fwd.stuck.>', queue: undefined }, { subject: 'fwd.echo.deadline', queue: undefined }], poolSize: 1, timeoutMs: 200, maxQueue: 10, env: {}, preopens: {} });
+  gw.linkSource('black-hole', { handleMessage: () => ok(undefined) }, ['stuck.>']); // never answers
+  const before = gw.stats.handlerErrors;
+  gw.publish({ subject: 'fwd.stuck.1', body: new Uint8Array(), replyTo: null });
+  const c = await TestClient.connect(gw);
+  // Queued behind the stuck call; served by a fresh instance once the deadline retires it.
+  const res = await c.call({ op: 'req', id: 'd', subject: 'fwd.echo.deadline', text: 'after the deadline' });
+  assert.equal(unb64(res.body), 'after the deadline');
+  assert.equal(running.pool.stats.timeouts, 1);
+  assert.equal(running.pool.stats.instancesCreated, 2);
+  assert.equal(gw.stats.handlerErrors - before, 1);
+  c.close();
+});
