@@ -21,6 +21,8 @@ const PREOPEN = join(ROOT, 'scripts/preopen.mjs');
 const WIT_DEPS: Array<{ uses: RegExp; files: string[]; dir: string }> = [
   { uses: /wasmcloud:messaging\/[\w-]+@0\.2\.0/, files: ['wasmcloud-messaging-0.2.0.wit'], dir: 'wasmcloud-messaging' },
   { uses: /wasmcloud:websocket\//, files: ['wasmcloud-websocket-0.1.1-draft.wit'], dir: 'wasmcloud-websocket' },
+  { uses: /golem:websocket\//, files: ['golem-websocket.wit'], dir: 'golem-websocket' },
+  { uses: /golem:websocket\/|wasi:io\/poll/, files: ['wasi-io-poll-0.2.3.wit'], dir: 'wasi-io' },
 ];
 
 function engineFlags(engine: Engine, disable: string[]): string[] {

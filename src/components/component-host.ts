@@ -5,6 +5,10 @@ import { loadComponent } from './loader.ts';
 import { InstancePool } from './pool.ts';
 import { consumerImports } from './host-imports.ts';
 import { wasiImports } from './wasi.ts';
+import { ComponentSockets } from './outbound/context.ts';
+import { wasmcloudWebsocketImports } from './outbound/wasmcloud-websocket.ts';
+import { golemWebsocketImports } from './outbound/golem-websocket.ts';
+import { unversioned } from './loader.ts';
 import type { Gateway } from '../gateway/gateway.ts';
 import type { ComponentConfig } from './component-config.ts';
 
@@ -19,7 +23,23 @@ export interface RunningComponent {
 export async function startComponent(gw: Gateway, cfg: ComponentConfig, cacheDir: string): Promise<RunningComponent> {
   const loaded = await loadComponent(cfg.path, cacheDir);
   const consumer = gw.linkTarget(cfg.id);
-  const pool = new InstancePool(loaded, (guard) => ({ ...wasiImports({ env: cfg.env, preopens: cfg.preopens }), ...consumerImports(consumer, guard) }), {
+  const c = gw.config;
+  const sockets = new ComponentSockets(
+    { allow: c.outboundAllow, maxConnections: c.outboundMaxConnections, receiveQueue: c.outboundReceiveQueue },
+    gw.stats.outbound,
+    { timeoutMs: c.outboundTimeoutMs, maxMessageBytes: c.maxMessageBytes },
+  );
+  const imports = new Set(loaded.imports.map(unversioned));
+  const pool = new InstancePool(loaded, (guard) => {
+    const outbound = sockets.forInstance(guard.resources);
+    return {
+      ...wasiImports({ env: cfg.env, preopens: cfg.preopens }),
+      ...consumerImports(consumer, guard),
+      ...(imports.has('wasmcloud:websocket/client') ? wasmcloudWebsocketImports(outbound) : {}),
+      // golem's pollables are wsbridge's, so it brings its own wasi:io/poll.
+      ...(imports.has('golem:websocket/client') ? golemWebsocketImports(outbound) : {}),
+    };
+  }, {
     size: cfg.poolSize,
     timeoutMs: cfg.timeoutMs,
     maxQueue: cfg.maxQueue,

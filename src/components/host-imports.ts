@@ -6,10 +6,22 @@ import type { BrokerMessage, Result } from '../gateway/messaging.ts';
 import { WASI_IMPORTS } from './wasi.ts';
 
 /** Interfaces a component may import (jco names them without versions). */
-export const SUPPORTED_IMPORTS: ReadonlySet<string> = new Set(['wasmcloud:messaging/consumer', 'wasmcloud:messaging/types', ...WASI_IMPORTS]);
+export const SUPPORTED_IMPORTS: ReadonlySet<string> = new Set([
+  'wasmcloud:messaging/consumer', 'wasmcloud:messaging/types',
+  'wasmcloud:websocket/client', 'wasmcloud:websocket/types', 'golem:websocket/client',
+  ...WASI_IMPORTS,
+]);
 
 /** Imports that may suspend the instance (JSPI) while the host awaits. */
-export const ASYNC_IMPORTS = ['wasmcloud:messaging/consumer@0.2.0#request'];
+export const ASYNC_IMPORTS = [
+  'wasmcloud:messaging/consumer@0.2.0#request',
+  'wasmcloud:websocket/client@0.1.1-draft#connect',
+  'golem:websocket/client@1.5.0#[static]websocket-connection.connect',
+  'golem:websocket/client@1.5.0#[method]websocket-connection.receive',
+  'golem:websocket/client@1.5.0#[method]websocket-connection.receive-with-timeout',
+  'wasi:io/poll@0.2.3#poll',
+  'wasi:io/poll@0.2.3#[method]pollable.block',
+];
 export const ASYNC_EXPORTS = ['wasmcloud:messaging/handler@0.2.0#handle-message'];
 
 /** A guest-facing broker message: jco represents `option<string>` none as undefined. */
@@ -27,6 +39,8 @@ export interface MessagingHost {
 export interface InstanceGuard {
   /** Set once the instance was given up (trap, deadline): its late calls are refused. */
   retired: boolean;
+  /** Host resources the instance owns (outbound WebSockets); destroyed with the instance. */
+  resources: Set<{ destroy(): void }>;
 }
 
 function fail(reason: string): never {

@@ -80,6 +80,11 @@ export async function loadComponent(path: string, cacheDir: string): Promise<Loa
   if (missing.length > 0) {
     throw new ComponentLoadError(`component ${path} imports ${missing.join(', ')}, which wsbridge does not provide (it provides: ${[...SUPPORTED_IMPORTS].join(', ')})`);
   }
+  const names = new Set(meta.imports.map(unversioned));
+  const wasiPollables = ['wasi:io/streams', 'wasi:clocks/monotonic-clock'].filter((i) => names.has(i));
+  if (names.has('golem:websocket/client') && wasiPollables.length > 0) {
+    throw new ComponentLoadError(`component ${path} imports golem:websocket/client together with ${wasiPollables.join(', ')}: wsbridge cannot poll WASI pollables and golem pollables together; build it without those WASI features (componentize-js --disable all)`);
+  }
   if (!meta.exports.some((e) => unversioned(e) === 'wasmcloud:messaging/handler' || e === 'handler')) {
     throw new ComponentLoadError(`component ${path} does not export wasmcloud:messaging/handler@0.2.0`);
   }

@@ -45,6 +45,7 @@ export class InstancePool {
   #waiters = new Fifo<(inst: Instance | Error) => void>();
   #closed = false;
   #busy = new Set<Instance>();
+  #all = new Set<Instance>();
   #sweeper: NodeJS.Timeout | undefined;
 
   constructor(component: LoadedComponent, makeImports: (guard: InstanceGuard) => Record<string, unknown>, opts: PoolOptions) {
@@ -65,12 +66,14 @@ export class InstancePool {
   async #create(): Promise<Instance> {
     this.#live++;
     try {
-      const guard: InstanceGuard = { retired: false };
+      const guard: InstanceGuard = { retired: false, resources: new Set() };
       const exports = await this.#component.instantiate(this.#makeImports(guard));
       const handler = (exports.handler ?? exports['wasmcloud:messaging/handler@0.2.0']) as Handler | undefined;
       if (!handler || typeof handler.handleMessage !== 'function') throw new Error('component does not export wasmcloud:messaging/handler');
       this.stats.instancesCreated++;
-      return { guard, handler, startedAt: 0, finish: undefined };
+      const inst: Instance = { guard, handler, startedAt: 0, finish: undefined };
+      this.#all.add(inst);
+      return inst;
     } catch (e) {
       this.#live--;
       throw e;
@@ -93,7 +96,8 @@ export class InstancePool {
 
   /** Gives an instance up; a waiter, if any, gets a fresh one. */
   #retire(inst: Instance): void {
-    inst.guard.retired = true;
+    dispose(inst);
+    this.#all.delete(inst);
     this.#live--;
     const waiter = this.#waiters.shift();
     if (waiter) this.#create().then(waiter, (e: unknown) => waiter(e instanceof Error ? e : new Error(String(e))));
@@ -179,13 +183,21 @@ export class InstancePool {
   close(): void {
     this.#closed = true;
     clearInterval(this.#sweeper);
-    for (const i of this.#idle) i.guard.retired = true;
+    for (const i of this.#all) dispose(i);
+    this.#all.clear();
     this.#idle = [];
     for (let w = this.#waiters.shift(); w; w = this.#waiters.shift()) w(new Error('component is unloaded'));
   }
 }
 
 class PoolFullError extends Error {}
+
+/** Marks an instance dead and releases what it holds (its outbound connections). */
+function dispose(inst: Instance): void {
+  inst.guard.retired = true;
+  for (const r of inst.guard.resources) r.destroy();
+  inst.guard.resources.clear();
+}
 
 /** A FIFO queue with O(1) shift (Array#shift copies the array, which hurts at 10k waiters). */
 class Fifo<T> {

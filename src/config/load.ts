@@ -55,6 +55,10 @@ export interface Config {
   links: LinkConfig[];
   components: ComponentConfig[];
   componentCacheDir: string;
+  outboundAllow: string[];
+  outboundMaxConnections: number;
+  outboundReceiveQueue: number;
+  outboundTimeoutMs: number;
 }
 
 export interface ConfigSources {
@@ -219,6 +223,10 @@ export function loadConfig(sources: ConfigSources): Config {
     logLevel: get('LOG_LEVEL'),
     links: [],
     components: [],
+    outboundAllow: get('OUTBOUND_ALLOW'),
+    outboundMaxConnections: get('OUTBOUND_MAX_CONNECTIONS'),
+    outboundReceiveQueue: get('OUTBOUND_RECEIVE_QUEUE'),
+    outboundTimeoutMs: get('OUTBOUND_TIMEOUT_MS'),
     componentCacheDir: get<string | undefined>('COMPONENT_CACHE_DIR') ?? join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'wsbridge', 'components'),
   };
   const fileComponents = file.components;

@@ -16,11 +16,14 @@ import { INTERNAL_PREFIX, subjectError, isInternalSubject } from '../protocol/su
 import { ok, err } from './messaging.ts';
 import type { ComponentConfig } from '../components/component-config.ts';
 import type { RunningComponent } from '../components/component-host.ts';
+import type { OutboundStats } from '../components/outbound/socket.ts';
 import type { BrokerMessage, Consumer, Handler, Result, Subscription } from './messaging.ts';
 
 export interface GatewayStats {
   handlerCalls: number;
   handlerErrors: number;
+  /** Outbound WebSockets opened by components. */
+  outbound: OutboundStats;
 }
 
 interface LinkedComponent {
@@ -36,7 +39,7 @@ export class Gateway {
   readonly log: Logger;
   readonly bus: Bus;
   readonly hub: SessionHub;
-  readonly stats: GatewayStats = { handlerCalls: 0, handlerErrors: 0 };
+  readonly stats: GatewayStats = { handlerCalls: 0, handlerErrors: 0, outbound: { open: 0, opened: 0, bytesIn: 0, bytesOut: 0 } };
   server: GatewayServer | undefined;
   #links = new Map<string, { link: RemoteLink; owners: Set<string> }>();
   #components = new Map<string, LinkedComponent>();
@@ -231,6 +234,18 @@ export class Gateway {
     if (!s) return false;
     s.close(code, reason);
     return true;
+  }
+
+  /** Counters for the operator API's GET /api/stats. */
+  statsSnapshot(): Record<string, unknown> {
+    return {
+      sessions: this.hub.sessions.size,
+      hub: { ...this.hub.stats },
+      handlers: { calls: this.stats.handlerCalls, errors: this.stats.handlerErrors },
+      outbound_websockets: { ...this.stats.outbound },
+      components: Object.fromEntries([...this.wasm].map(([id, c]) => [id, { pool_size: c.pool.size, ...c.pool.stats }])),
+      links: this.links.map((l) => ({ url: l.config.uri, state: l.state, ...l.stats })),
+    };
   }
 
   /** Stops accepting, closes sessions with 1001 and links, drains, then closes the bus. */

@@ -99,6 +99,10 @@ export async function handleOperatorApi(gw: Gateway, config: Config, req: Incomi
     if (!gw.sendToSession(parts[2]!, msg)) return fail(res, 404, 'session_not_found', 'no such session');
     return send(res, 202, { delivered: 1 });
   }
+  if (parts.length === 2 && parts[1] === 'stats') {
+    if (method !== 'GET') return fail(res, 405, 'method_not_allowed', 'use GET', { allow: 'GET' });
+    return send(res, 200, gw.statsSnapshot());
+  }
   if (parts.length === 2 && (parts[1] === 'broadcast' || parts[1] === 'publish')) {
     if (method !== 'POST') return fail(res, 405, 'method_not_allowed', 'use POST', { allow: 'POST' });
     const msg = await readEnvelope(req, res, config);
