@@ -54,3 +54,19 @@ test('component entries: defaults, queue, grants, and errors naming the entry', 
   for (const [entry, re] of bad) assert.throws(() => loadConfig({ env: {}, file: file({ components: [entry] }) }), (err: Error) => err instanceof ConfigError && re.test(err.message));
   assert.throws(() => loadConfig({ env: {}, file: file({ components: [{ path: 'a/x.wasm' }, { path: 'b/x.wasm' }] }) }), /two components have the id "x"/);
 });
+
+test('defaults: server mode listens on 127.0.0.1:8080 with every documented default', () => {
+  const c = loadConfig({ env: {} });
+  assert.equal(c.mode, 'server');
+  assert.deepEqual(c.listen, { host: '127.0.0.1', port: 8080 });
+  assert.equal(c.maxMessageBytes, 1024 * 1024);
+  assert.equal(c.slowConsumerPolicy, 'close');
+  assert.equal(c.sessionTracking, true);
+  assert.equal(c.demoPage, true);
+  assert.deepEqual(c.links, []);
+  const client = loadConfig({ env: {}, flags: { MODE: 'client' } });
+  assert.equal(client.listen, undefined);
+  assert.equal(client.links[0]!.uri, 'ws://127.0.0.1:8080/ws');
+  assert.deepEqual(client.links[0]!.forward, ['>']);
+  assert.equal(client.links[0]!.connectTimeoutMs, 30_000);
+});

@@ -22,7 +22,7 @@ function help(command?: string): string {
     ? 'Usage: wsbridge connect <ws-or-wss-url> [options]\n\nDials a remote WebSocket server and routes its frames onto the bus (client mode).'
     : command === 'serve'
       ? 'Usage: wsbridge serve [options]\n\nAccepts WebSocket clients on ws://HOST:PORT/ws (server mode).'
-      : 'Usage: wsbridge <serve|connect> [options]\n\nCommands:\n  serve                 accept WebSocket clients (server mode; the default)\n  connect <url>         dial a remote ws:// or wss:// server (client mode)';
+      : 'Usage: wsbridge <command> [options]\n\nCommands:\n  serve                 accept WebSocket clients (server mode; the default)\n  connect <url>         dial a remote ws:// or wss:// server (client mode)\n  pub <subject> [text]  publish one message to a running gateway\n  sub <pattern>         print messages as they arrive\n  req <subject> [text]  send a request and print the reply\n  sessions              list sessions (operator API)\n\n`wsbridge <command> --help` describes each command.';
   return `${usage}
 
 Options (each also an env var and a config-file key; flags > env > config file > defaults):

@@ -6,9 +6,20 @@ import type { Parsed } from './args.ts';
 import { ConfigError } from '../config/load.ts';
 import { Gateway } from '../gateway/gateway.ts';
 import { createLogger } from '../observability/logger.ts';
+import { runTool, TOOLS, UsageError } from './tools.ts';
 import { ComponentLoadError } from '../components/component-config.ts';
 
 async function main(): Promise<void> {
+  const first = process.argv[2];
+  if (first !== undefined && (TOOLS as readonly string[]).includes(first)) {
+    try {
+      process.exitCode = await runTool(first, process.argv.slice(3), { out: process.stdout, err: process.stderr, env: process.env, stdin: process.stdin });
+    } catch (err) {
+      process.stderr.write(`wsbridge ${first}: ${(err as Error).message}\n`);
+      process.exitCode = err instanceof UsageError ? 2 : 1;
+    }
+    return;
+  }
   let parsed: Parsed | { exit: number; out: string };
   try {
     parsed = parseCli(process.argv.slice(2), process.env);

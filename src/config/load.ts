@@ -43,6 +43,7 @@ export interface Config {
   listen: HostPort | undefined;
   adminToken: string | undefined;
   sessionTracking: boolean;
+  demoPage: boolean;
   maxMessageBytes: number;
   maxBufferedBytes: number;
   slowConsumerPolicy: SlowConsumerPolicy;
@@ -193,7 +194,10 @@ export function loadConfig(sources: ConfigSources): Config {
   const get = <T>(key: string, override?: Raw): T => {
     const s = SETTING_BY_KEY.get(key)!;
     const r = override ?? raw.get(key);
-    if (r === undefined) return s.default as T;
+    if (r === undefined) {
+      // Defaults go through the same parser (a HOST:PORT default becomes {host, port}).
+      return (s.default === undefined ? undefined : parseValue(s, { value: s.default, source: 'default' })) as T;
+    }
     return parseValue(s, r) as T;
   };
 
@@ -212,6 +216,7 @@ export function loadConfig(sources: ConfigSources): Config {
     listen,
     adminToken: get<string | undefined>('ADMIN_TOKEN') || undefined,
     sessionTracking: get('ENABLE_SESSION_TRACKING'),
+    demoPage: get('DEMO_PAGE'),
     maxMessageBytes: get('MAX_MESSAGE_BYTES'),
     maxBufferedBytes: get('MAX_BUFFERED_BYTES'),
     slowConsumerPolicy: get('SLOW_CONSUMER_POLICY'),

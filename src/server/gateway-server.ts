@@ -13,6 +13,7 @@ import { codecFor, CloseError } from '../protocol/codec.ts';
 import { ProtocolError, CloseCodes } from '../protocol/errors.ts';
 import { SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK } from '../protocol/frames.ts';
 import { handleOperatorApi } from './operator-api.ts';
+import { serveDemoAsset } from './demo-assets.ts';
 import type { Config, HostPort } from '../config/load.ts';
 import type { Gateway } from '../gateway/gateway.ts';
 
@@ -84,8 +85,18 @@ export class GatewayServer {
       });
       return;
     }
-    res.writeHead(404, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ error: { code: 'not_found', message: `no route for ${path}` } }));
+    const notFound = () => {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { code: 'not_found', message: `no route for ${path}` } }));
+    };
+    if (!this.#config.demoPage || (req.method !== 'GET' && req.method !== 'HEAD')) return notFound();
+    serveDemoAsset(path, res).then((served) => {
+      if (!served) notFound();
+    }, (err: unknown) => {
+      this.#gw.log.error({ err }, 'demo asset failed');
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
   }
 
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {

@@ -2,7 +2,7 @@
 //   chat.<room>.join   → members + 1, announces {"event":"join","members":n} on room.<room>
 //   chat.<room>.leave  → members - 1, announces {"event":"leave","members":n}
 //   chat.<room>.send   → re-publishes {"event":"message","text":<body as text>,"members":n}
-// A message with reply-to gets {"members":n} back. Counts live in this instance's memory, so
+// join and leave answer their reply-to with {"members":n}. Counts live in this instance's memory, so
 // run chat with a pool of 1 (or keep counts elsewhere) for one consistent count.
 import { publish } from 'wasmcloud:messaging/consumer@0.2.0';
 
@@ -25,6 +25,6 @@ export const handler = {
     else if (action !== 'send') throw `chat: unknown action ${action}`;
     const event = action === 'send' ? { event: 'message', text: decoder.decode(msg.body), members: n } : { event: action, members: n };
     send(`room.${room}`, event);
-    if (msg.replyTo !== undefined) send(msg.replyTo, { members: n });
+    if (action !== 'send' && msg.replyTo !== undefined) send(msg.replyTo, { members: n });
   },
 };

@@ -1,0 +1,162 @@
+// Shell tools for poking a running gateway: `wsbridge pub`, `sub`, `req` (over WebSocket, with
+// the client SDK) and `sessions` (the operator API). Exit codes: 0 done, 1 the server said no
+// (timeout, no responders, refused), 2 bad usage.
+import { parseArgs } from 'node:util';
+import { connect, RequestError } from '../sdk/client.ts';
+import type { Client } from '../sdk/client.ts';
+
+export const TOOLS = ['pub', 'sub', 'req', 'sessions'] as const;
+
+const DEFAULT_URL = 'ws://127.0.0.1:8080/ws';
+
+const HELP: Record<string, string> = {
+  pub: `Usage: wsbridge pub <subject> [text] [--url ws://host:port/ws] [--reply-to subject]
+
+Publishes one message (the text, or stdin when no text is given) and waits for the server's ok.`,
+  sub: `Usage: wsbridge sub <pattern> [--url ws://host:port/ws] [--count N] [--json] [--queue group]
+
+Subscribes and prints each message as it arrives: "subject: text" (or one JSON object per line
+with --json). Stops after N messages with --count, else on Ctrl-C.`,
+  req: `Usage: wsbridge req <subject> [text] [--url ws://host:port/ws] [--timeout-ms 5000]
+
+Sends a request and prints the reply's body. Exit 1 with the error code on timeout or
+no_responders.`,
+  sessions: `Usage: wsbridge sessions [--url http://host:port] [--admin-token TOKEN]
+
+Lists the server's sessions through the operator API (env ADMIN_TOKEN works too).`,
+};
+
+export class UsageError extends Error {}
+
+interface Io {
+  out: NodeJS.WritableStream & { isTTY?: boolean };
+  err: NodeJS.WritableStream;
+  env: Record<string, string | undefined>;
+  stdin: NodeJS.ReadableStream;
+}
+
+const color = (io: Io, code: number, s: string) => (io.out.isTTY ? `\x1b[${code}m${s}\x1b[0m` : s);
+
+async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {
+  let s = '';
+  for await (const chunk of stdin) s += chunk.toString();
+  return s.replace(/\n$/, '');
+}
+
+async function open(url: string): Promise<Client> {
+  const c = connect(url, { reconnect: false });
+  const closed = new Promise<never>((_, reject) => c.onSessionChange((s) => {
+    if (s.state === 'closed') reject(new Error(`cannot connect to ${url}`));
+  }));
+  await Promise.race([c.ready(), closed]);
+  return c;
+}
+
+/** Runs a tool; resolves with the exit code. */
+export async function runTool(name: string, argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = (() => {
+    try {
+      return parseArgs({
+        args: argv,
+        allowPositionals: true,
+        options: {
+          url: { type: 'string' }, 'reply-to': { type: 'string' }, count: { type: 'string' }, json: { type: 'boolean' },
+          queue: { type: 'string' }, 'timeout-ms': { type: 'string' }, 'admin-token': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        },
+      });
+    } catch (e) {
+      throw new UsageError(`${(e as Error).message}\n\n${HELP[name]}`);
+    }
+  })();
+  if (values.help) {
+    io.out.write(`${HELP[name]}\n`);
+    return 0;
+  }
+  const url = values.url ?? io.env.WSBRIDGE_URL ?? DEFAULT_URL;
+  const need = (i: number, what: string) => {
+    const v = positionals[i];
+    if (v === undefined) throw new UsageError(`missing ${what}\n\n${HELP[name]}`);
+    return v;
+  };
+  const int = (v: string | undefined, flag: string, def: number) => {
+    if (v === undefined) return def;
+    if (!/^\d+$/.test(v) || Number(v) <= 0) throw new UsageError(`--${flag}: expected a positive integer, got ${JSON.stringify(v)}`);
+    return Number(v);
+  };
+
+  switch (name) {
+    case 'pub': {
+      const subject = need(0, 'subject');
+      const text = positionals[1] ?? (await readStdin(io.stdin));
+      const c = await open(url);
+      try {
+        await c.publishAck(subject, text, values['reply-to'] ? { replyTo: values['reply-to'] } : {});
+      } catch (e) {
+        if (!(e instanceof RequestError)) throw e;
+        io.err.write(`${color(io, 31, e.code)}: ${e.message}\n`);
+        return 1;
+      } finally {
+        c.close();
+      }
+      return 0;
+    }
+    case 'sub': {
+      const pattern = need(0, 'pattern');
+      const count = values.count === undefined ? Infinity : int(values.count, 'count', 1);
+      const c = await open(url);
+      let seen = 0;
+      await new Promise<void>((resolve) => {
+        c.subscribe(pattern, (m) => {
+          if (values.json) io.out.write(`${JSON.stringify({ subject: m.subject, text: m.text(), reply_to: m.replyTo })}\n`);
+          else io.out.write(`${color(io, 36, m.subject)}: ${m.text()}\n`);
+          if (++seen >= count) resolve();
+        }, values.queue ? { queue: values.queue } : {});
+        c.onSessionChange((s) => s.state === 'closed' && resolve());
+        process.once('SIGINT', () => resolve());
+        process.once('SIGTERM', () => resolve());
+        io.err.write(`subscribed to ${pattern} on ${url}\n`);
+      });
+      c.close();
+      return 0;
+    }
+    case 'req': {
+      const subject = need(0, 'subject');
+      const text = positionals[1] ?? '';
+      const c = await open(url);
+      try {
+        const reply = await c.request(subject, text, { timeoutMs: int(values['timeout-ms'], 'timeout-ms', 5000) });
+        io.out.write(`${reply.text()}\n`);
+        return 0;
+      } catch (e) {
+        if (e instanceof RequestError) {
+          io.err.write(`${color(io, 31, e.code)}: ${e.message}\n`);
+          return 1;
+        }
+        throw e;
+      } finally {
+        c.close();
+      }
+    }
+    case 'sessions': {
+      const base = (values.url ?? io.env.WSBRIDGE_API ?? 'http://127.0.0.1:8080').replace(/^ws/, 'http').replace(/\/ws\/?$/, '');
+      const token = values['admin-token'] ?? io.env.ADMIN_TOKEN;
+      const res = await fetch(`${base}/api/sessions`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+      const body = (await res.json()) as { sessions?: Array<{ id: string; remote_address: string; connected_at: string; subscriptions: string[]; counters: { messagesIn: number; messagesOut: number } }>; error?: { code: string; message: string } };
+      if (!res.ok || !body.sessions) {
+        io.err.write(`${res.status} ${body.error?.code ?? ''}: ${body.error?.message ?? ''}\n`);
+        return 1;
+      }
+      if (values.json) {
+        io.out.write(`${JSON.stringify(body.sessions)}\n`);
+        return 0;
+      }
+      io.out.write(`${color(io, 1, 'SESSION                 REMOTE                 CONNECTED                 IN    OUT   SUBSCRIPTIONS')}\n`);
+      for (const s of body.sessions) {
+        io.out.write(`${s.id.padEnd(23)} ${s.remote_address.padEnd(22)} ${s.connected_at.padEnd(25)} ${String(s.counters.messagesIn).padEnd(5)} ${String(s.counters.messagesOut).padEnd(5)} ${s.subscriptions.join(' ')}\n`);
+      }
+      io.out.write(`${body.sessions.length} session(s)\n`);
+      return 0;
+    }
+  }
+  throw new UsageError(`unknown tool ${name}`);
+}
