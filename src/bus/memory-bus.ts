@@ -43,17 +43,40 @@ export class MemoryBus implements Bus {
 
   publish(msg: BusMessage): void {
     if (this.#closed) throw new RequestError('bus_unavailable', 'bus is closed');
-    this.#deliver(msg);
+    this.#deliver(msg, true);
+  }
+
+  /**
+   * Delivers to local subscriptions only. A bus that spans nodes passes `queues: false` so that
+   * queue groups are chosen cluster-wide (by NATS) rather than here as well.
+   */
+  deliverLocal(msg: BusMessage, queues: boolean): number {
+    return this.#deliver(msg, queues);
+  }
+
+  /** Delivers to the local non-queue subscriptions made with exactly `pattern`. */
+  deliverToPattern(pattern: string, msg: BusMessage): number {
+    let n = 0;
+    for (const s of this.#subs.match(msg.subject)) if (s.subject === pattern && s.queue === undefined && this.#call(s, msg)) n++;
+    return n;
+  }
+
+  /** Delivers to one local member of `queue` among subscriptions on `pattern`. */
+  deliverToQueue(pattern: string, queue: string, msg: BusMessage): boolean {
+    const members = this.#subs.match(msg.subject).filter((s) => s.queue === queue && s.subject === pattern && s.active);
+    if (members.length === 0) return false;
+    return this.#call(members[Math.floor(Math.random() * members.length)]!, msg);
   }
 
   /** Delivers and returns how many subscriptions received the message. */
-  #deliver(msg: BusMessage): number {
+  #deliver(msg: BusMessage, queues: boolean): number {
     const matched = this.#subs.match(msg.subject);
     if (matched.length === 0) return 0;
     let groups: Map<string, MemorySubscription[]> | undefined;
     let count = 0;
     for (const sub of matched) {
       if (sub.queue !== undefined) {
+        if (!queues) continue;
         groups ??= new Map();
         const members = groups.get(sub.queue);
         if (members) members.push(sub);
@@ -84,12 +107,16 @@ export class MemoryBus implements Bus {
   subscribe(subject: string, handler: BusHandler, opts?: SubscribeOptions): BusSubscription {
     const sub = new MemorySubscription(this, subject, opts?.queue, handler);
     this.#subs.insert(subject, sub);
+    this.onInterest(subject, opts?.queue, +1);
     return sub;
   }
 
   remove(sub: MemorySubscription): void {
-    this.#subs.remove(sub.subject, sub);
+    if (this.#subs.remove(sub.subject, sub)) this.onInterest(sub.subject, sub.queue, -1);
   }
+
+  /** Told when a subscription on (subject, queue) comes (+1) or goes (-1): a cluster bus mirrors interest. */
+  onInterest: (subject: string, queue: string | undefined, delta: 1 | -1) => void = () => {};
 
   request(subject: string, body: Uint8Array, timeoutMs: number): Promise<BusMessage> {
     if (this.#closed) return Promise.reject(new RequestError('bus_unavailable', 'bus is closed'));
@@ -108,7 +135,7 @@ export class MemoryBus implements Bus {
         reject(new RequestError('timeout', `no reply on ${subject} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.#pending.set(token, { resolve, reject, timer });
-      const delivered = this.#deliver({ subject, body, replyTo: this.#inboxPrefix + token });
+      const delivered = this.#deliver({ subject, body, replyTo: this.#inboxPrefix + token }, true);
       if (delivered === 0 && this.#pending.has(token)) {
         this.#pending.delete(token);
         clearTimeout(timer);

@@ -28,6 +28,7 @@ function help(command?: string): string {
 Options (each also an env var and a config-file key; flags > env > config file > defaults):
   --config <file.json>         JSON config file (env WSBRIDGE_CONFIG)
   --header Name=value          handshake header for client mode (env HEADER_<Name>); repeatable
+  --nats nats://host:port      same as --nats-url: scale out over NATS
   --component <file.wasm>      run a WebAssembly component (repeatable); the options below
     --subscribe <pattern>        apply to the --component before them: subjects it handles
     --queue <group>              (repeatable), its queue group, its instance pool size and
@@ -50,6 +51,7 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
   const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {
     config: { type: 'string' },
     header: { type: 'string', multiple: true },
+    nats: { type: 'string' },
     component: { type: 'string', multiple: true },
     subscribe: { type: 'string', multiple: true },
     queue: { type: 'string', multiple: true },
@@ -91,6 +93,7 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
     const v = values[flagName(s.key)];
     if (typeof v === 'string') flags[s.key] = v;
   }
+  if (typeof values.nats === 'string') flags.NATS_URL = values.nats;
   for (const h of (values.header as string[] | undefined) ?? []) {
     const eq = h.indexOf('=');
     if (eq <= 0) throw new ConfigError(`--header ${JSON.stringify(h)}: expected Name=value`);

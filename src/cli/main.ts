@@ -4,7 +4,7 @@
 import { parseCli } from './args.ts';
 import type { Parsed } from './args.ts';
 import { ConfigError } from '../config/load.ts';
-import { Gateway } from '../gateway/gateway.ts';
+import { Gateway, NatsUnavailableError } from '../gateway/gateway.ts';
 import { createLogger } from '../observability/logger.ts';
 import { runTool, TOOLS, UsageError } from './tools.ts';
 import { ComponentLoadError } from '../components/component-config.ts';
@@ -40,6 +40,10 @@ async function main(): Promise<void> {
   try {
     gw = await Gateway.start(config, { log });
   } catch (err) {
+    if (err instanceof NatsUnavailableError) {
+      process.stderr.write(`wsbridge: ${err.message}\n`);
+      process.exit(1);
+    }
     if (err instanceof ComponentLoadError) {
       process.stderr.write(`wsbridge: ${err.message}\n`);
       process.exit(2);

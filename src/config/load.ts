@@ -60,6 +60,19 @@ export interface Config {
   outboundMaxConnections: number;
   outboundReceiveQueue: number;
   outboundTimeoutMs: number;
+  nats: NatsConfig | undefined;
+  presenceTtlSec: number;
+}
+
+export interface NatsConfig {
+  servers: string[];
+  prefix: string;
+  user: string | undefined;
+  pass: string | undefined;
+  token: string | undefined;
+  nkeySeedFile: string | undefined;
+  credsFile: string | undefined;
+  tlsCaFile: string | undefined;
 }
 
 export interface ConfigSources {
@@ -232,6 +245,8 @@ export function loadConfig(sources: ConfigSources): Config {
     outboundMaxConnections: get('OUTBOUND_MAX_CONNECTIONS'),
     outboundReceiveQueue: get('OUTBOUND_RECEIVE_QUEUE'),
     outboundTimeoutMs: get('OUTBOUND_TIMEOUT_MS'),
+    nats: undefined,
+    presenceTtlSec: get('PRESENCE_TTL_SEC'),
     componentCacheDir: get<string | undefined>('COMPONENT_CACHE_DIR') ?? join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'wsbridge', 'components'),
   };
   const fileComponents = file.components;
@@ -249,6 +264,24 @@ export function loadConfig(sources: ConfigSources): Config {
   for (const c of config.components) {
     if (ids.has(c.id)) throw new ConfigError(`components: two components have the id ${JSON.stringify(c.id)}; give one an "id"`);
     ids.add(c.id);
+  }
+  const natsServers = get<string[]>('NATS_URL');
+  if (natsServers.length > 0) {
+    for (const u of natsServers) {
+      if (!/^(nats|tls):\/\/[^\s/]+$/.test(u)) throw new ConfigError(`NATS_URL: expected nats://host:port or tls://host:port, got ${JSON.stringify(u)}`);
+    }
+    const prefix = get<string>('NATS_PREFIX');
+    if (prefix !== '' && (!prefix.endsWith('.') || subjectError(prefix.slice(0, -1), false))) throw new ConfigError(`NATS_PREFIX: expected subject tokens ending with a dot, like "wsb.", got ${JSON.stringify(prefix)}`);
+    config.nats = {
+      servers: natsServers,
+      prefix,
+      user: get('NATS_USER'),
+      pass: get('NATS_PASSWORD'),
+      token: get('NATS_TOKEN'),
+      nkeySeedFile: get('NATS_NKEY_SEED_FILE'),
+      credsFile: get('NATS_CREDS_FILE'),
+      tlsCaFile: get('NATS_TLS_CA_FILE'),
+    };
   }
   if (config.requestTimeoutMs > config.maxRequestTimeoutMs) {
     throw new ConfigError(`REQUEST_TIMEOUT_MS (${config.requestTimeoutMs}) must not exceed MAX_REQUEST_TIMEOUT_MS (${config.maxRequestTimeoutMs})`);

@@ -46,6 +46,7 @@ export class Gateway {
   /** WebAssembly components running in this process, by link id. */
   readonly wasm = new Map<string, RunningComponent>();
   #closing: Promise<void> | undefined;
+  #presence: import('../cluster/presence.ts').Presence | undefined;
 
   private constructor(config: Config, log: Logger, bus: Bus) {
     this.config = config;
@@ -64,7 +65,18 @@ export class Gateway {
 
   /** Starts a node: the listener when one is configured, and the configured client-mode links. */
   static async start(config: Config, opts: { log?: Logger; bus?: Bus } = {}): Promise<Gateway> {
-    const gw = new Gateway(config, opts.log ?? silentLogger, opts.bus ?? new MemoryBus());
+    const log = opts.log ?? silentLogger;
+    let bus = opts.bus;
+    if (!bus && config.nats) {
+      const { NatsBus } = await import('../bus/nats-bus.ts');
+      try {
+        bus = await NatsBus.connect({ ...config.nats, name: 'wsbridge' }, log);
+      } catch (e) {
+        throw new NatsUnavailableError(`cannot connect to NATS at ${config.nats.servers.join(', ')} (NATS_URL): ${(e as Error).message}`);
+      }
+    }
+    const gw = new Gateway(config, log, bus ?? new MemoryBus());
+    await gw.#startCluster();
     // Components first: no client traffic arrives before their subscriptions exist.
     try {
       for (const c of config.components) await gw.addComponent(c);
@@ -78,6 +90,46 @@ export class Gateway {
     }
     for (const link of config.links) gw.#acquireLink(CONFIG_OWNER, link);
     return gw;
+  }
+
+  async #startCluster(): Promise<void> {
+    const { NatsBus } = await import('../bus/nats-bus.ts');
+    const bus = this.bus;
+    if (!(bus instanceof NatsBus)) return;
+    const { Presence } = await import('../cluster/presence.ts');
+    // Operator closes of sessions on this node, sent from any node.
+    bus.subscribe(`${INTERNAL_PREFIX}N.${bus.nodeId}.close`, (m) => this.closeSession(Buffer.from(m.body).toString()));
+    try {
+      this.#presence = await Presence.start(bus.nc, 'wsbridge_presence', bus.nodeId, this.config.presenceTtlSec, () => this.listSessions(), this.log);
+      this.hub.onChange = () => this.#presence?.changed();
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'cluster presence unavailable (is JetStream enabled on the NATS server?): listing local sessions only');
+    }
+  }
+
+  /** Whether this node can serve everything: with NATS, only while NATS is connected. */
+  get ready(): boolean {
+    const bus = this.bus as Bus & { connected?: boolean };
+    return bus.connected !== false;
+  }
+
+  /** Sessions of every node (with NATS presence), else of this node; each with its node id. */
+  async listAllSessions(): Promise<Array<SessionInfo & { node?: string }>> {
+    if (this.#presence && this.ready) {
+      try {
+        return await this.#presence.list();
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message }, 'presence read failed: listing local sessions');
+      }
+    }
+    return this.listSessions();
+  }
+
+  /** Where a session lives: 'local', a node id, or undefined when no node has it. */
+  async #locate(sessionId: string): Promise<string | undefined> {
+    if (this.hub.sessions.has(sessionId)) return 'local';
+    if (!this.#presence || !this.ready) return undefined;
+    return this.#presence.find(sessionId).catch(() => undefined);
   }
 
   /** The remote links this node holds open, for status and tests. */
@@ -219,8 +271,11 @@ export class Gateway {
     return [...this.hub.sessions.values()].map((s) => s.info());
   }
 
-  sendToSession(sessionId: string, msg: BrokerMessage): boolean {
-    return this.hub.sendToSession(sessionId, msg);
+  /** Sends to one session on any node; false when no node has it. */
+  async sendToSession(sessionId: string, msg: BrokerMessage): Promise<boolean> {
+    if ((await this.#locate(sessionId)) === undefined) return false;
+    this.hub.sendToSession(sessionId, msg);
+    return true;
   }
 
   /** Sends to every session; returns how many local sessions it was written to. */
@@ -233,6 +288,15 @@ export class Gateway {
     const s = this.hub.sessions.get(sessionId);
     if (!s) return false;
     s.close(code, reason);
+    return true;
+  }
+
+  /** Closes a session on whichever node holds it. */
+  async closeAnySession(sessionId: string): Promise<boolean> {
+    const where = await this.#locate(sessionId);
+    if (where === undefined) return false;
+    if (where === 'local') return this.closeSession(sessionId);
+    this.bus.publish({ subject: `${INTERNAL_PREFIX}N.${where}.close`, body: Buffer.from(sessionId), replyTo: null });
     return true;
   }
 
@@ -262,11 +326,15 @@ export class Gateway {
       for (const w of this.wasm.values()) w.pool.close();
       this.wasm.clear();
       await this.hub.close();
+      await this.#presence?.stop();
       await this.bus.close();
     })();
     return this.#closing;
   }
 }
+
+/** NATS was configured but could not be reached at startup. */
+export class NatsUnavailableError extends Error {}
 
 /** Resolves seed-style link values ({URI, AUTH_TOKEN, HEADER_x, …}) over the defaults. */
 export function resolveLink(values: Record<string, string>): LinkConfig {

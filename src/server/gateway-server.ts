@@ -77,6 +77,12 @@ export class GatewayServer {
       res.end(JSON.stringify({ status: 'ok', sessions: this.#gw.hub.sessions.size }));
       return;
     }
+    if (path === '/readyz') {
+      const ready = !this.#closing && this.#gw.ready;
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ status: ready ? 'ready' : 'not_ready', nats: this.#config.nats ? (this.#gw.ready ? 'connected' : 'disconnected') : 'not_configured' }));
+      return;
+    }
     if (path === '/api' || path.startsWith('/api/')) {
       handleOperatorApi(this.#gw, this.#config, req, res, path).catch((err: unknown) => {
         this.#gw.log.error({ err }, 'operator API failed');

@@ -85,18 +85,18 @@ export async function handleOperatorApi(gw: Gateway, config: Config, req: Incomi
 
   if (parts.length === 2 && sessionsRoute) {
     if (method !== 'GET') return fail(res, 405, 'method_not_allowed', 'use GET', { allow: 'GET' });
-    return send(res, 200, { sessions: gw.listSessions() });
+    return send(res, 200, { sessions: await gw.listAllSessions() });
   }
   if (parts.length === 3 && sessionsRoute) {
     if (method !== 'DELETE') return fail(res, 405, 'method_not_allowed', 'use DELETE', { allow: 'DELETE' });
-    if (!gw.closeSession(parts[2]!)) return fail(res, 404, 'session_not_found', 'no such session');
+    if (!(await gw.closeAnySession(parts[2]!))) return fail(res, 404, 'session_not_found', 'no such session');
     return send(res, 204);
   }
   if (parts.length === 4 && sessionsRoute && parts[3] === 'messages') {
     if (method !== 'POST') return fail(res, 405, 'method_not_allowed', 'use POST', { allow: 'POST' });
     const msg = await readEnvelope(req, res, config);
     if (!msg) return;
-    if (!gw.sendToSession(parts[2]!, msg)) return fail(res, 404, 'session_not_found', 'no such session');
+    if (!(await gw.sendToSession(parts[2]!, msg))) return fail(res, 404, 'session_not_found', 'no such session');
     return send(res, 202, { delivered: 1 });
   }
   if (parts.length === 2 && parts[1] === 'stats') {

@@ -56,6 +56,8 @@ export class SessionHub {
   #opts: HubOptions;
   #fanout = new Map<string, Fanout>();
   #broadcast: BusSubscription;
+  /** Told when sessions or their subscriptions change (cluster presence listens). */
+  onChange: () => void = () => {};
 
   constructor(bus: Bus, log: Logger, opts: HubOptions) {
     this.#bus = bus;
@@ -92,6 +94,7 @@ export class SessionHub {
       targeted.unsubscribe();
     });
     session.sendFrame({ op: 'welcome', session: session.id, reply_to: reply, protocol: 'wsbridge.v1' });
+    this.onChange();
   }
 
   remove(session: Session): void {
@@ -100,13 +103,12 @@ export class SessionHub {
     this.stats.sessionsClosed++;
     for (const release of session.subscriptions.values()) release();
     session.subscriptions.clear();
+    this.onChange();
   }
 
-  /** Publishes to a session's targeted subject. Returns false if the session is not on this node. */
-  sendToSession(sessionId: string, msg: BusMessage): boolean {
-    if (!this.sessions.has(sessionId)) return false;
+  /** Publishes to a session's targeted subject, wherever the session lives. */
+  sendToSession(sessionId: string, msg: BusMessage): void {
     this.#bus.publish({ subject: `${SESSION_PREFIX}${sessionId}.${msg.subject}`, body: msg.body, replyTo: msg.replyTo });
-    return true;
   }
 
   broadcast(msg: BusMessage): void {
@@ -147,6 +149,7 @@ export class SessionHub {
         release();
         session.subscriptions.delete(frame.subject);
         if (frame.id !== undefined) session.sendFrame({ op: 'ok', id: frame.id });
+        this.onChange();
         return;
       }
       case 'req':
@@ -211,6 +214,7 @@ export class SessionHub {
       });
     }
     if (id !== undefined) session.sendFrame({ op: 'ok', id });
+    this.onChange();
   }
 
   #request(session: Session, frame: Extract<ClientFrame, { op: 'req' }>): void {

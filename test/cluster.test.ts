@@ -1,0 +1,147 @@
+// Several wsbridge nodes (separate processes) on one real nats-server behave as one gateway:
+// pub/sub, reply-to, request/reply and broadcast across nodes, cluster presence (and a node
+// killed with SIGKILL leaving it), NATS restarts, and local traffic during a NATS outage.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnCli, TestClient, unb64 } from './helpers.ts';
+import { startNats } from './nats-helpers.ts';
+
+const nats = await startNats();
+after(() => nats.stop());
+
+const TOKEN = 'cluster-admin';
+async function node(extra: Record<string, string> = {}) {
+  const n = await spawnCli(['serve', '--listen', '127.0.0.1:0', '--nats', nats.url, '--admin-token', TOKEN], { PRESENCE_TTL_SEC: '2', ...extra });
+  const url = n.match![1]!;
+  const http = url.replace('ws://', 'http://').replace(/\/ws$/, '');
+  after(async () => {
+    if (n.proc.exitCode === null && n.proc.signalCode === null) {
+      n.proc.kill('SIGTERM');
+      await n.exit;
+    }
+  });
+  return { ...n, url, http };
+}
+const api = (base: string, path: string, init: RequestInit = {}) => fetch(base + path, { ...init, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' } });
+
+const a = await node();
+const b = await node();
+
+async function until<T>(what: string, f: () => Promise<T | undefined>, tries = 200): Promise<T> {
+  for (let i = 0; i < tries; i++) {
+    const v = await f();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 50)); // polling an external state (presence, NATS) with a bound
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+test('pub/sub and reply-to across nodes', async () => {
+  const onA = await TestClient.connect(a.url);
+  const onB = await TestClient.connect(b.url);
+  await onB.call({ op: 'sub', subject: 'x.*', id: '1' });
+  // The subscription reaches NATS asynchronously: publish until B sees one (bounded).
+  await until('cross-node subscription', async () => {
+    onA.send({ subject: 'x.ping', text: 'from a' });
+    return onB.next((f) => f.subject === 'x.ping', 100).catch(() => undefined);
+  });
+  const m = await onB.next((f) => f.subject === 'x.ping', 100).catch(() => undefined);
+  void m;
+  // B answers on A's reply subject: only A's session gets it.
+  onB.send({ subject: onA.welcome.reply_to, text: 'to a only' });
+  const reply = await onA.next((f) => f.subject === onA.welcome.reply_to);
+  assert.equal(unb64(reply.body), 'to a only');
+  onA.close();
+  onB.close();
+});
+
+test('request/reply across nodes, and no_responders / timeout', async () => {
+  const svc = await TestClient.connect(b.url);
+  await svc.call({ op: 'sub', subject: 'svc.clock', id: '1' });
+  svc.ws.on('message', (d) => {
+    const f = JSON.parse(d.toString()) as { subject?: string; reply_to?: string };
+    if (f.subject === 'svc.clock') svc.send({ subject: f.reply_to, text: 'tick' });
+  });
+  const client = await TestClient.connect(a.url);
+  const res = await until('cross-node responder', async () => {
+    const r = await client.call({ op: 'req', id: `r${Math.random()}`, subject: 'svc.clock', text: 'now?', timeout_ms: 500 });
+    return r.op === 'res' ? r : undefined;
+  });
+  assert.equal(unb64(res.body), 'tick');
+  const none = await client.call({ op: 'req', id: 'n', subject: 'svc.nobody', text: 'x' });
+  assert.equal(none.code, 'no_responders');
+  await svc.call({ op: 'sub', subject: 'svc.silent', id: '2' });
+  const slow = await until('silent subscription', async () => {
+    const r = await client.call({ op: 'req', id: `t${Math.random()}`, subject: 'svc.silent', text: 'x', timeout_ms: 200 });
+    return r.code === 'timeout' ? r : undefined;
+  });
+  assert.equal(slow.code, 'timeout');
+  svc.close();
+  client.close();
+});
+
+test('broadcast and send-to-session from one node reach sessions on the other; presence lists both nodes', async () => {
+  const onA = await TestClient.connect(a.url);
+  const onB = await TestClient.connect(b.url);
+  const sessions = await until('presence of both sessions', async () => {
+    const list = ((await (await api(a.http, '/api/sessions')).json()) as { sessions: Array<{ id: string; node: string }> }).sessions;
+    return list.some((s) => s.id === onB.welcome.session) && list.some((s) => s.id === onA.welcome.session) ? list : undefined;
+  });
+  assert.notEqual(sessions.find((s) => s.id === onA.welcome.session)!.node, sessions.find((s) => s.id === onB.welcome.session)!.node);
+
+  assert.equal((await api(a.http, '/api/broadcast', { method: 'POST', body: JSON.stringify({ subject: 'all', text: 'everyone' }) })).status, 202);
+  await onA.next((f) => f.subject === 'all');
+  await onB.next((f) => f.subject === 'all');
+
+  const sent = await api(a.http, `/api/sessions/${onB.welcome.session}/messages`, { method: 'POST', body: JSON.stringify({ subject: 'direct', text: 'hi b' }) });
+  assert.equal(sent.status, 202);
+  assert.equal(unb64((await onB.next((f) => f.subject === 'direct')).body), 'hi b');
+
+  const del = await api(a.http, `/api/sessions/${onB.welcome.session}`, { method: 'DELETE' });
+  assert.equal(del.status, 204);
+  assert.equal((await onB.closed).code, 1000);
+  onA.close();
+});
+
+test('a node killed with SIGKILL leaves presence within the TTL; the survivor keeps working', async () => {
+  const c = await node();
+  const onC = await TestClient.connect(c.url);
+  await until('presence of the new node', async () => {
+    const list = ((await (await api(a.http, '/api/sessions')).json()) as { sessions: Array<{ id: string }> }).sessions;
+    return list.some((s) => s.id === onC.welcome.session) ? true : undefined;
+  });
+  c.proc.kill('SIGKILL');
+  await c.exit;
+  const started = Date.now();
+  await until('the killed node to leave presence', async () => {
+    const list = ((await (await api(a.http, '/api/sessions')).json()) as { sessions: Array<{ id: string }> }).sessions;
+    return list.some((s) => s.id === onC.welcome.session) ? undefined : true;
+  });
+  assert.ok(Date.now() - started < 2000 + 2000, 'gone within PRESENCE_TTL_SEC plus a heartbeat');
+  const x = await TestClient.connect(a.url);
+  assert.equal((await x.call({ op: 'ping', id: 'p' })).op, 'pong');
+  x.close();
+});
+
+test('NATS outage: /readyz says not ready, local traffic flows, remote requests fail fast; recovery after restart', async () => {
+  const local1 = await TestClient.connect(a.url);
+  const local2 = await TestClient.connect(a.url);
+  await local2.call({ op: 'sub', subject: 'local.only', id: '1' });
+  assert.equal((await fetch(`${a.http}/readyz`)).status, 200);
+  await nats.stop();
+  await until('readyz to report the outage', async () => ((await fetch(`${a.http}/readyz`)).status === 503 ? true : undefined));
+  local1.send({ subject: 'local.only', text: 'still here' });
+  assert.equal(unb64((await local2.next((f) => f.subject === 'local.only')).body), 'still here');
+  const remote = await local1.call({ op: 'req', id: 'r', subject: 'svc.elsewhere', text: 'x', timeout_ms: 300 });
+  assert.equal(remote.op, 'error');
+  await nats.restart();
+  await until('readyz after NATS came back', async () => ((await fetch(`${a.http}/readyz`)).status === 200 ? true : undefined));
+  // Cross-node traffic works again.
+  const onB = await TestClient.connect(b.url);
+  await onB.call({ op: 'sub', subject: 'after.restart', id: '1' });
+  await until('cross-node delivery after the restart', async () => {
+    local1.send({ subject: 'after.restart', text: 'back' });
+    return onB.next((f) => f.subject === 'after.restart', 100).catch(() => undefined);
+  });
+  for (const c of [local1, local2, onB]) c.close();
+});

@@ -1,0 +1,57 @@
+// A real nats-server (Debian package) on a free loopback port, with JetStream in a temp dir.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+
+export async function freePort(): Promise<number> {
+  const s = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => s.once('listening', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+export interface NatsServer {
+  url: string;
+  port: number;
+  proc: ChildProcess;
+  stop(): Promise<void>;
+  restart(): Promise<void>;
+}
+
+export async function startNats(port?: number, storeDir?: string): Promise<NatsServer> {
+  const p = port ?? (await freePort());
+  const dir = storeDir ?? mkdtempSync(join(tmpdir(), 'wsbridge-nats-'));
+  const proc = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(p), '-js', '-sd', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('Server is ready')) resolve();
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', onData);
+    proc.once('exit', (code) => reject(new Error(`nats-server exited (${code}):\n${out}`)));
+    proc.once('error', reject);
+  });
+  const server: NatsServer = {
+    url: `nats://127.0.0.1:${p}`,
+    port: p,
+    proc,
+    async stop() {
+      if (server.proc.exitCode !== null) return;
+      const exited = new Promise((r) => server.proc.once('exit', r));
+      server.proc.kill('SIGTERM');
+      await exited;
+    },
+    async restart() {
+      await server.stop();
+      const again = await startNats(p, dir);
+      server.proc = again.proc;
+    },
+  };
+  return server;
+}
