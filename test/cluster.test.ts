@@ -145,3 +145,30 @@ test('NATS outage: /readyz says not ready, local traffic flows, remote requests 
   });
   for (const c of [local1, local2, onB]) c.close();
 });
+
+test('a plain NATS client (standing in for a wasmCloud messaging provider) answers a browser request and publishes to sessions', async () => {
+  const { connect } = await import('@nats-io/transport-node');
+  const nc = await connect({ servers: nats.url });
+  // The "component": answers svc.greet on the message's reply subject, as the provider does.
+  nc.subscribe('svc.greet', { callback: (_e, m) => m.respond(new TextEncoder().encode(`Hello, ${new TextDecoder().decode(m.data)}`)) });
+  await nc.flush();
+  const browser = await TestClient.connect(a.url);
+  const res = await browser.call({ op: 'req', id: '1', subject: 'svc.greet', text: 'Ada', timeout_ms: 2000 });
+  assert.equal(res.op, 'res');
+  assert.equal(unb64(res.body), 'Hello, Ada');
+  // And a plain NATS publish reaches a subscribed session, subject unchanged.
+  await browser.call({ op: 'sub', subject: 'chat.*', id: 's' });
+  await until('the session subscription on NATS', async () => {
+    nc.publish('chat.lobby', new TextEncoder().encode('from the lattice'));
+    return browser.next((f) => f.subject === 'chat.lobby', 100).catch(() => undefined);
+  });
+  // A browser publish reaches the plain NATS subscriber with its reply subject.
+  const got = new Promise<{ subject: string; reply: string | undefined }>((resolve) => nc.subscribe('lattice.in', { max: 1, callback: (_e, m) => resolve({ subject: m.subject, reply: m.reply }) }));
+  await nc.flush();
+  browser.send({ subject: 'lattice.in', text: 'to the component' });
+  const m = await got;
+  assert.equal(m.subject, 'lattice.in');
+  assert.equal(m.reply, browser.welcome.reply_to);
+  browser.close();
+  await nc.close();
+});
