@@ -150,7 +150,7 @@ test('a plain NATS client (standing in for a wasmCloud messaging provider) answe
   const { connect } = await import('@nats-io/transport-node');
   const nc = await connect({ servers: nats.url });
   // The "component": answers svc.greet on the message's reply subject, as the provider does.
-  nc.subscribe('svc.greet', { callback: (_e, m) => m.respond(new TextEncoder().encode(`Hello, ${new TextDecoder().decode(m.data)}`)) });
+  nc.subscribe('svc.greet', { callback: (_e, m) => { m.respond(new TextEncoder().encode(`Hello, ${new TextDecoder().decode(m.data)}`)); } });
   await nc.flush();
   const browser = await TestClient.connect(a.url);
   const res = await browser.call({ op: 'req', id: '1', subject: 'svc.greet', text: 'Ada', timeout_ms: 2000 });
