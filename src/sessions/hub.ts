@@ -43,7 +43,8 @@ class EncodedOnce {
     this.msg = msg;
   }
   for(session: Session): WireData {
-    if (session.codec.name === 'json') return (this.#json ??= session.codec.encodeMessage(this.msg));
+    // JSON as UTF-8 bytes, once: ws would otherwise re-encode the string for every session.
+    if (session.codec.name === 'json') return (this.#json ??= Buffer.from(session.codec.encodeMessage(this.msg) as string));
     return (this.#msgpack ??= session.codec.encodeMessage(this.msg));
   }
 }
