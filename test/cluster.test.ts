@@ -172,3 +172,82 @@ test('a plain NATS client (standing in for a wasmCloud messaging provider) answe
   browser.close();
   await nc.close();
 });
+
+test('history: messages carry seq; a client resuming on another node gets exactly what it missed, or history_lost', async () => {
+  const env = { HISTORY_SUBJECTS: 'news.>', HISTORY_MAX_MSGS: '5' };
+  const c = await node(env);
+  const d = await node(env);
+  const reader = await TestClient.connect(c.url);
+  assert.equal((await reader.call({ op: 'sub', subject: 'news.>', id: '1' })).op, 'ok');
+  const writer = await TestClient.connect(d.url);
+  // The writer publishes with acks; the reader on the other node sees each with its sequence.
+  const seqs: number[] = [];
+  for (const n of [1, 2]) {
+    assert.equal((await writer.call({ subject: 'news.tech', text: `n${n}`, id: `w${n}` })).op, 'ok');
+    const m = await reader.next((f) => f.subject === 'news.tech');
+    assert.equal(unb64(m.body), `n${n}`);
+    assert.equal(typeof m.seq, 'number');
+    seqs.push(m.seq as number);
+  }
+  assert.ok(seqs[1]! > seqs[0]!);
+  const lastSeen = seqs[1]!;
+  reader.close();
+  await reader.closed;
+  // While the reader is away: three more.
+  for (const n of [3, 4, 5]) assert.equal((await writer.call({ subject: 'news.tech', text: `n${n}`, id: `w${n}` })).op, 'ok');
+  // It comes back on the other node and resumes.
+  const back = await TestClient.connect(d.url);
+  back.send({ op: 'sub', subject: 'news.>', since: lastSeen, id: 'resume' });
+  await back.next((f) => f.op === 'ok' && f.id === 'resume');
+  const missed = back.frames.filter((f) => f.subject === 'news.tech');
+  assert.deepEqual(missed.map((f) => unb64(f.body)), ['n3', 'n4', 'n5']);
+  assert.ok(missed.every((f) => (f.seq as number) > lastSeen));
+  assert.equal(back.frames.filter((f) => f.op === 'history_lost').length, 0);
+  // Live messages keep coming after the replay.
+  await writer.call({ subject: 'news.tech', text: 'n6', id: 'w6' });
+  assert.equal(unb64((await back.next((f) => f.subject === 'news.tech' && unb64(f.body) === 'n6')).body), 'n6');
+  back.close();
+
+  // Past the window (5 messages): resuming from the first sequence says history_lost first.
+  for (const n of [7, 8, 9, 10, 11, 12]) await writer.call({ subject: 'news.tech', text: `n${n}`, id: `w${n}` });
+  const late = await TestClient.connect(c.url);
+  late.send({ op: 'sub', subject: 'news.>', since: seqs[0]!, id: 'late' });
+  const lostFrame = await late.next((f) => f.op === 'history_lost');
+  assert.equal(lostFrame.subject, 'news.>');
+  assert.equal(lostFrame.since, seqs[0]);
+  await late.next((f) => f.op === 'ok' && f.id === 'late');
+  const kept = late.frames.filter((f) => f.subject === 'news.tech').map((f) => unb64(f.body));
+  assert.deepEqual(kept, ['n8', 'n9', 'n10', 'n11', 'n12']);
+  // A subject without history refuses since.
+  assert.equal((await late.call({ op: 'sub', subject: 'chat.>', since: 1, id: 'x' })).code, 'history_unavailable');
+  late.close();
+  writer.close();
+});
+
+test('SDK: after a reconnect a subscription resumes from the last sequence it saw', async () => {
+  const { connect } = await import('../src/sdk/client.ts');
+  const env = { HISTORY_SUBJECTS: 'feed.>' };
+  const first = await node(env);
+  const port = new URL(first.url).port;
+  const writerNode = await node(env);
+  const sdk = connect(first.url, { reconnect: { baseMs: 50, maxMs: 200 } });
+  await sdk.ready();
+  const got: string[] = [];
+  let notify: () => void = () => {};
+  sdk.subscribe('feed.>', (m) => { got.push(`${m.text()}@${m.seq}`); notify(); });
+  await sdk.publishAck('feed.x', 'one');
+  while (got.length < 1) await new Promise<void>((r) => (notify = r));
+  // Its node goes away; messages are published elsewhere meanwhile; the node comes back.
+  first.proc.kill('SIGTERM');
+  await first.exit;
+  const w = await TestClient.connect(writerNode.url);
+  for (const t of ['two', 'three']) await w.call({ subject: 'feed.x', text: t, id: t });
+  const again = await spawnCli(['serve', '--listen', `127.0.0.1:${port}`, '--nats', nats.url], { ...env, PRESENCE_TTL_SEC: '2' });
+  after(() => { again.proc.kill('SIGTERM'); });
+  while (got.length < 3) await new Promise<void>((r) => (notify = r));
+  assert.deepEqual(got.map((g) => g.split('@')[0]), ['one', 'two', 'three']);
+  const seqs = got.map((g) => Number(g.split('@')[1]));
+  assert.ok(seqs[0]! < seqs[1]! && seqs[1]! < seqs[2]!);
+  sdk.close();
+  w.close();
+});

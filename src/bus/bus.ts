@@ -8,6 +8,23 @@ export interface BusMessage extends BrokerMessage {
    * marks what it received from its remote server so it never sends it back there.
    */
   origin?: string | undefined;
+  /** Stream sequence, for messages on history subjects (NATS JetStream). */
+  seq?: number | undefined;
+}
+
+export interface ReplaySink {
+  /** Called before any message when messages after `since` may have left the window. */
+  lost(firstSeq: number): void;
+  deliver(msg: BusMessage): void;
+}
+
+export interface ReplayResult {
+  /** Messages after `since` may have been removed from the history window. */
+  lost: boolean;
+  /** The oldest sequence still stored, when anything is. */
+  firstSeq: number;
+  /** The last sequence replayed (or `since` when nothing was). */
+  lastSeq: number;
 }
 
 export type BusHandler = (msg: BusMessage) => void;
@@ -44,4 +61,8 @@ export interface Bus {
    */
   request(subject: string, body: Uint8Array, timeoutMs: number): Promise<BusMessage>;
   close(): Promise<void>;
+  /** Whether messages on subjects matching `pattern` are kept for resume. */
+  hasHistory?(pattern: string): boolean;
+  /** Replays stored messages matching `pattern` with sequence > since, in order. */
+  replay?(pattern: string, since: number, sink: ReplaySink): Promise<ReplayResult>;
 }

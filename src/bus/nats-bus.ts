@@ -11,9 +11,12 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { connect, headers, credsAuthenticator, nkeyAuthenticator, RequestError as NatsRequestError, NoRespondersError, TimeoutError } from '@nats-io/transport-node';
 import type { NatsConnection, Subscription, MsgHdrs, ConnectionOptions } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, DeliverPolicy, DiscardPolicy } from '@nats-io/jetstream';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { MemoryBus } from './memory-bus.ts';
+import { SubjectTrie } from './subject-trie.ts';
 import { RequestError } from './bus.ts';
-import type { Bus, BusHandler, BusMessage, BusSubscription, SubscribeOptions } from './bus.ts';
+import type { Bus, BusHandler, BusMessage, BusSubscription, ReplayResult, ReplaySink, SubscribeOptions } from './bus.ts';
 import type { Logger } from '../observability/logger.ts';
 
 export interface NatsBusOptions {
@@ -29,7 +32,15 @@ export interface NatsBusOptions {
   name: string;
 }
 
+export interface HistoryOptions {
+  subjects: string[];
+  maxAgeSec: number;
+  maxMsgs: number;
+}
+
+export const HISTORY_STREAM = 'WSBRIDGE_HISTORY';
 const NODE_HEADER = 'Wsb-Node';
+const REPLY_HEADER = 'Wsb-Reply';
 const ORIGIN_HEADER = 'Wsb-Origin';
 
 export class NatsBus implements Bus {
@@ -40,6 +51,7 @@ export class NatsBus implements Bus {
   #log: Logger;
   #interest = new Map<string, { sub: Subscription; count: number }>();
   #connected = true;
+  #history: { js: JetStreamClient; jsm: JetStreamManager; patterns: string[]; trie: SubjectTrie<string> } | undefined;
   onStatus: (connected: boolean) => void = () => {};
 
   private constructor(nc: NatsConnection, opts: NatsBusOptions, log: Logger) {
@@ -115,6 +127,8 @@ export class NatsBus implements Bus {
           }
           // Published here: already delivered to this node's subscribers.
           if (h?.get(NODE_HEADER) === this.nodeId) return;
+          // History subjects reach subscribers through the node's stream consumer, with their sequence.
+          if (this.#isHistory(msg.subject)) return;
           // One NATS delivery per matching NATS subscription: deliver only to the local
           // subscribers of exactly this pattern, so overlapping patterns do not double up.
           this.local.deliverToPattern(subject, msg);
@@ -138,6 +152,16 @@ export class NatsBus implements Bus {
   }
 
   publish(msg: BusMessage): void {
+    if (this.#isHistory(msg.subject)) {
+      // Stored by JetStream first; every node (this one too) delivers it from its stream
+      // consumer, so every subscriber sees the same sequence number.
+      if (!this.#connected) throw new RequestError('bus_unavailable', `${msg.subject} keeps history and needs NATS, which is unreachable`);
+      // No NATS reply subject: JetStream would send its publish ack there. reply_to rides in a header.
+      const h = this.#headers(msg, false);
+      if (msg.replyTo) h.set(REPLY_HEADER, this.#prefix + msg.replyTo);
+      this.nc.publish(this.#prefix + msg.subject, msg.body, { headers: h });
+      return;
+    }
     // Local subscribers at once; queue groups are NATS's to resolve while it is reachable.
     this.local.deliverLocal(msg, !this.#connected);
     if (!this.#connected) return; // at most once: other nodes miss what is published during an outage
@@ -171,8 +195,103 @@ export class NatsBus implements Bus {
     }
   }
 
+  #isHistory(subject: string): boolean {
+    return this.#history !== undefined && this.#history.trie.match(subject).length > 0;
+  }
+
+  /**
+   * Keeps messages on `subjects` in a JetStream stream (created or updated here) and delivers
+   * them to this node's subscribers from an ordered consumer, with their stream sequence. The
+   * window is trimmed from the oldest end only (max age, max messages), so a gap is always
+   * visible as `since < first stored sequence - 1`.
+   */
+  async enableHistory(opts: HistoryOptions): Promise<void> {
+    const jsm = await jetstreamManager(this.nc);
+    const js = jetstream(this.nc);
+    const config = {
+      name: HISTORY_STREAM,
+      subjects: opts.subjects.map((p) => this.#prefix + p),
+      max_age: opts.maxAgeSec * 1_000_000_000,
+      max_msgs: opts.maxMsgs,
+      discard: DiscardPolicy.Old,
+    };
+    try {
+      await jsm.streams.add(config);
+    } catch {
+      await jsm.streams.update(HISTORY_STREAM, config);
+    }
+    const trie = new SubjectTrie<string>();
+    for (const p of opts.subjects) trie.insert(p, p);
+    this.#history = { js, jsm, patterns: opts.subjects, trie };
+    for (const p of opts.subjects) {
+      const consumer = await js.consumers.get(HISTORY_STREAM, { filter_subjects: this.#prefix + p, deliver_policy: DeliverPolicy.New });
+      await consumer.consume({
+        callback: (m) => {
+          const reply = m.headers?.get(REPLY_HEADER) || undefined;
+          this.local.deliverLocal({
+            subject: m.subject.slice(this.#prefix.length),
+            body: m.data,
+            replyTo: reply ? reply.slice(this.#prefix.length) : null,
+            origin: m.headers?.get(ORIGIN_HEADER) || undefined,
+            seq: m.seq,
+          }, true);
+        },
+      });
+    }
+  }
+
+  hasHistory(pattern: string): boolean {
+    // Covered when every subject the pattern can match is a history subject: here, when the
+    // pattern itself falls under one of the configured patterns.
+    const h = this.#history;
+    if (!h) return false;
+    return h.patterns.some((p) => covers(p, pattern));
+  }
+
+  async replay(pattern: string, since: number, sink: ReplaySink): Promise<ReplayResult> {
+    const h = this.#history;
+    if (!h) throw new RequestError('bus_unavailable', 'no history configured');
+    const info = await h.jsm.streams.info(HISTORY_STREAM);
+    const first = info.state.first_seq;
+    const last = info.state.last_seq;
+    const lost = info.state.messages > 0 ? since + 1 < first : since < last;
+    if (lost) sink.lost(first);
+    let lastSeq = since;
+    if (since >= last || info.state.messages === 0) return { lost, firstSeq: first, lastSeq };
+    const consumer = await h.js.consumers.get(HISTORY_STREAM, { filter_subjects: this.#prefix + pattern, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(since + 1, first) });
+    // Read up to the sequence that was last when the replay began; newer ones arrive live.
+    while (lastSeq < last) {
+      const batch = await consumer.fetch({ max_messages: 256, expires: 1000 });
+      let got = 0;
+      for await (const m of batch) {
+        got++;
+        if (m.seq > last) break;
+        const reply = m.headers?.get(REPLY_HEADER) || undefined;
+        sink.deliver({ subject: m.subject.slice(this.#prefix.length), body: m.data, replyTo: reply ? reply.slice(this.#prefix.length) : null, seq: m.seq });
+        lastSeq = m.seq;
+        if (m.info.pending === 0) break;
+      }
+      if (got === 0 || (await consumer.info(true)).num_pending === 0) break;
+    }
+    await consumer.delete().catch(() => {});
+    return { lost, firstSeq: first, lastSeq: Math.max(lastSeq, since) };
+  }
+
   async close(): Promise<void> {
     await this.local.close();
     await this.nc.drain().catch(() => this.nc.close());
   }
+}
+
+/** Whether every subject `inner` matches is matched by `outer` (both NATS patterns). */
+export function covers(outer: string, inner: string): boolean {
+  const o = outer.split('.');
+  const i = inner.split('.');
+  for (let k = 0; k < o.length; k++) {
+    if (o[k] === '>') return k < i.length;
+    if (k >= i.length) return false;
+    if (i[k] === '>') return false;
+    if (o[k] !== '*' && o[k] !== i[k]) return false;
+  }
+  return o.length === i.length;
 }

@@ -62,6 +62,7 @@ export interface Config {
   outboundTimeoutMs: number;
   nats: NatsConfig | undefined;
   presenceTtlSec: number;
+  history: { subjects: string[]; maxAgeSec: number; maxMsgs: number };
 }
 
 export interface NatsConfig {
@@ -247,6 +248,7 @@ export function loadConfig(sources: ConfigSources): Config {
     outboundTimeoutMs: get('OUTBOUND_TIMEOUT_MS'),
     nats: undefined,
     presenceTtlSec: get('PRESENCE_TTL_SEC'),
+    history: { subjects: get('HISTORY_SUBJECTS'), maxAgeSec: get('HISTORY_MAX_AGE_SEC'), maxMsgs: get('HISTORY_MAX_MSGS') },
     componentCacheDir: get<string | undefined>('COMPONENT_CACHE_DIR') ?? join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'wsbridge', 'components'),
   };
   const fileComponents = file.components;
@@ -283,6 +285,11 @@ export function loadConfig(sources: ConfigSources): Config {
       tlsCaFile: get('NATS_TLS_CA_FILE'),
     };
   }
+  for (const p of config.history.subjects) {
+    const e = subjectError(p, true) ?? (p.startsWith(INTERNAL_PREFIX) ? 'reserved' : null);
+    if (e) throw new ConfigError(`HISTORY_SUBJECTS: ${JSON.stringify(p)}: ${e}`);
+  }
+  if (config.history.subjects.length > 0 && !config.nats) throw new ConfigError('HISTORY_SUBJECTS needs NATS_URL: history is kept in NATS JetStream');
   if (config.requestTimeoutMs > config.maxRequestTimeoutMs) {
     throw new ConfigError(`REQUEST_TIMEOUT_MS (${config.requestTimeoutMs}) must not exceed MAX_REQUEST_TIMEOUT_MS (${config.maxRequestTimeoutMs})`);
   }

@@ -97,6 +97,13 @@ export class Gateway {
     const bus = this.bus;
     if (!(bus instanceof NatsBus)) return;
     const { Presence } = await import('../cluster/presence.ts');
+    if (this.config.history.subjects.length > 0) {
+      try {
+        await bus.enableHistory(this.config.history);
+      } catch (e) {
+        throw new NatsUnavailableError(`cannot set up history (HISTORY_SUBJECTS) in JetStream: ${(e as Error).message}`);
+      }
+    }
     // Operator closes of sessions on this node, sent from any node.
     bus.subscribe(`${INTERNAL_PREFIX}N.${bus.nodeId}.close`, (m) => this.closeSession(Buffer.from(m.body).toString()));
     try {

@@ -76,7 +76,12 @@ function toClientFrame(
       if (o.queue !== undefined && o.queue !== null) {
         queue = checkSubject(o.queue, false, id, 'queue');
       }
-      return { op: 'sub', id, subject, queue };
+      let since: number | undefined;
+      if (o.since !== undefined && o.since !== null) {
+        if (typeof o.since !== 'number' || !Number.isSafeInteger(o.since) || o.since < 0) throw new ProtocolError('bad_request', 'since must be a non-negative integer (a sequence you saw)', id);
+        since = o.since;
+      }
+      return { op: 'sub', id, subject, queue, since };
     }
     case 'unsub':
       return { op: 'unsub', id, subject: checkSubject(o.subject, true, id) };
@@ -165,6 +170,7 @@ export const jsonCodec: Codec = {
     return toClientFrame(obj, base64Body);
   },
   encodeMessage(msg) {
+    if (msg.seq !== undefined) return JSON.stringify({ subject: msg.subject, body: toBase64(msg.body), reply_to: msg.replyTo ?? null, seq: msg.seq });
     return JSON.stringify({ subject: msg.subject, body: toBase64(msg.body), reply_to: msg.replyTo ?? null });
   },
   encode(frame) {
@@ -193,6 +199,7 @@ export const msgpackCodec: Codec = {
     return toClientFrame(obj, binBody);
   },
   encodeMessage(msg) {
+    if (msg.seq !== undefined) return packr.pack({ subject: msg.subject, body: msg.body, reply_to: msg.replyTo ?? null, seq: msg.seq });
     return packr.pack({ subject: msg.subject, body: msg.body, reply_to: msg.replyTo ?? null });
   },
   encode(frame) {

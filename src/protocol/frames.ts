@@ -11,12 +11,14 @@ export interface BrokerMessage {
   subject: string;
   body: Uint8Array;
   replyTo?: string | null | undefined;
+  /** Set on messages from a subject with history: the stream sequence, for resume. */
+  seq?: number | undefined;
 }
 
 /** Frames a client sends. A frame without `op` is a publish. */
 export type ClientFrame =
   | { op: 'pub'; id: string | undefined; msg: BrokerMessage }
-  | { op: 'sub'; id: string | undefined; subject: string; queue: string | undefined }
+  | { op: 'sub'; id: string | undefined; subject: string; queue: string | undefined; since: number | undefined }
   | { op: 'unsub'; id: string | undefined; subject: string }
   | { op: 'req'; id: string; subject: string; body: Uint8Array; timeoutMs: number | undefined }
   | { op: 'ping'; id: string | undefined };
@@ -27,4 +29,5 @@ export type ServerFrame =
   | { op: 'ok'; id: string }
   | { op: 'pong'; id?: string }
   | { op: 'res'; id: string; msg: BrokerMessage }
-  | { op: 'error'; code: ErrorCode; message: string; id?: string | undefined };
+  | { op: 'error'; code: ErrorCode; message: string; id?: string | undefined }
+  | { op: 'history_lost'; subject: string; since: number; first_seq: number; id?: string | undefined };

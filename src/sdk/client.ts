@@ -11,6 +11,8 @@ export interface Message {
   subject: string;
   body: Uint8Array;
   replyTo: string | null;
+  /** Stream sequence, on subjects the server keeps history for. */
+  seq?: number;
   /** The body as UTF-8 text. */
   text(): string;
   /** The body parsed as JSON. */
@@ -36,6 +38,8 @@ export interface ConnectOptions {
   requestTimeoutMs?: number;
   /** Every frame in and out, decoded, for logs and debugging. */
   onFrame?: (direction: 'in' | 'out', frame: Record<string, unknown>) => void;
+  /** Told when a resumed subscription could not get everything it missed (the window moved on). */
+  onHistoryLost?: (info: { subject: string; since: number; firstSeq: number }) => void;
   /** A WebSocket constructor, where there is no global one. */
   WebSocket?: typeof WebSocket;
 }
@@ -79,11 +83,12 @@ function fromBase64(s: string): Uint8Array {
   return out;
 }
 
-function message(subject: string, body: Uint8Array, replyTo: string | null): Message {
+function message(subject: string, body: Uint8Array, replyTo: string | null, seq?: unknown): Message {
   return {
     subject,
     body,
     replyTo,
+    ...(typeof seq === 'number' ? { seq } : {}),
     text: () => fromUtf8.decode(body),
     json: <T>() => JSON.parse(fromUtf8.decode(body)) as T,
   };
@@ -94,7 +99,7 @@ export class Client {
   #opts: ConnectOptions;
   #ws: WebSocket | undefined;
   #info: SessionInfo = { session: null, replyTo: null, state: 'connecting' };
-  #subs = new Map<string, { queue: string | undefined; handlers: Set<Handler> }>();
+  #subs = new Map<string, { queue: string | undefined; handlers: Set<Handler>; lastSeq: number | undefined }>();
   #pending = new Map<string, { resolve(m: Message): void; reject(e: Error): void; timer: ReturnType<typeof setTimeout> | undefined }>();
   #nextId = 0;
   #attempt = 0;
@@ -178,11 +183,13 @@ export class Client {
     this.#opts.onFrame?.('in', frame);
     const op = frame.op;
     if (op === undefined) {
-      const msg = message(String(frame.subject), this.#body(frame.body), (frame.reply_to as string | null) ?? null);
+      const msg = message(String(frame.subject), this.#body(frame.body), (frame.reply_to as string | null) ?? null, frame.seq);
       let matched = false;
       for (const [pattern, sub] of this.#subs) {
         if (!matches(pattern, msg.subject)) continue;
         matched = true;
+        // Remembered for resume: after a reconnect the subscription asks for what came after it.
+        if (msg.seq !== undefined && (sub.lastSeq === undefined || msg.seq > sub.lastSeq)) sub.lastSeq = msg.seq;
         for (const h of sub.handlers) h(msg);
       }
       // Messages to this session's reply subject, targeted sends and broadcasts.
@@ -193,9 +200,15 @@ export class Client {
       this.#attempt = 0;
       this.#setInfo({ session: String(frame.session), replyTo: String(frame.reply_to), state: 'open' });
       // Subscriptions outlive connections: say them again, then flush what waited.
-      for (const [subject, sub] of this.#subs) this.#send({ op: 'sub', subject, ...(sub.queue ? { queue: sub.queue } : {}) });
+      for (const [subject, sub] of this.#subs) {
+        this.#send({ op: 'sub', subject, ...(sub.queue ? { queue: sub.queue } : {}), ...(sub.lastSeq !== undefined ? { since: sub.lastSeq } : {}) });
+      }
       for (const f of this.#outbox.splice(0)) this.#send(f);
       this.#ready.resolve();
+      return;
+    }
+    if (op === 'history_lost') {
+      this.#opts.onHistoryLost?.({ subject: String(frame.subject), since: Number(frame.since), firstSeq: Number(frame.first_seq) });
       return;
     }
     const id = frame.id as string | undefined;
@@ -203,7 +216,7 @@ export class Client {
     if (!p || id === undefined) return;
     this.#pending.delete(id);
     clearTimeout(p.timer);
-    if (op === 'res') p.resolve(message(String(frame.subject), this.#body(frame.body), (frame.reply_to as string | null) ?? null));
+    if (op === 'res') p.resolve(message(String(frame.subject), this.#body(frame.body), (frame.reply_to as string | null) ?? null, frame.seq));
     else if (op === 'error') p.reject(new RequestError(String(frame.code), String(frame.message)));
     else p.resolve(message('', new Uint8Array(0), null));
   }
@@ -247,7 +260,7 @@ export class Client {
   subscribe(pattern: string, handler: Handler, opts: { queue?: string } = {}): () => void {
     let sub = this.#subs.get(pattern);
     if (!sub) {
-      sub = { queue: opts.queue, handlers: new Set() };
+      sub = { queue: opts.queue, handlers: new Set(), lastSeq: undefined };
       this.#subs.set(pattern, sub);
       if (this.#info.state === 'open') this.#send({ op: 'sub', subject: pattern, ...(opts.queue ? { queue: opts.queue } : {}) });
     }

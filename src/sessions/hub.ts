@@ -139,7 +139,8 @@ export class SessionHub {
         return;
       }
       case 'sub':
-        this.#subscribe(session, frame.subject, frame.queue, frame.id);
+        if (frame.since !== undefined) this.#resume(session, frame.subject, frame.queue, frame.since, frame.id);
+        else this.#subscribe(session, frame.subject, frame.queue, frame.id);
         return;
       case 'unsub': {
         const release = session.subscriptions.get(frame.subject);
@@ -216,6 +217,44 @@ export class SessionHub {
     }
     if (id !== undefined) session.sendFrame({ op: 'ok', id });
     this.onChange();
+  }
+
+  /**
+   * A subscription that first replays what the session missed (sequence > since) from the bus's
+   * history, then goes live. Live messages that arrive during the replay wait and are sent after
+   * it, minus those the replay already sent, so the client sees each sequence once, in order.
+   */
+  #resume(session: Session, pattern: string, queue: string | undefined, since: number, id: string | undefined): void {
+    const bus = this.#bus;
+    if (!bus.replay || !bus.hasHistory?.(pattern)) {
+      this.error(session, 'history_unavailable', `${pattern} keeps no history (HISTORY_SUBJECTS, with NATS)`, id);
+      return;
+    }
+    if (pattern.startsWith(INTERNAL_PREFIX)) {
+      this.error(session, 'invalid_subject', `subjects under ${INTERNAL_PREFIX} are reserved`, id);
+      return;
+    }
+    session.subscriptions.get(pattern)?.();
+    let waiting: BusMessage[] | undefined = [];
+    const sub = bus.subscribe(pattern, (msg) => {
+      if (msg.subject.startsWith(INTERNAL_PREFIX)) return;
+      if (waiting) waiting.push(msg);
+      else session.send(session.codec.encodeMessage(msg));
+    }, { queue });
+    session.subscriptions.set(pattern, () => sub.unsubscribe());
+    bus.replay(pattern, since, {
+      lost: (firstSeq) => session.sendFrame({ op: 'history_lost', subject: pattern, since, first_seq: firstSeq, ...(id !== undefined ? { id } : {}) }),
+      deliver: (msg) => session.send(session.codec.encodeMessage(msg)),
+    }).then((r) => {
+      const held = waiting ?? [];
+      waiting = undefined;
+      for (const m of held) if (m.seq === undefined || m.seq > r.lastSeq) session.send(session.codec.encodeMessage(m));
+      if (id !== undefined) session.sendFrame({ op: 'ok', id });
+      this.onChange();
+    }, (err: unknown) => {
+      waiting = undefined;
+      this.error(session, 'bus_unavailable', `history replay failed: ${(err as Error).message}`, id);
+    });
   }
 
   #request(session: Session, frame: Extract<ClientFrame, { op: 'req' }>): void {
