@@ -22,10 +22,10 @@ export interface NatsServer {
   restart(): Promise<void>;
 }
 
-export async function startNats(port?: number, storeDir?: string): Promise<NatsServer> {
+export async function startNats(port?: number, storeDir?: string, extraArgs: string[] = []): Promise<NatsServer> {
   const p = port ?? (await freePort());
   const dir = storeDir ?? mkdtempSync(join(tmpdir(), 'wsbridge-nats-'));
-  const proc = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(p), '-js', '-sd', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(p), '-js', '-sd', dir, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
   await new Promise<void>((resolve, reject) => {
     let out = '';
     const onData = (d: Buffer) => {
@@ -49,7 +49,7 @@ export async function startNats(port?: number, storeDir?: string): Promise<NatsS
     },
     async restart() {
       await server.stop();
-      const again = await startNats(p, dir);
+      const again = await startNats(p, dir, extraArgs);
       server.proc = again.proc;
     },
   };

@@ -39,6 +39,8 @@ export interface HistoryOptions {
 }
 
 export const HISTORY_STREAM = 'WSBRIDGE_HISTORY';
+/** A NATS subject outside NATS_PREFIX (a plain NATS client's inbox), as a wsbridge subject. */
+const RAW_PREFIX = '_WSB.RAW.';
 const NODE_HEADER = 'Wsb-Node';
 const REPLY_HEADER = 'Wsb-Reply';
 const ORIGIN_HEADER = 'Wsb-Origin';
@@ -81,6 +83,17 @@ export class NatsBus implements Bus {
     return new NatsBus(nc, opts, log);
   }
 
+  /** NATS subject → wsbridge subject: strip the prefix, or mark subjects outside it as raw. */
+  #fromNats(subject: string): string {
+    if (this.#prefix === '') return subject;
+    return subject.startsWith(this.#prefix) ? subject.slice(this.#prefix.length) : RAW_PREFIX + subject;
+  }
+
+  /** wsbridge subject → NATS subject. */
+  #toNats(subject: string): string {
+    return subject.startsWith(RAW_PREFIX) ? subject.slice(RAW_PREFIX.length) : this.#prefix + subject;
+  }
+
   get connected(): boolean {
     return this.#connected;
   }
@@ -116,9 +129,9 @@ export class NatsBus implements Bus {
           }
           const h = m.headers;
           const msg: BusMessage = {
-            subject: m.subject.slice(this.#prefix.length),
+            subject: this.#fromNats(m.subject),
             body: m.data,
-            replyTo: m.reply ? (m.reply.startsWith(this.#prefix) ? m.reply.slice(this.#prefix.length) : m.reply) : null,
+            replyTo: m.reply ? this.#fromNats(m.reply) : null,
             origin: h?.get(ORIGIN_HEADER) || undefined,
           };
           if (queue !== undefined) {
@@ -158,17 +171,17 @@ export class NatsBus implements Bus {
       if (!this.#connected) throw new RequestError('bus_unavailable', `${msg.subject} keeps history and needs NATS, which is unreachable`);
       // No NATS reply subject: JetStream would send its publish ack there. reply_to rides in a header.
       const h = this.#headers(msg, false);
-      if (msg.replyTo) h.set(REPLY_HEADER, this.#prefix + msg.replyTo);
-      this.nc.publish(this.#prefix + msg.subject, msg.body, { headers: h });
+      if (msg.replyTo) h.set(REPLY_HEADER, this.#toNats(msg.replyTo));
+      this.nc.publish(this.#toNats(msg.subject), msg.body, { headers: h });
       return;
     }
     // Local subscribers at once; queue groups are NATS's to resolve while it is reachable.
     this.local.deliverLocal(msg, !this.#connected);
     if (!this.#connected) return; // at most once: other nodes miss what is published during an outage
     try {
-      this.nc.publish(this.#prefix + msg.subject, msg.body, {
+      this.nc.publish(this.#toNats(msg.subject), msg.body, {
         headers: this.#headers(msg, true),
-        ...(msg.replyTo ? { reply: this.#prefix + msg.replyTo } : {}),
+        ...(msg.replyTo ? { reply: this.#toNats(msg.replyTo) } : {}),
       });
     } catch (err) {
       throw new RequestError('bus_unavailable', `NATS: ${(err as Error).message}`);
@@ -183,8 +196,8 @@ export class NatsBus implements Bus {
     if (!this.#connected) return this.local.request(subject, body, timeoutMs);
     try {
       // Not stamped: local responders receive it through NATS like everyone else.
-      const m = await this.nc.request(this.#prefix + subject, body, { timeout: timeoutMs, headers: this.#headers({ subject, body }, false) });
-      return { subject: m.subject.startsWith(this.#prefix) ? m.subject.slice(this.#prefix.length) : m.subject, body: m.data, replyTo: m.reply ?? null };
+      const m = await this.nc.request(this.#toNats(subject), body, { timeout: timeoutMs, headers: this.#headers({ subject, body }, false) });
+      return { subject: this.#fromNats(m.subject), body: m.data, replyTo: m.reply ? this.#fromNats(m.reply) : null };
     } catch (err) {
       const cause = (err as Error).cause;
       if (err instanceof NoRespondersError || cause instanceof NoRespondersError || (err instanceof NatsRequestError && err.isNoResponders())) {
@@ -229,9 +242,9 @@ export class NatsBus implements Bus {
         callback: (m) => {
           const reply = m.headers?.get(REPLY_HEADER) || undefined;
           this.local.deliverLocal({
-            subject: m.subject.slice(this.#prefix.length),
+            subject: this.#fromNats(m.subject),
             body: m.data,
-            replyTo: reply ? reply.slice(this.#prefix.length) : null,
+            replyTo: reply ? this.#fromNats(reply) : null,
             origin: m.headers?.get(ORIGIN_HEADER) || undefined,
             seq: m.seq,
           }, true);
@@ -267,7 +280,7 @@ export class NatsBus implements Bus {
         got++;
         if (m.seq > last) break;
         const reply = m.headers?.get(REPLY_HEADER) || undefined;
-        sink.deliver({ subject: m.subject.slice(this.#prefix.length), body: m.data, replyTo: reply ? reply.slice(this.#prefix.length) : null, seq: m.seq });
+        sink.deliver({ subject: this.#fromNats(m.subject), body: m.data, replyTo: reply ? this.#fromNats(reply) : null, seq: m.seq });
         lastSeq = m.seq;
         if (m.info.pending === 0) break;
       }
