@@ -104,3 +104,29 @@ test('NATS_PREFIX: subjects live under the prefix on NATS, unchanged for clients
 
 void freePort;
 void unb64;
+
+test('JWT credentials file (.creds), with an operator, account and user made here', async () => {
+  const { encodeOperator, encodeAccount, encodeUser, fmtCreds } = await import('@nats-io/jwt');
+  const { createOperator, createAccount, createUser: newUser } = await import('@nats-io/nkeys');
+  const operator = createOperator();
+  const account = createAccount();
+  const user = newUser();
+  const operatorJwt = await encodeOperator('test-operator', operator);
+  const accountJwt = await encodeAccount('test-account', account, { limits: { conn: -1, subs: -1, data: -1, payload: -1, imports: -1, exports: -1, wildcards: true, leaf: -1, mem_storage: -1, disk_storage: -1, streams: -1, consumer: -1 } as never }, { signer: operator });
+  const userJwt = await encodeUser('wsbridge', user, account);
+  const system = createAccount(); // JetStream needs a system account in operator mode
+  const systemJwt = await encodeAccount('SYS', system, {}, { signer: operator });
+  const dir = mkdtempSync(join(tmpdir(), 'wsbridge-creds-'));
+  const conf = join(dir, 'nats.conf');
+  writeFileSync(conf, `operator: ${operatorJwt}\nsystem_account: ${system.getPublicKey()}\nresolver: MEMORY\nresolver_preload: {\n  ${account.getPublicKey()}: ${accountJwt}\n  ${system.getPublicKey()}: ${systemJwt}\n}\n`);
+  const creds = join(dir, 'wsbridge.creds');
+  writeFileSync(creds, fmtCreds(userJwt, user));
+  const nats = await startNats(undefined, undefined, ['-c', conf]);
+  try {
+    await nodeWorks(['--nats', nats.url], { NATS_CREDS_FILE: creds });
+    const anonymous = await spawnCli(['serve', '--listen', '127.0.0.1:0', '--nats', nats.url], {}, null);
+    assert.equal((await anonymous.exit).code, 1, 'without the creds the server refuses');
+  } finally {
+    await nats.stop();
+  }
+});
