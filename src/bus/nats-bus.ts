@@ -128,6 +128,9 @@ export class NatsBus implements Bus {
             return;
           }
           const h = m.headers;
+          // Server status messages (503 "no responders" for a publish whose reply subject had
+          // no interest) are protocol, not messages: never deliver them to anyone.
+          if (h && h.code !== 0) return;
           const msg: BusMessage = {
             subject: this.#fromNats(m.subject),
             body: m.data,
