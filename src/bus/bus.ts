@@ -10,6 +10,18 @@ export interface BusMessage extends BrokerMessage {
   origin?: string | undefined;
   /** Stream sequence, for messages on history subjects (NATS JetStream). */
   seq?: number | undefined;
+  redelivered?: number | undefined;
+}
+
+/** A message on an acknowledged subscription, until it is acked (or given back). */
+export interface AckHandle {
+  ack(): void;
+  /** Give it back for immediate redelivery (the session went away). */
+  nak(): void;
+}
+
+export interface AckedSubscription {
+  stop(): void;
 }
 
 export interface ReplaySink {
@@ -61,6 +73,16 @@ export interface Bus {
    */
   request(subject: string, body: Uint8Array, timeoutMs: number): Promise<BusMessage>;
   close(): Promise<void>;
+  /**
+   * Publishes and resolves once the message is accepted: by NATS (a flush round trip), or stored
+   * by JetStream for history subjects. Buses without a remote side accept on publish().
+   */
+  publishAcked?(msg: BusMessage): Promise<void>;
+  /**
+   * Delivery with acknowledgements through a durable consumer named `durable`: unacked messages
+   * are redelivered after `ackWaitMs`, or at once after nak, to whoever consumes the durable next.
+   */
+  subscribeAcked?(pattern: string, durable: string, ackWaitMs: number, deliver: (msg: BusMessage, handle: AckHandle) => void): Promise<AckedSubscription>;
   /** Whether messages on subjects matching `pattern` are kept for resume. */
   hasHistory?(pattern: string): boolean;
   /** Replays stored messages matching `pattern` with sequence > since, in order. */

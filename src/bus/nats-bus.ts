@@ -11,12 +11,12 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { connect, headers, credsAuthenticator, nkeyAuthenticator, RequestError as NatsRequestError, NoRespondersError, TimeoutError } from '@nats-io/transport-node';
 import type { NatsConnection, Subscription, MsgHdrs, ConnectionOptions } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager, DeliverPolicy, DiscardPolicy } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, DiscardPolicy } from '@nats-io/jetstream';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { MemoryBus } from './memory-bus.ts';
 import { SubjectTrie } from './subject-trie.ts';
 import { RequestError } from './bus.ts';
-import type { Bus, BusHandler, BusMessage, BusSubscription, ReplayResult, ReplaySink, SubscribeOptions } from './bus.ts';
+import type { AckHandle, AckedSubscription, Bus, BusHandler, BusMessage, BusSubscription, ReplayResult, ReplaySink, SubscribeOptions } from './bus.ts';
 import type { Logger } from '../observability/logger.ts';
 
 export interface NatsBusOptions {
@@ -53,7 +53,7 @@ export class NatsBus implements Bus {
   #log: Logger;
   #interest = new Map<string, { sub: Subscription; count: number }>();
   #connected = true;
-  #history: { js: JetStreamClient; jsm: JetStreamManager; patterns: string[]; trie: SubjectTrie<string> } | undefined;
+  #history: { js: JetStreamClient; jsm: JetStreamManager; patterns: string[]; trie: SubjectTrie<string>; maxAgeSec: number } | undefined;
   onStatus: (connected: boolean) => void = () => {};
 
   private constructor(nc: NatsConnection, opts: NatsBusOptions, log: Logger) {
@@ -191,6 +191,30 @@ export class NatsBus implements Bus {
     }
   }
 
+  async publishAcked(msg: BusMessage): Promise<void> {
+    if (!this.#connected) {
+      if (this.#isHistory(msg.subject)) throw new RequestError('bus_unavailable', `${msg.subject} keeps history and needs NATS, which is unreachable`);
+      this.local.deliverLocal(msg, true);
+      throw new RequestError('bus_unavailable', 'NATS is unreachable: delivered on this node only');
+    }
+    if (this.#isHistory(msg.subject)) {
+      const h = this.#headers(msg, false);
+      if (msg.replyTo) h.set(REPLY_HEADER, this.#toNats(msg.replyTo));
+      try {
+        await this.#history!.js.publish(this.#toNats(msg.subject), msg.body, { headers: h });
+      } catch (err) {
+        throw new RequestError('bus_unavailable', `JetStream did not store it: ${(err as Error).message}`);
+      }
+      return;
+    }
+    this.publish(msg);
+    try {
+      await this.nc.flush();
+    } catch (err) {
+      throw new RequestError('bus_unavailable', `NATS: ${(err as Error).message}`);
+    }
+  }
+
   subscribe(subject: string, handler: BusHandler, opts?: SubscribeOptions): BusSubscription {
     return this.local.subscribe(subject, handler, opts);
   }
@@ -238,7 +262,7 @@ export class NatsBus implements Bus {
     }
     const trie = new SubjectTrie<string>();
     for (const p of opts.subjects) trie.insert(p, p);
-    this.#history = { js, jsm, patterns: opts.subjects, trie };
+    this.#history = { js, jsm, patterns: opts.subjects, trie, maxAgeSec: opts.maxAgeSec };
     for (const p of opts.subjects) {
       const consumer = await js.consumers.get(HISTORY_STREAM, { filter_subjects: this.#prefix + p, deliver_policy: DeliverPolicy.New });
       await consumer.consume({
@@ -254,6 +278,39 @@ export class NatsBus implements Bus {
         },
       });
     }
+  }
+
+  async subscribeAcked(pattern: string, durable: string, ackWaitMs: number, deliver: (msg: BusMessage, handle: AckHandle) => void): Promise<AckedSubscription> {
+    const h = this.#history;
+    if (!h) throw new RequestError('bus_unavailable', 'no history configured');
+    const name = `wsb_${durable}`;
+    const config = {
+      durable_name: name,
+      filter_subject: this.#toNats(pattern),
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: ackWaitMs * 1_000_000,
+      deliver_policy: DeliverPolicy.New,
+      // A durable nobody has consumed for a history window is removed.
+      inactive_threshold: h.maxAgeSec * 1_000_000_000,
+    };
+    try {
+      await h.jsm.consumers.add(HISTORY_STREAM, config);
+    } catch {
+      await h.jsm.consumers.update(HISTORY_STREAM, name, { ack_wait: config.ack_wait, filter_subject: config.filter_subject });
+    }
+    const consumer = await h.js.consumers.get(HISTORY_STREAM, name);
+    // Short pull expiry: after stop(), the server stops routing to this node within 2 s.
+    const messages = await consumer.consume({
+      expires: 2000,
+      callback: (m) => {
+        const reply = m.headers?.get(REPLY_HEADER) || undefined;
+        deliver(
+          { subject: this.#fromNats(m.subject), body: m.data, replyTo: reply ? this.#fromNats(reply) : null, seq: m.seq, redelivered: m.info.deliveryCount - 1 },
+          { ack: () => m.ack(), nak: () => m.nak() },
+        );
+      },
+    });
+    return { stop: () => void messages.stop() };
   }
 
   hasHistory(pattern: string): boolean {

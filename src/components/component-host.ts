@@ -11,6 +11,7 @@ import { golemWebsocketImports } from './outbound/golem-websocket.ts';
 import { unversioned } from './loader.ts';
 import type { Gateway } from '../gateway/gateway.ts';
 import type { ComponentConfig } from './component-config.ts';
+import type { BrokerMessage } from '../gateway/messaging.ts';
 
 export interface RunningComponent {
   id: string;
@@ -23,6 +24,8 @@ export interface RunningComponent {
 export async function startComponent(gw: Gateway, cfg: ComponentConfig, cacheDir: string): Promise<RunningComponent> {
   const loaded = await loadComponent(cfg.path, cacheDir);
   const consumer = gw.linkTarget(cfg.id);
+  // With a bus that acknowledges (NATS), consumer.publish reports whether NATS took the message.
+  const host = gw.bus.publishAcked ? { ...consumer, publishAcked: (m: BrokerMessage) => gw.publishAcked(m) } : consumer;
   const c = gw.config;
   const sockets = new ComponentSockets(
     { allow: c.outboundAllow, maxConnections: c.outboundMaxConnections, receiveQueue: c.outboundReceiveQueue },
@@ -34,7 +37,7 @@ export async function startComponent(gw: Gateway, cfg: ComponentConfig, cacheDir
     const outbound = sockets.forInstance(guard.resources);
     return {
       ...wasiImports({ env: cfg.env, preopens: cfg.preopens }),
-      ...consumerImports(consumer, guard),
+      ...consumerImports(host, guard),
       ...(imports.has('wasmcloud:websocket/client') ? wasmcloudWebsocketImports(outbound) : {}),
       // golem's pollables are wsbridge's, so it brings its own wasi:io/poll.
       ...(imports.has('golem:websocket/client') ? golemWebsocketImports(outbound) : {}),

@@ -15,6 +15,8 @@ export const SUPPORTED_IMPORTS: ReadonlySet<string> = new Set([
 /** Imports that may suspend the instance (JSPI) while the host awaits. */
 export const ASYNC_IMPORTS = [
   'wasmcloud:messaging/consumer@0.2.0#request',
+  // Suspends only when the host returns a promise: with a cluster bus, until NATS accepted it.
+  'wasmcloud:messaging/consumer@0.2.0#publish',
   'wasmcloud:websocket/client@0.1.1-draft#connect',
   'golem:websocket/client@1.5.0#[static]websocket-connection.connect',
   'golem:websocket/client@1.5.0#[method]websocket-connection.receive',
@@ -33,6 +35,8 @@ interface GuestMessage {
 
 export interface MessagingHost {
   publish(msg: BrokerMessage): Result<void, string>;
+  /** Present when the bus acknowledges publishes (NATS): publish then waits for the ack. */
+  publishAcked?(msg: BrokerMessage): Promise<Result<void, string>>;
   request(subject: string, body: Uint8Array, timeoutMs: number): Promise<Result<BrokerMessage, string>>;
 }
 
@@ -49,9 +53,15 @@ function fail(reason: string): never {
 
 export function consumerImports(host: MessagingHost, guard: InstanceGuard): Record<string, unknown> {
   const consumer = {
-    publish(msg: GuestMessage): void {
+    publish(msg: GuestMessage): void | Promise<void> {
       if (guard.retired) fail('instance retired');
-      const r = host.publish({ subject: msg.subject, body: msg.body, replyTo: msg.replyTo ?? null });
+      const m = { subject: msg.subject, body: msg.body, replyTo: msg.replyTo ?? null };
+      if (host.publishAcked) {
+        return host.publishAcked(m).then((r) => {
+          if (r.tag === 'err') fail(r.val);
+        });
+      }
+      const r = host.publish(m);
       if (r.tag === 'err') fail(r.val);
     },
     async request(subject: string, body: Uint8Array, timeoutMs: number): Promise<GuestMessage> {

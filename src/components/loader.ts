@@ -26,7 +26,8 @@ export interface LoadedComponent {
   instantiate(imports: Record<string, unknown>): Promise<Record<string, unknown>>;
 }
 
-const TRANSPILER_TAG = 'jco-jspi-v1';
+// Part of the cache key: change it when the transpile options (async imports…) change.
+const TRANSPILER_TAG = 'jco-jspi-v2';
 
 export async function loadComponent(path: string, cacheDir: string): Promise<LoadedComponent> {
   let bytes: Buffer;

@@ -157,6 +157,19 @@ export class Gateway {
     }
   }
 
+  /** publish, resolved once the bus has accepted the message (NATS ack, JetStream store). */
+  async publishAcked(msg: BrokerMessage): Promise<Result<void, string>> {
+    if (!this.bus.publishAcked) return this.publish(msg);
+    const e = subjectError(msg.subject, false) ?? (msg.replyTo ? subjectError(msg.replyTo, false) : null);
+    if (e) return err(`invalid subject: ${e}`);
+    try {
+      await this.bus.publishAcked({ subject: msg.subject, body: msg.body, replyTo: msg.replyTo ?? null });
+      return ok(undefined);
+    } catch (e2) {
+      return err(e2 instanceof Error ? e2.message : String(e2));
+    }
+  }
+
   async request(subject: string, body: Uint8Array, timeoutMs: number): Promise<Result<BrokerMessage, string>> {
     const e = subjectError(subject, false);
     if (e) return err(`invalid subject: ${e}`);

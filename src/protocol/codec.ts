@@ -81,7 +81,19 @@ function toClientFrame(
         if (typeof o.since !== 'number' || !Number.isSafeInteger(o.since) || o.since < 0) throw new ProtocolError('bad_request', 'since must be a non-negative integer (a sequence you saw)', id);
         since = o.since;
       }
-      return { op: 'sub', id, subject, queue, since };
+      let ack: { durable: string; waitMs: number | undefined } | undefined;
+      if (o.ack === true) {
+        if (typeof o.durable !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(o.durable)) throw new ProtocolError('bad_request', 'ack needs durable: 1-64 characters of A-Z a-z 0-9 _ -', id);
+        let waitMs: number | undefined;
+        if (o.ack_wait_ms !== undefined) {
+          if (typeof o.ack_wait_ms !== 'number' || !Number.isInteger(o.ack_wait_ms) || o.ack_wait_ms < 100) throw new ProtocolError('bad_request', 'ack_wait_ms must be an integer of at least 100', id);
+          waitMs = o.ack_wait_ms;
+        }
+        ack = { durable: o.durable, waitMs };
+      } else if (o.ack !== undefined && o.ack !== false) {
+        throw new ProtocolError('bad_request', 'ack must be true or false', id);
+      }
+      return { op: 'sub', id, subject, queue, since, ack };
     }
     case 'unsub':
       return { op: 'unsub', id, subject: checkSubject(o.subject, true, id) };
@@ -101,6 +113,10 @@ function toClientFrame(
     }
     case 'ping':
       return { op: 'ping', id };
+    case 'ack': {
+      if (typeof o.seq !== 'number' || !Number.isSafeInteger(o.seq) || o.seq <= 0) throw new ProtocolError('bad_request', 'ack needs seq: a positive integer', id);
+      return { op: 'ack', id, seq: o.seq };
+    }
     default:
       throw new ProtocolError('unknown_op', `unknown op ${JSON.stringify(op)}`.slice(0, 200), id);
   }
@@ -170,6 +186,7 @@ export const jsonCodec: Codec = {
     return toClientFrame(obj, base64Body);
   },
   encodeMessage(msg) {
+    if (msg.redelivered) return JSON.stringify({ subject: msg.subject, body: toBase64(msg.body), reply_to: msg.replyTo ?? null, seq: msg.seq, redelivered: msg.redelivered });
     if (msg.seq !== undefined) return JSON.stringify({ subject: msg.subject, body: toBase64(msg.body), reply_to: msg.replyTo ?? null, seq: msg.seq });
     return JSON.stringify({ subject: msg.subject, body: toBase64(msg.body), reply_to: msg.replyTo ?? null });
   },
@@ -199,6 +216,7 @@ export const msgpackCodec: Codec = {
     return toClientFrame(obj, binBody);
   },
   encodeMessage(msg) {
+    if (msg.redelivered) return packr.pack({ subject: msg.subject, body: msg.body, reply_to: msg.replyTo ?? null, seq: msg.seq, redelivered: msg.redelivered });
     if (msg.seq !== undefined) return packr.pack({ subject: msg.subject, body: msg.body, reply_to: msg.replyTo ?? null, seq: msg.seq });
     return packr.pack({ subject: msg.subject, body: msg.body, reply_to: msg.replyTo ?? null });
   },

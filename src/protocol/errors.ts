@@ -14,7 +14,8 @@ export const ErrorCodes = {
   too_many_requests: 'the session has too many requests in flight',
   limit_exceeded: 'a per-session limit (such as max subscriptions) was reached',
   bus_unavailable: 'the message bus cannot take the message right now',
-  history_unavailable: 'sub with since for a subject that keeps no history',
+  history_unavailable: 'sub with since or ack for a subject that keeps no history',
+  unknown_seq: 'ack of a sequence this session has no unacknowledged message for',
   internal: 'the gateway failed to handle the frame',
 } as const;
 

@@ -13,12 +13,15 @@ export interface BrokerMessage {
   replyTo?: string | null | undefined;
   /** Set on messages from a subject with history: the stream sequence, for resume. */
   seq?: number | undefined;
+  /** On acknowledged subscriptions: how many times this message was delivered before. */
+  redelivered?: number | undefined;
 }
 
 /** Frames a client sends. A frame without `op` is a publish. */
 export type ClientFrame =
   | { op: 'pub'; id: string | undefined; msg: BrokerMessage }
-  | { op: 'sub'; id: string | undefined; subject: string; queue: string | undefined; since: number | undefined }
+  | { op: 'sub'; id: string | undefined; subject: string; queue: string | undefined; since: number | undefined; ack: { durable: string; waitMs: number | undefined } | undefined }
+  | { op: 'ack'; id: string | undefined; seq: number }
   | { op: 'unsub'; id: string | undefined; subject: string }
   | { op: 'req'; id: string; subject: string; body: Uint8Array; timeoutMs: number | undefined }
   | { op: 'ping'; id: string | undefined };

@@ -13,6 +13,8 @@ export interface Message {
   replyTo: string | null;
   /** Stream sequence, on subjects the server keeps history for. */
   seq?: number;
+  /** On acknowledged subscriptions: how many times it was delivered before. */
+  redelivered?: number;
   /** The body as UTF-8 text. */
   text(): string;
   /** The body parsed as JSON. */
@@ -60,7 +62,18 @@ export class RequestError extends Error {
   }
 }
 
-type Handler = (msg: Message) => void;
+type Handler = (msg: Message) => void | Promise<void>;
+
+export interface SubscribeOptions {
+  queue?: string;
+  /**
+   * Acknowledged delivery (subjects with server history): each message is acked once its
+   * handler has returned (or its promise resolved); a handler that throws or rejects leaves it
+   * unacked, so the server delivers it again after ackWaitMs. `durable` names the server-side
+   * cursor: reconnecting with the same name resumes its unacked tail, on any node.
+   */
+  ack?: { durable: string; ackWaitMs?: number };
+}
 
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
@@ -83,12 +96,13 @@ function fromBase64(s: string): Uint8Array {
   return out;
 }
 
-function message(subject: string, body: Uint8Array, replyTo: string | null, seq?: unknown): Message {
+function message(subject: string, body: Uint8Array, replyTo: string | null, seq?: unknown, redelivered?: unknown): Message {
   return {
     subject,
     body,
     replyTo,
     ...(typeof seq === 'number' ? { seq } : {}),
+    ...(typeof redelivered === 'number' ? { redelivered } : {}),
     text: () => fromUtf8.decode(body),
     json: <T>() => JSON.parse(fromUtf8.decode(body)) as T,
   };
@@ -99,7 +113,7 @@ export class Client {
   #opts: ConnectOptions;
   #ws: WebSocket | undefined;
   #info: SessionInfo = { session: null, replyTo: null, state: 'connecting' };
-  #subs = new Map<string, { queue: string | undefined; handlers: Set<Handler>; lastSeq: number | undefined }>();
+  #subs = new Map<string, { queue: string | undefined; handlers: Set<Handler>; lastSeq: number | undefined; ack: SubscribeOptions['ack'] }>();
   #pending = new Map<string, { resolve(m: Message): void; reject(e: Error): void; timer: ReturnType<typeof setTimeout> | undefined }>();
   #nextId = 0;
   #attempt = 0;
@@ -183,14 +197,19 @@ export class Client {
     this.#opts.onFrame?.('in', frame);
     const op = frame.op;
     if (op === undefined) {
-      const msg = message(String(frame.subject), this.#body(frame.body), (frame.reply_to as string | null) ?? null, frame.seq);
+      const msg = message(String(frame.subject), this.#body(frame.body), (frame.reply_to as string | null) ?? null, frame.seq, frame.redelivered);
       let matched = false;
       for (const [pattern, sub] of this.#subs) {
         if (!matches(pattern, msg.subject)) continue;
         matched = true;
         // Remembered for resume: after a reconnect the subscription asks for what came after it.
         if (msg.seq !== undefined && (sub.lastSeq === undefined || msg.seq > sub.lastSeq)) sub.lastSeq = msg.seq;
-        for (const h of sub.handlers) h(msg);
+        if (sub.ack && msg.seq !== undefined) {
+          const seq = msg.seq;
+          Promise.all([...sub.handlers].map((h) => h(msg))).then(() => this.#send({ op: 'ack', seq }), () => {});
+          continue;
+        }
+        for (const h of sub.handlers) void h(msg);
       }
       // Messages to this session's reply subject, targeted sends and broadcasts.
       if (!matched) for (const h of this.#direct) h(msg);
@@ -201,7 +220,7 @@ export class Client {
       this.#setInfo({ session: String(frame.session), replyTo: String(frame.reply_to), state: 'open' });
       // Subscriptions outlive connections: say them again, then flush what waited.
       for (const [subject, sub] of this.#subs) {
-        this.#send({ op: 'sub', subject, ...(sub.queue ? { queue: sub.queue } : {}), ...(sub.lastSeq !== undefined ? { since: sub.lastSeq } : {}) });
+        this.#send(this.#subFrame(subject, sub));
       }
       for (const f of this.#outbox.splice(0)) this.#send(f);
       this.#ready.resolve();
@@ -256,13 +275,19 @@ export class Client {
     return () => this.#direct.delete(handler);
   }
 
+  #subFrame(subject: string, sub: { queue: string | undefined; lastSeq: number | undefined; ack: SubscribeOptions['ack'] }): Record<string, unknown> {
+    // An acked subscription resumes through its durable; a plain one with the last seq it saw.
+    if (sub.ack) return { op: 'sub', subject, ack: true, durable: sub.ack.durable, ...(sub.ack.ackWaitMs ? { ack_wait_ms: sub.ack.ackWaitMs } : {}) };
+    return { op: 'sub', subject, ...(sub.queue ? { queue: sub.queue } : {}), ...(sub.lastSeq !== undefined ? { since: sub.lastSeq } : {}) };
+  }
+
   /** Subscribes `handler` to a pattern (`*`, `>` wildcards); returns the unsubscribe function. */
-  subscribe(pattern: string, handler: Handler, opts: { queue?: string } = {}): () => void {
+  subscribe(pattern: string, handler: Handler, opts: SubscribeOptions = {}): () => void {
     let sub = this.#subs.get(pattern);
     if (!sub) {
-      sub = { queue: opts.queue, handlers: new Set(), lastSeq: undefined };
+      sub = { queue: opts.queue, handlers: new Set(), lastSeq: undefined, ack: opts.ack };
       this.#subs.set(pattern, sub);
-      if (this.#info.state === 'open') this.#send({ op: 'sub', subject: pattern, ...(opts.queue ? { queue: opts.queue } : {}) });
+      if (this.#info.state === 'open') this.#send(this.#subFrame(pattern, sub));
     }
     sub.handlers.add(handler);
     const s = sub;

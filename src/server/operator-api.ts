@@ -108,7 +108,7 @@ export async function handleOperatorApi(gw: Gateway, config: Config, req: Incomi
     const msg = await readEnvelope(req, res, config);
     if (!msg) return;
     if (parts[1] === 'broadcast') return send(res, 202, { sessions: gw.broadcast(msg) });
-    const r = gw.publish(msg);
+    const r = await gw.publishAcked(msg);
     if (r.tag === 'err') return fail(res, 503, 'bus_unavailable', r.val);
     return send(res, 202, { published: true });
   }

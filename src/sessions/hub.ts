@@ -104,6 +104,9 @@ export class SessionHub {
     this.stats.sessionsClosed++;
     for (const release of session.subscriptions.values()) release();
     session.subscriptions.clear();
+    // What the session received but did not acknowledge goes back for immediate redelivery.
+    for (const h of session.unacked.values()) h.nak();
+    session.unacked.clear();
     this.onChange();
   }
 
@@ -129,17 +132,28 @@ export class SessionHub {
         const msg = frame.msg;
         // A publish without reply_to gets the session's reply subject, so answers come back.
         if (msg.replyTo === null || msg.replyTo === undefined) msg.replyTo = session.replySubject;
+        const id = frame.id;
+        // With an id the client asked to know: ok once the bus has accepted the message (NATS
+        // acknowledged it; JetStream stored it for history subjects), else the error.
+        if (id !== undefined && this.#bus.publishAcked) {
+          this.#bus.publishAcked(msg).then(
+            () => session.sendFrame({ op: 'ok', id }),
+            (err: unknown) => this.error(session, 'bus_unavailable', err instanceof Error ? err.message : String(err), id),
+          );
+          return;
+        }
         try {
           this.#bus.publish(msg);
         } catch (err) {
-          this.error(session, 'bus_unavailable', err instanceof Error ? err.message : String(err), frame.id);
+          this.error(session, 'bus_unavailable', err instanceof Error ? err.message : String(err), id);
           return;
         }
-        if (frame.id !== undefined) session.sendFrame({ op: 'ok', id: frame.id });
+        if (id !== undefined) session.sendFrame({ op: 'ok', id });
         return;
       }
       case 'sub':
-        if (frame.since !== undefined) this.#resume(session, frame.subject, frame.queue, frame.since, frame.id);
+        if (frame.ack !== undefined) this.#subscribeAcked(session, frame.subject, frame.ack.durable, frame.ack.waitMs ?? 30_000, frame.id);
+        else if (frame.since !== undefined) this.#resume(session, frame.subject, frame.queue, frame.since, frame.id);
         else this.#subscribe(session, frame.subject, frame.queue, frame.id);
         return;
       case 'unsub': {
@@ -160,6 +174,17 @@ export class SessionHub {
       case 'ping':
         session.sendFrame(frame.id === undefined ? { op: 'pong' } : { op: 'pong', id: frame.id });
         return;
+      case 'ack': {
+        const handle = session.unacked.get(frame.seq);
+        if (!handle) {
+          this.error(session, 'unknown_seq', `no unacknowledged message with seq ${frame.seq} on this session`, frame.id);
+          return;
+        }
+        session.unacked.delete(frame.seq);
+        handle.ack();
+        if (frame.id !== undefined) session.sendFrame({ op: 'ok', id: frame.id });
+        return;
+      }
     }
   }
 
@@ -217,6 +242,42 @@ export class SessionHub {
     }
     if (id !== undefined) session.sendFrame({ op: 'ok', id });
     this.onChange();
+  }
+
+  /**
+   * Acknowledged delivery: messages come from a durable consumer and carry seq (and
+   * `redelivered` after the first delivery); the client answers {op:"ack",seq}. Unacked ones
+   * come again after ack_wait_ms, and at once to the next consumer of the durable when this
+   * session goes away.
+   */
+  #subscribeAcked(session: Session, pattern: string, durable: string, waitMs: number, id: string | undefined): void {
+    const bus = this.#bus;
+    if (!bus.subscribeAcked || !bus.hasHistory?.(pattern)) {
+      this.error(session, 'history_unavailable', `${pattern} keeps no history (HISTORY_SUBJECTS, with NATS): no acknowledged delivery`, id);
+      return;
+    }
+    session.subscriptions.get(pattern)?.();
+    let stop: (() => void) | undefined;
+    let released = false;
+    session.subscriptions.set(pattern, () => {
+      released = true;
+      stop?.();
+    });
+    bus.subscribeAcked(pattern, durable, waitMs, (msg, handle) => {
+      // Arrived after the session went: left unacknowledged, it comes again after ack_wait
+      // (a nak here could bounce straight back to this stopping consumer).
+      if (released || session.closed) return;
+      session.unacked.set(msg.seq!, handle);
+      session.send(session.codec.encodeMessage(msg), true);
+    }).then((sub) => {
+      stop = () => sub.stop();
+      if (released) sub.stop();
+      else if (id !== undefined) session.sendFrame({ op: 'ok', id });
+      this.onChange();
+    }, (err: unknown) => {
+      session.subscriptions.delete(pattern);
+      this.error(session, 'bus_unavailable', `acknowledged subscription failed: ${(err as Error).message}`, id);
+    });
   }
 
   /**

@@ -42,6 +42,8 @@ export class Session {
   /** Subscription key (pattern, or pattern + queue) → release function. */
   readonly subscriptions = new Map<string, () => void>();
   pendingRequests = 0;
+  /** Delivered, not yet acknowledged messages of acked subscriptions, by sequence. */
+  readonly unacked = new Map<number, { ack(): void; nak(): void }>();
   closed = false;
   #ws: WebSocket;
   #limits: SessionLimits;
