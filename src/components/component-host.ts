@@ -48,7 +48,16 @@ export async function startComponent(gw: Gateway, cfg: ComponentConfig, cacheDir
     maxQueue: cfg.maxQueue,
   });
   await pool.warm();
-  gw.linkSource(cfg.id, { handleMessage: (msg) => pool.call(msg) }, cfg.subscriptions);
+  gw.linkSource(cfg.id, {
+    handleMessage: (msg) => {
+      const started = performance.now();
+      return pool.call(msg).then((r) => {
+        const result = r.tag === 'ok' ? 'ok' : r.val.startsWith('trap') ? 'trap' : r.val.includes('deadline') ? 'timeout' : 'err';
+        gw.onComponentCall(cfg.id, (performance.now() - started) / 1000, result);
+        return r;
+      });
+    },
+  }, cfg.subscriptions);
   gw.log.info({ component: cfg.id, path: cfg.path, subscriptions: cfg.subscriptions, pool: cfg.poolSize, cached: loaded.cached }, 'component linked');
   return { id: cfg.id, config: cfg, pool, cached: loaded.cached };
 }

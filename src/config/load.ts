@@ -44,6 +44,7 @@ export interface Config {
   adminToken: string | undefined;
   sessionTracking: boolean;
   demoPage: boolean;
+  metricsToken: string | undefined;
   maxMessageBytes: number;
   maxBufferedBytes: number;
   slowConsumerPolicy: SlowConsumerPolicy;
@@ -231,6 +232,7 @@ export function loadConfig(sources: ConfigSources): Config {
     adminToken: get<string | undefined>('ADMIN_TOKEN') || undefined,
     sessionTracking: get('ENABLE_SESSION_TRACKING'),
     demoPage: get('DEMO_PAGE'),
+    metricsToken: get<string | undefined>('METRICS_TOKEN') || undefined,
     maxMessageBytes: get('MAX_MESSAGE_BYTES'),
     maxBufferedBytes: get('MAX_BUFFERED_BYTES'),
     slowConsumerPolicy: get('SLOW_CONSUMER_POLICY'),

@@ -30,6 +30,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'LISTEN', type: { kind: 'hostport' }, default: '127.0.0.1:8080', scope: 'both', doc: 'Address for the WebSocket endpoint (/ws), the operator API (/api/) and /healthz. In client mode, no listener unless set.' },
   { key: 'ADMIN_TOKEN', type: { kind: 'string' }, default: undefined, scope: 'both', doc: 'Bearer token for the operator API under /api/. Unset: the API answers 404.' },
   { key: 'ENABLE_SESSION_TRACKING', type: { kind: 'bool' }, default: true, scope: 'server', doc: 'When false, the operator API does not list, target or close individual sessions (404 session_tracking_disabled). Reply subjects keep working.' },
+  { key: 'METRICS_TOKEN', type: { kind: 'string' }, default: undefined, scope: 'server', doc: 'When set, GET /metrics needs Authorization: Bearer <token>; unset, /metrics is open.' },
   { key: 'DEMO_PAGE', type: { kind: 'bool' }, default: true, scope: 'server', doc: 'Serve the demo page at / and the browser client SDK at /sdk/client.js.' },
   { key: 'MAX_MESSAGE_BYTES', type: int(64, 64 * 1024 * 1024), default: 1024 * 1024, scope: 'both', perLink: true, doc: 'Largest WebSocket frame accepted; larger closes the connection with 1009.' },
   { key: 'MAX_BUFFERED_BYTES', type: int(1024, 1024 * 1024 * 1024), default: 4 * 1024 * 1024, scope: 'server', doc: 'Per-session outbound bytes waiting in the socket beyond which SLOW_CONSUMER_POLICY applies.' },

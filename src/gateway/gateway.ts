@@ -43,6 +43,8 @@ export class Gateway {
   server: GatewayServer | undefined;
   #links = new Map<string, { link: RemoteLink; owners: Set<string> }>();
   #components = new Map<string, LinkedComponent>();
+  /** Observes component calls (metrics): seconds and result (ok, err, trap, timeout). */
+  onComponentCall: (component: string, seconds: number, result: string) => void = () => {};
   /** WebAssembly components running in this process, by link id. */
   readonly wasm = new Map<string, RunningComponent>();
   #closing: Promise<void> | undefined;

@@ -77,6 +77,10 @@ export class GatewayServer {
       res.end(JSON.stringify({ status: 'ok', sessions: this.#gw.hub.sessions.size }));
       return;
     }
+    if (path === '/metrics') {
+      void this.#metrics(req, res);
+      return;
+    }
     if (path === '/readyz') {
       const ready = !this.#closing && this.#gw.ready;
       res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' });
@@ -105,6 +109,23 @@ export class GatewayServer {
     });
   }
 
+  #registry: import('prom-client').Registry | undefined;
+
+  async #metrics(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const token = this.#config.metricsToken;
+    if (token && req.headers.authorization !== `Bearer ${token}`) {
+      res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer realm="wsbridge"' });
+      res.end(JSON.stringify({ error: { code: 'unauthorized', message: 'missing or wrong bearer token' } }));
+      return;
+    }
+    if (!this.#registry) {
+      const { createMetrics } = await import('../observability/metrics.ts');
+      this.#registry = createMetrics(this.#gw);
+    }
+    res.writeHead(200, { 'content-type': this.#registry.contentType });
+    res.end(await this.#registry.metrics());
+  }
+
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
     const path = (req.url ?? '/').split('?')[0];
@@ -126,11 +147,12 @@ export class GatewayServer {
     const session = new Session(id, SessionHub.replySubjectFor(id), ws, remote, codecFor(ws.protocol || undefined), {
       maxBufferedBytes: this.#config.maxBufferedBytes,
       slowConsumerPolicy: this.#config.slowConsumerPolicy,
+      totals: this.#gw.hub.totals,
     });
     this.#sockets.add(ws);
     const log = this.#gw.log;
     ws.on('message', (data: Buffer, isBinary) => {
-      session.counters.bytesIn += data.length;
+      session.received(data.length);
       let frame;
       try {
         frame = session.codec.decode(data, isBinary);
@@ -155,6 +177,7 @@ export class GatewayServer {
     ws.on('error', (err) => log.debug({ err: err.message, session: id }, 'session socket error'));
     ws.on('close', (code) => {
       this.#sockets.delete(ws);
+      hub.closed(code);
       hub.remove(session);
       log.debug({ session: id, code }, 'session closed');
     });

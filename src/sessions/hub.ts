@@ -24,6 +24,8 @@ export interface HubOptions {
 export interface HubStats {
   sessionsOpened: number;
   sessionsClosed: number;
+  /** Close codes of ended sessions, for metrics. */
+  closeCodes: Record<number, number>;
   slowConsumerCloses: number;
   slowConsumerDrops: number;
   protocolErrors: number;
@@ -51,7 +53,10 @@ class EncodedOnce {
 
 export class SessionHub {
   readonly sessions = new Map<string, Session>();
-  readonly stats: HubStats = { sessionsOpened: 0, sessionsClosed: 0, slowConsumerCloses: 0, slowConsumerDrops: 0, protocolErrors: 0 };
+  readonly totals = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0 };
+  /** Observes request durations (seconds) by result, for metrics. */
+  onRequestDone: (seconds: number, result: string) => void = () => {};
+  readonly stats: HubStats = { sessionsOpened: 0, sessionsClosed: 0, closeCodes: {}, slowConsumerCloses: 0, slowConsumerDrops: 0, protocolErrors: 0 };
   #bus: Bus;
   #log: Logger;
   #opts: HubOptions;
@@ -194,6 +199,11 @@ export class SessionHub {
     session.sendFrame(id === undefined ? { op: 'error', code, message } : { op: 'error', code, message, id });
   }
 
+  /** Counts a session's close code (GatewayServer calls it when a socket ends). */
+  closed(code: number): void {
+    this.stats.closeCodes[code] = (this.stats.closeCodes[code] ?? 0) + 1;
+  }
+
   protocolError(session: Session, err: ProtocolError): void {
     this.error(session, err.code, err.message, err.id);
   }
@@ -325,12 +335,15 @@ export class SessionHub {
     }
     const timeout = Math.min(frame.timeoutMs ?? this.#opts.defaultRequestTimeoutMs, this.#opts.maxRequestTimeoutMs);
     session.pendingRequests++;
+    const started = performance.now();
     this.#bus.request(frame.subject, frame.body, timeout).then(
       (reply) => {
+        this.onRequestDone((performance.now() - started) / 1000, 'ok');
         session.pendingRequests--;
         session.sendFrame({ op: 'res', id: frame.id, msg: reply });
       },
       (err: unknown) => {
+        this.onRequestDone((performance.now() - started) / 1000, err instanceof RequestError ? err.code : 'internal');
         session.pendingRequests--;
         if (err instanceof RequestError) this.error(session, err.code, err.message, frame.id);
         else {

@@ -11,6 +11,16 @@ export interface SessionLimits {
   /** Bytes queued in the socket beyond which the slow-consumer policy applies. */
   maxBufferedBytes: number;
   slowConsumerPolicy: SlowConsumerPolicy;
+  /** Node-wide totals the session adds to (for metrics). */
+  totals: TrafficTotals;
+}
+
+export interface TrafficTotals {
+  messagesIn: number;
+  messagesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  dropped: number;
 }
 
 export interface SessionCounters {
@@ -47,6 +57,13 @@ export class Session {
   closed = false;
   #ws: WebSocket;
   #limits: SessionLimits;
+  /** Counts an inbound frame (the server calls it for every frame, valid or not). */
+  received(bytes: number): void {
+    this.counters.bytesIn += bytes;
+    this.#limits.totals.bytesIn += bytes;
+    this.#limits.totals.messagesIn++;
+  }
+
   /** Told once when the slow-consumer policy closes or first drops for this session. */
   onSlow: (session: Session, action: SlowConsumerPolicy) => void = () => {};
 
@@ -71,6 +88,7 @@ export class Session {
     // they are as many as the client asked for, and dropping them would hang its requests.
     if (ws.bufferedAmount > this.#limits.maxBufferedBytes && !(isReply && this.#limits.slowConsumerPolicy === 'drop')) {
       this.counters.dropped++;
+      this.#limits.totals.dropped++;
       if (this.#limits.slowConsumerPolicy === 'close') {
         this.onSlow(this, 'close');
         this.close(CloseCodes.tryAgainLater, 'slow consumer');
@@ -80,8 +98,12 @@ export class Session {
       return false;
     }
     ws.send(data, { binary: this.codec.binary });
+    const bytes = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
     this.counters.messagesOut++;
-    this.counters.bytesOut += typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+    this.counters.bytesOut += bytes;
+    const t = this.#limits.totals;
+    t.messagesOut++;
+    t.bytesOut += bytes;
     return true;
   }
 

@@ -1,0 +1,49 @@
+// Prometheus metrics (prom-client), all named wsbridge_*. Most are read from the counters the
+// gateway keeps anyway at scrape time, so the message path pays nothing for them; only request
+// and component-call durations are observed as they happen.
+import { Registry, Gauge, Counter, Histogram, collectDefaultMetrics } from 'prom-client';
+import type { Gateway } from '../gateway/gateway.ts';
+
+/** A counter whose value is read from the gateway at scrape time. */
+function readCounter(registry: Registry, name: string, help: string, read: () => number): void {
+  new Counter({
+    name, help, registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
+}
+
+export function createMetrics(gw: Gateway): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'wsbridge_' });
+  const hub = gw.hub;
+  new Gauge({ name: 'wsbridge_sessions', help: 'Open WebSocket sessions on this node.', registers: [registry], collect() { this.set(hub.sessions.size); } });
+  readCounter(registry, 'wsbridge_connects_total', 'Sessions opened.', () => hub.stats.sessionsOpened);
+  new Counter({
+    name: 'wsbridge_disconnects_total', help: 'Sessions closed, by close code.', labelNames: ['code'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const [code, n] of Object.entries(hub.stats.closeCodes)) this.inc({ code }, n);
+    },
+  });
+  readCounter(registry, 'wsbridge_messages_in_total', 'Frames received from sessions.', () => hub.totals.messagesIn);
+  readCounter(registry, 'wsbridge_messages_out_total', 'Frames sent to sessions.', () => hub.totals.messagesOut);
+  readCounter(registry, 'wsbridge_bytes_in_total', 'Bytes received from sessions.', () => hub.totals.bytesIn);
+  readCounter(registry, 'wsbridge_bytes_out_total', 'Bytes sent to sessions.', () => hub.totals.bytesOut);
+  readCounter(registry, 'wsbridge_messages_dropped_total', 'Messages dropped for slow consumers (SLOW_CONSUMER_POLICY=drop).', () => hub.totals.dropped);
+  readCounter(registry, 'wsbridge_slow_consumer_closes_total', 'Sessions closed with 1013 as slow consumers.', () => hub.stats.slowConsumerCloses);
+  readCounter(registry, 'wsbridge_protocol_errors_total', 'Error frames sent to sessions.', () => hub.stats.protocolErrors);
+  readCounter(registry, 'wsbridge_handler_calls_total', 'Calls of linked handlers and components.', () => gw.stats.handlerCalls);
+  readCounter(registry, 'wsbridge_handler_errors_total', 'Handler and component calls that failed.', () => gw.stats.handlerErrors);
+  new Gauge({ name: 'wsbridge_outbound_websockets', help: 'Open outbound WebSockets of components.', registers: [registry], collect() { this.set(gw.stats.outbound.open); } });
+  readCounter(registry, 'wsbridge_outbound_bytes_in_total', 'Bytes components received on outbound WebSockets.', () => gw.stats.outbound.bytesIn);
+  readCounter(registry, 'wsbridge_outbound_bytes_out_total', 'Bytes components sent on outbound WebSockets.', () => gw.stats.outbound.bytesOut);
+  new Gauge({ name: 'wsbridge_nats_connected', help: '1 when NATS is configured and connected, 0 when disconnected (absent without NATS).', registers: [registry], collect() { if (gw.config.nats) this.set(gw.ready ? 1 : 0); } });
+  const requests = new Histogram({ name: 'wsbridge_request_duration_seconds', help: 'req operations of sessions, by result (ok, timeout, no_responders, …).', labelNames: ['result'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] });
+  hub.onRequestDone = (seconds, result) => requests.observe({ result }, seconds);
+  const calls = new Histogram({ name: 'wsbridge_component_call_duration_seconds', help: 'handle-message calls of components, by component and result (ok, err, trap, timeout).', labelNames: ['component', 'result'], buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1, 5], registers: [registry] });
+  gw.onComponentCall = (component, seconds, result) => calls.observe({ component, result }, seconds);
+  return registry;
+}
