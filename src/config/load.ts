@@ -11,6 +11,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { ComponentConfig } from '../components/component-config.ts';
 import { defaultComponentId } from '../components/component-config.ts';
+import type { AuthConfig } from '../auth/authenticator.ts';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -45,6 +46,9 @@ export interface Config {
   sessionTracking: boolean;
   demoPage: boolean;
   metricsToken: string | undefined;
+  auth: AuthConfig;
+  authDeadlineMs: number;
+  allowedOrigins: string[];
   maxMessageBytes: number;
   maxBufferedBytes: number;
   slowConsumerPolicy: SlowConsumerPolicy;
@@ -233,6 +237,16 @@ export function loadConfig(sources: ConfigSources): Config {
     sessionTracking: get('ENABLE_SESSION_TRACKING'),
     demoPage: get('DEMO_PAGE'),
     metricsToken: get<string | undefined>('METRICS_TOKEN') || undefined,
+    auth: {
+      token: get<string | undefined>('SERVER_AUTH_TOKEN') ?? (mode === 'server' ? get<string | undefined>('AUTH_TOKEN') : undefined),
+      jwtSecret: get('JWT_SECRET'),
+      jwtPublicKeyFile: get('JWT_PUBLIC_KEY_FILE'),
+      jwks: get('JWT_JWKS'),
+      jwtIssuer: get('JWT_ISSUER'),
+      jwtAudience: get('JWT_AUDIENCE'),
+    },
+    authDeadlineMs: get('AUTH_DEADLINE_MS'),
+    allowedOrigins: get('ALLOWED_ORIGINS'),
     maxMessageBytes: get('MAX_MESSAGE_BYTES'),
     maxBufferedBytes: get('MAX_BUFFERED_BYTES'),
     slowConsumerPolicy: get('SLOW_CONSUMER_POLICY'),
@@ -292,6 +306,9 @@ export function loadConfig(sources: ConfigSources): Config {
     if (e) throw new ConfigError(`HISTORY_SUBJECTS: ${JSON.stringify(p)}: ${e}`);
   }
   if (config.history.subjects.length > 0 && !config.nats) throw new ConfigError('HISTORY_SUBJECTS needs NATS_URL: history is kept in NATS JetStream');
+  if ([config.auth.jwtSecret, config.auth.jwtPublicKeyFile, config.auth.jwks].filter((x) => x !== undefined).length > 1) {
+    throw new ConfigError('JWT_SECRET, JWT_PUBLIC_KEY_FILE and JWT_JWKS are alternatives: set one');
+  }
   if (config.requestTimeoutMs > config.maxRequestTimeoutMs) {
     throw new ConfigError(`REQUEST_TIMEOUT_MS (${config.requestTimeoutMs}) must not exceed MAX_REQUEST_TIMEOUT_MS (${config.maxRequestTimeoutMs})`);
   }

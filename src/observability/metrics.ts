@@ -35,6 +35,8 @@ export function createMetrics(gw: Gateway): Registry {
   readCounter(registry, 'wsbridge_messages_dropped_total', 'Messages dropped for slow consumers (SLOW_CONSUMER_POLICY=drop).', () => hub.totals.dropped);
   readCounter(registry, 'wsbridge_slow_consumer_closes_total', 'Sessions closed with 1013 as slow consumers.', () => hub.stats.slowConsumerCloses);
   readCounter(registry, 'wsbridge_protocol_errors_total', 'Error frames sent to sessions.', () => hub.stats.protocolErrors);
+  readCounter(registry, 'wsbridge_auth_failures_total', 'Refused authentications (bad token, wrong origin, missing first-frame auth).', () => hub.stats.authFailures);
+  readCounter(registry, 'wsbridge_permission_denials_total', 'Publishes and subscriptions refused by token permissions.', () => hub.stats.permissionDenials);
   readCounter(registry, 'wsbridge_handler_calls_total', 'Calls of linked handlers and components.', () => gw.stats.handlerCalls);
   readCounter(registry, 'wsbridge_handler_errors_total', 'Handler and component calls that failed.', () => gw.stats.handlerErrors);
   new Gauge({ name: 'wsbridge_outbound_websockets', help: 'Open outbound WebSockets of components.', registers: [registry], collect() { this.set(gw.stats.outbound.open); } });

@@ -113,6 +113,10 @@ function toClientFrame(
     }
     case 'ping':
       return { op: 'ping', id };
+    case 'auth': {
+      if (typeof o.token !== 'string' || o.token.length === 0 || o.token.length > 16384) throw new ProtocolError('bad_request', 'auth needs token: a non-empty string', id);
+      return { op: 'auth', id, token: o.token };
+    }
     case 'ack': {
       if (typeof o.seq !== 'number' || !Number.isSafeInteger(o.seq) || o.seq <= 0) throw new ProtocolError('bad_request', 'ack needs seq: a positive integer', id);
       return { op: 'ack', id, seq: o.seq };

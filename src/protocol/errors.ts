@@ -15,6 +15,8 @@ export const ErrorCodes = {
   limit_exceeded: 'a per-session limit (such as max subscriptions) was reached',
   bus_unavailable: 'the message bus cannot take the message right now',
   history_unavailable: 'sub with since or ack for a subject that keeps no history',
+  permission_denied: 'the session may not publish or subscribe to that subject',
+  unauthorized: 'the token given with op auth was not accepted',
   unknown_seq: 'ack of a sequence this session has no unacknowledged message for',
   internal: 'the gateway failed to handle the frame',
 } as const;

@@ -22,6 +22,7 @@ export type ClientFrame =
   | { op: 'pub'; id: string | undefined; msg: BrokerMessage }
   | { op: 'sub'; id: string | undefined; subject: string; queue: string | undefined; since: number | undefined; ack: { durable: string; waitMs: number | undefined } | undefined }
   | { op: 'ack'; id: string | undefined; seq: number }
+  | { op: 'auth'; id: string | undefined; token: string }
   | { op: 'unsub'; id: string | undefined; subject: string }
   | { op: 'req'; id: string; subject: string; body: Uint8Array; timeoutMs: number | undefined }
   | { op: 'ping'; id: string | undefined };

@@ -14,6 +14,8 @@ import { ProtocolError, CloseCodes } from '../protocol/errors.ts';
 import { SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK } from '../protocol/frames.ts';
 import { handleOperatorApi } from './operator-api.ts';
 import { serveDemoAsset } from './demo-assets.ts';
+import { createAuthenticator } from '../auth/authenticator.ts';
+import type { Authenticator, Identity } from '../auth/authenticator.ts';
 import type { Config, HostPort } from '../config/load.ts';
 import type { Gateway } from '../gateway/gateway.ts';
 
@@ -26,10 +28,13 @@ export class GatewayServer {
   #config: Config;
   #sockets = new Set<WebSocket>();
   #closing = false;
+  #auth: Authenticator | undefined;
 
   constructor(gw: Gateway, config: Config) {
     this.#gw = gw;
     this.#config = config;
+    this.#auth = createAuthenticator(config.auth);
+    gw.hub.authenticator = this.#auth;
     this.http = createServer((req, res) => this.#request(req, res));
     this.wss = new WebSocketServer({
       noServer: true,
@@ -137,10 +142,28 @@ export class GatewayServer {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, req));
+    const origin = req.headers.origin;
+    if (origin !== undefined && this.#config.allowedOrigins.length > 0 && !this.#config.allowedOrigins.includes(origin)) {
+      this.#gw.hub.stats.authFailures++;
+      socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    const token = this.#auth ? handshakeToken(req) : undefined;
+    if (!this.#auth || token === undefined) {
+      // No authentication, or the token comes in the first frame.
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, req, undefined));
+      return;
+    }
+    this.#auth.verify(token).then(
+      (identity) => this.wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, req, identity)),
+      () => {
+        this.#gw.hub.stats.authFailures++;
+        socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nWWW-Authenticate: Bearer realm="wsbridge"\r\nContent-Length: 0\r\n\r\n');
+      },
+    );
   }
 
-  #accept(ws: WebSocket, req: IncomingMessage): void {
+  #accept(ws: WebSocket, req: IncomingMessage, identity: Identity | undefined): void {
     const hub = this.#gw.hub;
     const id = randomBytes(16).toString('base64url'); // 128 random bits
     const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? 0}`;
@@ -151,8 +174,35 @@ export class GatewayServer {
     });
     this.#sockets.add(ws);
     const log = this.#gw.log;
+    // With authentication on and no token in the handshake, the session exists only after a
+    // valid {"op":"auth"} as its first frame: no welcome and no traffic before that.
+    let pendingAuth = this.#auth !== undefined && identity === undefined;
+    const deadline = pendingAuth ? setTimeout(() => session.close(CloseCodes.policyViolation, 'authentication required'), this.#config.authDeadlineMs) : undefined;
     ws.on('message', (data: Buffer, isBinary) => {
       session.received(data.length);
+      if (pendingAuth) {
+        pendingAuth = false;
+        clearTimeout(deadline);
+        let token: string | undefined;
+        try {
+          const f = session.codec.decode(data, isBinary);
+          if (f.op === 'auth') token = f.token;
+        } catch {
+          // anything else than a valid auth frame ends the session below
+        }
+        const refuse = () => {
+          hub.stats.authFailures++;
+          session.close(CloseCodes.policyViolation, 'authentication failed');
+        };
+        if (token === undefined) return refuse();
+        this.#auth!.verify(token).then((id) => {
+          if (session.closed) return;
+          session.authenticate(id);
+          hub.add(session);
+        }, refuse);
+        return;
+      }
+      if (!hub.sessions.has(id)) return; // authenticating: frames wait for nothing
       let frame;
       try {
         frame = session.codec.decode(data, isBinary);
@@ -176,13 +226,15 @@ export class GatewayServer {
     // the socket with that code itself; the session must only be cleaned up.
     ws.on('error', (err) => log.debug({ err: err.message, session: id }, 'session socket error'));
     ws.on('close', (code) => {
+      clearTimeout(deadline);
       this.#sockets.delete(ws);
       hub.closed(code);
       hub.remove(session);
       log.debug({ session: id, code }, 'session closed');
     });
-    hub.add(session);
-    log.debug({ session: id, remote, protocol: session.codec.name }, 'session opened');
+    if (identity) session.authenticate(identity);
+    if (!pendingAuth) hub.add(session);
+    log.debug({ session: id, remote, protocol: session.codec.name, who: identity?.subject }, 'session opened');
   }
 
   /** Stops accepting, closes every session with 1001, waits up to `timeoutMs` for them. */
@@ -203,3 +255,21 @@ export class GatewayServer {
     await httpClosed;
   }
 }
+
+/** The token a client sent in the handshake: Authorization header, subprotocol entry, or query. */
+function handshakeToken(req: IncomingMessage): string | undefined {
+  const auth = req.headers.authorization;
+  if (auth?.startsWith('Bearer ')) return auth.slice(7);
+  const protocols = req.headers['sec-websocket-protocol'];
+  if (protocols) {
+    for (const p of protocols.split(',')) {
+      const t = p.trim();
+      if (t.startsWith(TOKEN_SUBPROTOCOL)) return t.slice(TOKEN_SUBPROTOCOL.length);
+    }
+  }
+  const q = new URL(req.url ?? '/', 'http://x').searchParams.get('token');
+  return q ?? undefined;
+}
+
+/** Subprotocol entry carrying a token, for browsers (which cannot set headers): wsbridge.token.<token>. */
+export const TOKEN_SUBPROTOCOL = 'wsbridge.token.';

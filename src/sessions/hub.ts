@@ -10,8 +10,15 @@ import { INTERNAL_PREFIX } from '../protocol/subject.ts';
 import type { WireData } from '../protocol/codec.ts';
 import type { Session } from './session.ts';
 import type { Logger } from '../observability/logger.ts';
+import type { Authenticator } from '../auth/authenticator.ts';
 
 export const SESSION_PREFIX = `${INTERNAL_PREFIX}S.`;
+
+/** Reply subjects a client may be handed and answer on: sessions, request inboxes, link and NATS inboxes. */
+const REPLY_PREFIXES = [`${INTERNAL_PREFIX}S.`, `${INTERNAL_PREFIX}R.`, `${INTERNAL_PREFIX}L.`, `${INTERNAL_PREFIX}RAW.`, '_INBOX.'];
+export function isReplySubject(subject: string): boolean {
+  return REPLY_PREFIXES.some((p) => subject.startsWith(p));
+}
 export const BROADCAST_PREFIX = `${INTERNAL_PREFIX}B.`;
 
 export interface HubOptions {
@@ -22,6 +29,8 @@ export interface HubOptions {
 }
 
 export interface HubStats {
+  authFailures: number;
+  permissionDenials: number;
   sessionsOpened: number;
   sessionsClosed: number;
   /** Close codes of ended sessions, for metrics. */
@@ -56,10 +65,12 @@ export class SessionHub {
   readonly totals = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0 };
   /** Observes request durations (seconds) by result, for metrics. */
   onRequestDone: (seconds: number, result: string) => void = () => {};
-  readonly stats: HubStats = { sessionsOpened: 0, sessionsClosed: 0, closeCodes: {}, slowConsumerCloses: 0, slowConsumerDrops: 0, protocolErrors: 0 };
+  readonly stats: HubStats = { authFailures: 0, permissionDenials: 0, sessionsOpened: 0, sessionsClosed: 0, closeCodes: {}, slowConsumerCloses: 0, slowConsumerDrops: 0, protocolErrors: 0 };
   #bus: Bus;
   #log: Logger;
   #opts: HubOptions;
+  /** Verifies tokens for in-band refresh (op auth); undefined when authentication is off. */
+  authenticator: Authenticator | undefined;
   #fanout = new Map<string, Fanout>();
   #broadcast: BusSubscription;
   /** Told when sessions or their subscriptions change (cluster presence listens). */
@@ -130,11 +141,43 @@ export class SessionHub {
   }
 
   /** Handles one decoded frame from a session. Errors become error frames; the session stays. */
+  #denied(session: Session, what: 'publish' | 'subscribe', subject: string, id: string | undefined): boolean {
+    const perm = what === 'publish' ? session.identity?.publish : session.identity?.subscribe;
+    if (!perm) return false;
+    // Answers to reply subjects the session was given are always allowed.
+    const ok = what === 'publish' ? perm.allowsSubject(subject) || isReplySubject(subject) : perm.allowsPattern(subject);
+    if (ok) return false;
+    this.stats.permissionDenials++;
+    this.error(session, 'permission_denied', `may not ${what} to ${subject}`, id);
+    return true;
+  }
+
   handle(session: Session, frame: ClientFrame): void {
     session.counters.messagesIn++;
     switch (frame.op) {
+      case 'auth': {
+        // In-band refresh: a new token replaces the identity (and its expiry) when valid.
+        const auth = this.authenticator;
+        if (!auth) {
+          this.error(session, 'bad_request', 'authentication is not enabled on this server', frame.id);
+          return;
+        }
+        auth.verify(frame.token).then((identity) => {
+          session.authenticate(identity);
+          if (frame.id !== undefined) session.sendFrame({ op: 'ok', id: frame.id });
+        }, () => {
+          this.stats.authFailures++;
+          this.error(session, 'unauthorized', 'token not accepted', frame.id);
+        });
+        return;
+      }
       case 'pub': {
         const msg = frame.msg;
+        if (msg.subject.startsWith(INTERNAL_PREFIX) && !isReplySubject(msg.subject)) {
+          this.error(session, 'invalid_subject', `subjects under ${INTERNAL_PREFIX} are reserved, except reply subjects`, frame.id);
+          return;
+        }
+        if (this.#denied(session, 'publish', msg.subject, frame.id)) return;
         // A publish without reply_to gets the session's reply subject, so answers come back.
         if (msg.replyTo === null || msg.replyTo === undefined) msg.replyTo = session.replySubject;
         const id = frame.id;
@@ -157,6 +200,7 @@ export class SessionHub {
         return;
       }
       case 'sub':
+        if (this.#denied(session, 'subscribe', frame.subject, frame.id)) return;
         if (frame.ack !== undefined) this.#subscribeAcked(session, frame.subject, frame.ack.durable, frame.ack.waitMs ?? 30_000, frame.id);
         else if (frame.since !== undefined) this.#resume(session, frame.subject, frame.queue, frame.since, frame.id);
         else this.#subscribe(session, frame.subject, frame.queue, frame.id);
@@ -174,6 +218,7 @@ export class SessionHub {
         return;
       }
       case 'req':
+        if (this.#denied(session, 'publish', frame.subject, frame.id)) return;
         this.#request(session, frame);
         return;
       case 'ping':

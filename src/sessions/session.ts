@@ -4,6 +4,7 @@ import type { WebSocket } from 'ws';
 import type { Codec, WireData } from '../protocol/codec.ts';
 import type { ServerFrame } from '../protocol/frames.ts';
 import { CloseCodes } from '../protocol/errors.ts';
+import type { Identity } from '../auth/authenticator.ts';
 
 export type SlowConsumerPolicy = 'close' | 'drop';
 
@@ -52,6 +53,9 @@ export class Session {
   /** Subscription key (pattern, or pattern + queue) → release function. */
   readonly subscriptions = new Map<string, () => void>();
   pendingRequests = 0;
+  /** Who the session authenticated as (undefined when authentication is off). */
+  identity: Identity | undefined;
+  #expiry: NodeJS.Timeout | undefined;
   /** Delivered, not yet acknowledged messages of acked subscriptions, by sequence. */
   readonly unacked = new Map<number, { ack(): void; nak(): void }>();
   closed = false;
@@ -111,7 +115,18 @@ export class Session {
     return this.send(this.codec.encode(frame), frame.op !== 'welcome');
   }
 
+  /** Sets the identity and closes the session with 1008 when its credential expires. */
+  authenticate(identity: Identity): void {
+    this.identity = identity;
+    clearTimeout(this.#expiry);
+    if (identity.expiresAt !== undefined) {
+      this.#expiry = setTimeout(() => this.close(CloseCodes.policyViolation, 'credential expired'), Math.max(0, identity.expiresAt - Date.now()));
+      this.#expiry.unref();
+    }
+  }
+
   close(code: number, reason: string): void {
+    clearTimeout(this.#expiry);
     if (this.closed) return;
     this.closed = true;
     this.#ws.close(code, reason);
