@@ -3,7 +3,6 @@
 // naming NATS_URL; NATS_PREFIX maps subjects under a prefix.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +10,7 @@ import { createUser } from '@nats-io/nkeys';
 import { connect } from '@nats-io/transport-node';
 import { spawnCli, TestClient, unb64 } from './helpers.ts';
 import { startNats, freePort } from './nats-helpers.ts';
+import { makePki } from './tls-helpers.ts';
 
 async function nodeWorks(args: string[], env: Record<string, string>): Promise<void> {
   const n = await spawnCli(['serve', '--listen', '127.0.0.1:0', ...args], env);
@@ -58,15 +58,11 @@ test('NKEY seed file', async () => {
 });
 
 test('TLS with a CA file (a throwaway CA made here)', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'wsbridge-tls-'));
-  const sh = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  sh(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=wsbridge-test-ca']);
-  sh(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1']);
-  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  sh(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '1', '-extfile', 'ext.cnf']);
-  const nats = await startNats(undefined, undefined, ['--tls', '--tlscert', join(dir, 'server.pem'), '--tlskey', join(dir, 'server.key')]);
+  const pki = makePki();
+  const [cert, key] = pki.issue('nats');
+  const nats = await startNats(undefined, undefined, ['--tls', '--tlscert', cert, '--tlskey', key]);
   try {
-    await nodeWorks(['--nats', `tls://127.0.0.1:${nats.port}`], { NATS_TLS_CA_FILE: join(dir, 'ca.pem') });
+    await nodeWorks(['--nats', `tls://127.0.0.1:${nats.port}`], { NATS_TLS_CA_FILE: pki.ca });
   } finally {
     await nats.stop();
   }

@@ -80,6 +80,13 @@ async function main(): Promise<void> {
       },
     );
   };
+  process.on('SIGHUP', () => {
+    try {
+      gw.server?.reloadTls();
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'TLS reload failed: keeping the old certificate');
+    }
+  });
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }

@@ -48,6 +48,7 @@ export interface Config {
   metricsToken: string | undefined;
   auth: AuthConfig;
   authDeadlineMs: number;
+  tls: { cert: string; key: string; clientCa: string | undefined } | undefined;
   allowedOrigins: string[];
   maxMessageBytes: number;
   maxBufferedBytes: number;
@@ -246,6 +247,7 @@ export function loadConfig(sources: ConfigSources): Config {
       jwtAudience: get('JWT_AUDIENCE'),
     },
     authDeadlineMs: get('AUTH_DEADLINE_MS'),
+    tls: undefined,
     allowedOrigins: get('ALLOWED_ORIGINS'),
     maxMessageBytes: get('MAX_MESSAGE_BYTES'),
     maxBufferedBytes: get('MAX_BUFFERED_BYTES'),
@@ -306,6 +308,20 @@ export function loadConfig(sources: ConfigSources): Config {
     if (e) throw new ConfigError(`HISTORY_SUBJECTS: ${JSON.stringify(p)}: ${e}`);
   }
   if (config.history.subjects.length > 0 && !config.nats) throw new ConfigError('HISTORY_SUBJECTS needs NATS_URL: history is kept in NATS JetStream');
+  const tlsCert = get<string | undefined>('TLS_CERT');
+  const tlsKey = get<string | undefined>('TLS_KEY');
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new ConfigError('TLS_CERT and TLS_KEY go together: set both or neither');
+  if (tlsCert !== undefined && tlsKey !== undefined) {
+    for (const [k, f] of [['TLS_CERT', tlsCert], ['TLS_KEY', tlsKey], ['TLS_CLIENT_CA', get<string | undefined>('TLS_CLIENT_CA')]] as const) {
+      if (f === undefined) continue;
+      try {
+        readFileSync(f);
+      } catch (e) {
+        throw new ConfigError(`${k}: cannot read ${f} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+      }
+    }
+    config.tls = { cert: tlsCert, key: tlsKey, clientCa: get('TLS_CLIENT_CA') };
+  }
   if ([config.auth.jwtSecret, config.auth.jwtPublicKeyFile, config.auth.jwks].filter((x) => x !== undefined).length > 1) {
     throw new ConfigError('JWT_SECRET, JWT_PUBLIC_KEY_FILE and JWT_JWKS are alternatives: set one');
   }

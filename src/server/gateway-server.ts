@@ -1,6 +1,9 @@
 // Server mode transport: one HTTP server carrying the WebSocket endpoint (/ws), the operator API
 // (/api/) and health (/healthz). Each upgrade on /ws becomes a Session in the hub.
 import { createServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
+import type { Server as TlsServer } from 'node:https';
+import { readFileSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -35,7 +38,8 @@ export class GatewayServer {
     this.#config = config;
     this.#auth = createAuthenticator(config.auth);
     gw.hub.authenticator = this.#auth;
-    this.http = createServer((req, res) => this.#request(req, res));
+    const handler = (req: IncomingMessage, res: ServerResponse) => this.#request(req, res);
+    this.http = config.tls ? createTlsServer({ ...this.#tlsOptions(), requestCert: !!config.tls.clientCa, rejectUnauthorized: !!config.tls.clientCa }, handler) : createServer(handler);
     this.wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -52,6 +56,18 @@ export class GatewayServer {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
       else socket.destroy();
     });
+  }
+
+  #tlsOptions(): { cert: Buffer; key: Buffer; ca?: Buffer } {
+    const t = this.#config.tls!;
+    return { cert: readFileSync(t.cert), key: readFileSync(t.key), ...(t.clientCa ? { ca: readFileSync(t.clientCa) } : {}) };
+  }
+
+  /** Re-reads the certificate, key and client CA (SIGHUP); open sessions are not touched. */
+  reloadTls(): void {
+    if (!this.#config.tls) return;
+    (this.http as TlsServer).setSecureContext(this.#tlsOptions());
+    this.#gw.log.info('TLS certificate reloaded');
   }
 
   listen(at: HostPort): Promise<AddressInfo> {
@@ -72,7 +88,7 @@ export class GatewayServer {
   get url(): string {
     const a = this.address;
     const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-    return `ws://${host}:${a.port}${WS_PATH}`;
+    return `${this.#config.tls ? 'wss' : 'ws'}://${host}:${a.port}${WS_PATH}`;
   }
 
   #request(req: IncomingMessage, res: ServerResponse): void {
