@@ -49,6 +49,8 @@ export interface Config {
   auth: AuthConfig;
   authDeadlineMs: number;
   tls: { cert: string; key: string; clientCa: string | undefined } | undefined;
+  limits: { maxConnections: number; maxConnectionsPerIp: number; rateMsgs: number; rateBytes: number; idleTimeoutSec: number; handshakeTimeoutMs: number; pingIntervalSec: number };
+  deflate: { enabled: boolean; thresholdBytes: number };
   allowedOrigins: string[];
   maxMessageBytes: number;
   maxBufferedBytes: number;
@@ -248,6 +250,16 @@ export function loadConfig(sources: ConfigSources): Config {
     },
     authDeadlineMs: get('AUTH_DEADLINE_MS'),
     tls: undefined,
+    limits: {
+      maxConnections: get('MAX_CONNECTIONS'),
+      maxConnectionsPerIp: get('MAX_CONNECTIONS_PER_IP'),
+      rateMsgs: get('RATE_LIMIT_MSGS'),
+      rateBytes: get('RATE_LIMIT_BYTES'),
+      idleTimeoutSec: get('IDLE_TIMEOUT_SEC'),
+      handshakeTimeoutMs: get('HANDSHAKE_TIMEOUT_MS'),
+      pingIntervalSec: get('PING_INTERVAL_SEC'),
+    },
+    deflate: { enabled: get('PERMESSAGE_DEFLATE'), thresholdBytes: get('DEFLATE_THRESHOLD_BYTES') },
     allowedOrigins: get('ALLOWED_ORIGINS'),
     maxMessageBytes: get('MAX_MESSAGE_BYTES'),
     maxBufferedBytes: get('MAX_BUFFERED_BYTES'),

@@ -37,6 +37,10 @@ export function createMetrics(gw: Gateway): Registry {
   readCounter(registry, 'wsbridge_protocol_errors_total', 'Error frames sent to sessions.', () => hub.stats.protocolErrors);
   readCounter(registry, 'wsbridge_auth_failures_total', 'Refused authentications (bad token, wrong origin, missing first-frame auth).', () => hub.stats.authFailures);
   readCounter(registry, 'wsbridge_permission_denials_total', 'Publishes and subscriptions refused by token permissions.', () => hub.stats.permissionDenials);
+  readCounter(registry, 'wsbridge_rate_limited_total', 'Frames dropped by the per-session rate limit.', () => hub.stats.rateLimited);
+  readCounter(registry, 'wsbridge_connections_refused_total', 'Upgrades refused by MAX_CONNECTIONS / MAX_CONNECTIONS_PER_IP.', () => hub.stats.connectionsRefused);
+  readCounter(registry, 'wsbridge_dead_peers_total', 'Sessions dropped for not answering server pings.', () => hub.stats.deadPeers);
+  readCounter(registry, 'wsbridge_idle_closes_total', 'Sessions closed by IDLE_TIMEOUT_SEC.', () => hub.stats.idleCloses);
   readCounter(registry, 'wsbridge_handler_calls_total', 'Calls of linked handlers and components.', () => gw.stats.handlerCalls);
   readCounter(registry, 'wsbridge_handler_errors_total', 'Handler and component calls that failed.', () => gw.stats.handlerErrors);
   new Gauge({ name: 'wsbridge_outbound_websockets', help: 'Open outbound WebSockets of components.', registers: [registry], collect() { this.set(gw.stats.outbound.open); } });

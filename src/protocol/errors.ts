@@ -15,6 +15,7 @@ export const ErrorCodes = {
   limit_exceeded: 'a per-session limit (such as max subscriptions) was reached',
   bus_unavailable: 'the message bus cannot take the message right now',
   history_unavailable: 'sub with since or ack for a subject that keeps no history',
+  rate_limited: 'the session sends faster than RATE_LIMIT_MSGS / RATE_LIMIT_BYTES: the frame was dropped',
   permission_denied: 'the session may not publish or subscribe to that subject',
   unauthorized: 'the token given with op auth was not accepted',
   unknown_seq: 'ack of a sequence this session has no unacknowledged message for',

@@ -32,6 +32,8 @@ export class GatewayServer {
   #sockets = new Set<WebSocket>();
   #closing = false;
   #auth: Authenticator | undefined;
+  #perIp = new Map<string, number>();
+  #timers: NodeJS.Timeout[] = [];
 
   constructor(gw: Gateway, config: Config) {
     this.#gw = gw;
@@ -39,12 +41,21 @@ export class GatewayServer {
     this.#auth = createAuthenticator(config.auth);
     gw.hub.authenticator = this.#auth;
     const handler = (req: IncomingMessage, res: ServerResponse) => this.#request(req, res);
-    this.http = config.tls ? createTlsServer({ ...this.#tlsOptions(), requestCert: !!config.tls.clientCa, rejectUnauthorized: !!config.tls.clientCa }, handler) : createServer(handler);
+    // Node checks header/request timeouts every connectionsCheckingInterval (30 s by default).
+    const checking = {
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, config.limits.handshakeTimeoutMs / 2)),
+      headersTimeout: config.limits.handshakeTimeoutMs,
+      requestTimeout: config.limits.handshakeTimeoutMs,
+    };
+    this.http = config.tls
+      ? createTlsServer({ ...checking, ...this.#tlsOptions(), requestCert: !!config.tls.clientCa, rejectUnauthorized: !!config.tls.clientCa }, handler)
+      : createServer(checking, handler);
     this.wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
       maxPayload: config.maxMessageBytes,
-      perMessageDeflate: false,
+      // Off by default: each compressing session keeps zlib state (see docs/protocol.md).
+      perMessageDeflate: config.deflate.enabled ? { threshold: config.deflate.thresholdBytes, serverNoContextTakeover: true, clientNoContextTakeover: true, zlibDeflateOptions: { memLevel: 7, level: 3 } } : false,
       handleProtocols: (offered) => {
         if (offered.has(SUBPROTOCOL_MSGPACK)) return SUBPROTOCOL_MSGPACK;
         if (offered.has(SUBPROTOCOL_JSON)) return SUBPROTOCOL_JSON;
@@ -52,8 +63,10 @@ export class GatewayServer {
       },
     });
     this.http.on('upgrade', (req, socket, head) => this.#upgrade(req, socket, head));
-    this.http.on('clientError', (_err, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    this.#startSweepers();
+    this.http.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+      if (socket.writable) socket.end(timedOut ? 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
       else socket.destroy();
     });
   }
@@ -158,6 +171,18 @@ export class GatewayServer {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
+    const limits = this.#config.limits;
+    const ip = req.socket.remoteAddress ?? '?';
+    if (limits.maxConnections > 0 && this.#sockets.size >= limits.maxConnections) {
+      this.#gw.hub.stats.connectionsRefused++;
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    if (limits.maxConnectionsPerIp > 0 && (this.#perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) {
+      this.#gw.hub.stats.connectionsRefused++;
+      socket.end('HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nRetry-After: 5\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
     const origin = req.headers.origin;
     if (origin !== undefined && this.#config.allowedOrigins.length > 0 && !this.#config.allowedOrigins.includes(origin)) {
       this.#gw.hub.stats.authFailures++;
@@ -189,13 +214,25 @@ export class GatewayServer {
       totals: this.#gw.hub.totals,
     });
     this.#sockets.add(ws);
+    const ip = req.socket.remoteAddress ?? '?';
+    this.#perIp.set(ip, (this.#perIp.get(ip) ?? 0) + 1);
+    (ws as WebSocket & { session?: Session }).session = session;
+    ws.on('pong', () => {
+      session.alive = true; // liveness only: a pong is not activity for the idle timeout
+    });
     const log = this.#gw.log;
+    const limits = this.#config.limits;
     // With authentication on and no token in the handshake, the session exists only after a
     // valid {"op":"auth"} as its first frame: no welcome and no traffic before that.
     let pendingAuth = this.#auth !== undefined && identity === undefined;
     const deadline = pendingAuth ? setTimeout(() => session.close(CloseCodes.policyViolation, 'authentication required'), this.#config.authDeadlineMs) : undefined;
     ws.on('message', (data: Buffer, isBinary) => {
       session.received(data.length);
+      if (!session.withinRate(data.length, limits.rateMsgs, limits.rateBytes)) {
+        hub.stats.rateLimited++;
+        if (session.rateErrorDue()) hub.error(session, 'rate_limited', `over ${limits.rateMsgs || '∞'} frames/s or ${limits.rateBytes || '∞'} bytes/s: frames are being dropped`);
+        return;
+      }
       if (pendingAuth) {
         pendingAuth = false;
         clearTimeout(deadline);
@@ -244,6 +281,9 @@ export class GatewayServer {
     ws.on('close', (code) => {
       clearTimeout(deadline);
       this.#sockets.delete(ws);
+      const left = (this.#perIp.get(ip) ?? 1) - 1;
+      if (left > 0) this.#perIp.set(ip, left);
+      else this.#perIp.delete(ip);
       hub.closed(code);
       hub.remove(session);
       log.debug({ session: id, code }, 'session closed');
@@ -253,9 +293,44 @@ export class GatewayServer {
     log.debug({ session: id, remote, protocol: session.codec.name, who: identity?.subject }, 'session opened');
   }
 
+  /** Server pings (dead peers are dropped) and the idle timeout, one timer each for all sessions. */
+  #startSweepers(): void {
+    const { pingIntervalSec, idleTimeoutSec } = this.#config.limits;
+    const hub = this.#gw.hub;
+    if (pingIntervalSec > 0) {
+      this.#timers.push(setInterval(() => {
+        for (const ws of this.#sockets) {
+          const s = (ws as WebSocket & { session?: Session }).session;
+          if (!s) continue;
+          if (!s.alive) {
+            hub.stats.deadPeers++;
+            ws.terminate(); // no close handshake: the peer is not answering
+            continue;
+          }
+          s.alive = false;
+          ws.ping();
+        }
+      }, pingIntervalSec * 1000));
+    }
+    if (idleTimeoutSec > 0) {
+      this.#timers.push(setInterval(() => {
+        const cutoff = Date.now() - idleTimeoutSec * 1000;
+        for (const ws of this.#sockets) {
+          const s = (ws as WebSocket & { session?: Session }).session;
+          if (s && !s.closed && s.lastActivity < cutoff) {
+            hub.stats.idleCloses++;
+            s.close(CloseCodes.normal, 'idle timeout');
+          }
+        }
+      }, Math.max(100, Math.min(5000, (idleTimeoutSec * 1000) / 4))));
+    }
+    for (const t of this.#timers) t.unref();
+  }
+
   /** Stops accepting, closes every session with 1001, waits up to `timeoutMs` for them. */
   async close(timeoutMs: number): Promise<void> {
     this.#closing = true;
+    for (const t of this.#timers) clearInterval(t);
     const httpClosed = new Promise<void>((resolve) => this.http.close(() => resolve()));
     const sockets = [...this.#sockets];
     const allClosed = Promise.all(sockets.map((ws) => new Promise<void>((resolve) => {

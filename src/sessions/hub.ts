@@ -30,6 +30,10 @@ export interface HubOptions {
 
 export interface HubStats {
   authFailures: number;
+  rateLimited: number;
+  connectionsRefused: number;
+  deadPeers: number;
+  idleCloses: number;
   permissionDenials: number;
   sessionsOpened: number;
   sessionsClosed: number;
@@ -65,7 +69,7 @@ export class SessionHub {
   readonly totals = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0 };
   /** Observes request durations (seconds) by result, for metrics. */
   onRequestDone: (seconds: number, result: string) => void = () => {};
-  readonly stats: HubStats = { authFailures: 0, permissionDenials: 0, sessionsOpened: 0, sessionsClosed: 0, closeCodes: {}, slowConsumerCloses: 0, slowConsumerDrops: 0, protocolErrors: 0 };
+  readonly stats: HubStats = { rateLimited: 0, connectionsRefused: 0, deadPeers: 0, idleCloses: 0, authFailures: 0, permissionDenials: 0, sessionsOpened: 0, sessionsClosed: 0, closeCodes: {}, slowConsumerCloses: 0, slowConsumerDrops: 0, protocolErrors: 0 };
   #bus: Bus;
   #log: Logger;
   #opts: HubOptions;

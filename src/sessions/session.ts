@@ -56,13 +56,47 @@ export class Session {
   /** Who the session authenticated as (undefined when authentication is off). */
   identity: Identity | undefined;
   #expiry: NodeJS.Timeout | undefined;
+  /** Last time a frame arrived, for the idle timeout. */
+  lastActivity = Date.now();
+  /** Answered the last server ping. */
+  alive = true;
+  #msgTokens = Infinity; // full buckets to start with
+  #byteTokens = Infinity;
+  #refilledAt = Date.now();
+  #lastRateError = 0;
   /** Delivered, not yet acknowledged messages of acked subscriptions, by sequence. */
   readonly unacked = new Map<number, { ack(): void; nak(): void }>();
   closed = false;
   #ws: WebSocket;
   #limits: SessionLimits;
+  /**
+   * Token buckets for RATE_LIMIT_MSGS / RATE_LIMIT_BYTES (bursts up to one second's worth).
+   * Returns false when this frame is over the limit.
+   */
+  withinRate(bytes: number, msgsPerSec: number, bytesPerSec: number): boolean {
+    if (msgsPerSec === 0 && bytesPerSec === 0) return true;
+    const now = Date.now();
+    const dt = (now - this.#refilledAt) / 1000;
+    this.#refilledAt = now;
+    this.#msgTokens = Math.min(msgsPerSec, this.#msgTokens + dt * msgsPerSec);
+    this.#byteTokens = Math.min(bytesPerSec, this.#byteTokens + dt * bytesPerSec);
+    if ((msgsPerSec > 0 && this.#msgTokens < 1) || (bytesPerSec > 0 && this.#byteTokens < bytes)) return false;
+    this.#msgTokens -= 1;
+    this.#byteTokens -= bytes;
+    return true;
+  }
+
+  /** Whether to tell the client about a rate-limited frame now (at most once a second). */
+  rateErrorDue(): boolean {
+    const now = Date.now();
+    if (now - this.#lastRateError < 1000) return false;
+    this.#lastRateError = now;
+    return true;
+  }
+
   /** Counts an inbound frame (the server calls it for every frame, valid or not). */
   received(bytes: number): void {
+    this.lastActivity = Date.now();
     this.counters.bytesIn += bytes;
     this.#limits.totals.bytesIn += bytes;
     this.#limits.totals.messagesIn++;
