@@ -1,0 +1,98 @@
+// Property tests (fast-check): the frame decoders, the subject rules and matcher, and config
+// parsing never crash on arbitrary input; they accept or refuse with a documented error.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { pack } from 'msgpackr';
+import { jsonCodec, msgpackCodec, CloseError } from '../src/protocol/codec.ts';
+import { ProtocolError, ErrorCodes } from '../src/protocol/errors.ts';
+import { subjectError } from '../src/protocol/subject.ts';
+import { SubjectTrie } from '../src/bus/subject-trie.ts';
+import { loadConfig, ConfigError } from '../src/config/load.ts';
+import { SETTINGS } from '../src/config/settings.ts';
+
+const documented = new Set(Object.keys(ErrorCodes));
+
+function decodesOrRefuses(decode: () => unknown): void {
+  try {
+    decode();
+  } catch (e) {
+    if (e instanceof ProtocolError) {
+      assert.ok(documented.has(e.code), `undocumented code ${e.code}`);
+      return;
+    }
+    if (e instanceof CloseError) {
+      assert.equal(e.closeCode, 1007);
+      return;
+    }
+    throw e;
+  }
+}
+
+const frameLike = fc.dictionary(
+  fc.constantFrom('op', 'subject', 'body', 'text', 'reply_to', 'id', 'queue', 'timeout_ms', 'since', 'ack', 'durable', 'ack_wait_ms', 'seq', 'token', 'x'),
+  fc.oneof(fc.string(), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.constantFrom('pub', 'sub', 'unsub', 'req', 'ping', 'ack', 'auth', 'a.b', 'a.*', '>', 'aGk=')),
+);
+
+test('JSON decoder: arbitrary text and arbitrary frame-shaped objects', () => {
+  fc.assert(fc.property(fc.string(), (s) => decodesOrRefuses(() => jsonCodec.decode(Buffer.from(s), false))), { numRuns: 2000 });
+  fc.assert(fc.property(frameLike, (o) => decodesOrRefuses(() => jsonCodec.decode(Buffer.from(JSON.stringify(o)), false))), { numRuns: 3000 });
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }), (b) => decodesOrRefuses(() => jsonCodec.decode(Buffer.from(b), true))), { numRuns: 2000 });
+});
+
+test('MessagePack decoder: arbitrary bytes and frame-shaped maps', () => {
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (b) => decodesOrRefuses(() => msgpackCodec.decode(Buffer.from(b), true))), { numRuns: 3000 });
+  fc.assert(fc.property(frameLike, (o) => decodesOrRefuses(() => msgpackCodec.decode(pack(o), true))), { numRuns: 3000 });
+});
+
+test('a decoded publish always has a valid literal subject', () => {
+  fc.assert(fc.property(frameLike, (o) => {
+    try {
+      const f = jsonCodec.decode(Buffer.from(JSON.stringify(o)), false);
+      if (f.op === 'pub') assert.equal(subjectError(f.msg.subject, false), null);
+      if (f.op === 'sub') assert.equal(subjectError(f.subject, true), null);
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+    }
+  }), { numRuns: 3000 });
+});
+
+const token = fc.oneof(fc.constantFrom('a', 'b', 'c', '*', '>'), fc.string({ minLength: 0, maxLength: 3 }));
+const subjectish = fc.array(token, { minLength: 1, maxLength: 5 }).map((t) => t.join('.'));
+
+test('subject rules never throw; the trie agrees with a reference matcher', () => {
+  fc.assert(fc.property(fc.string(), fc.boolean(), (s, w) => {
+    const r = subjectError(s, w);
+    assert.ok(r === null || typeof r === 'string');
+  }), { numRuns: 3000 });
+  const reference = (pattern: string, subject: string): boolean => {
+    const p = pattern.split('.');
+    const s = subject.split('.');
+    for (let i = 0; i < p.length; i++) {
+      if (p[i] === '>') return s.length > i;
+      if (i >= s.length || (p[i] !== '*' && p[i] !== s[i])) return false;
+    }
+    return p.length === s.length;
+  };
+  fc.assert(fc.property(fc.array(subjectish, { maxLength: 8 }), subjectish, (patterns, subject) => {
+    const valid = patterns.filter((p) => subjectError(p, true) === null);
+    if (subjectError(subject, false) !== null) return;
+    const trie = new SubjectTrie<string>();
+    valid.forEach((p) => trie.insert(p, p));
+    const got = new Set(trie.match(subject));
+    const want = new Set(valid.filter((p) => reference(p, subject)));
+    assert.deepEqual(got, want);
+  }), { numRuns: 3000 });
+});
+
+test('config parsing: arbitrary values for every setting give a value or a ConfigError naming the key', () => {
+  const keys = SETTINGS.map((s) => s.key).filter((k) => k !== 'MODE');
+  fc.assert(fc.property(fc.constantFrom(...keys), fc.string({ maxLength: 30 }), (key, value) => {
+    try {
+      loadConfig({ env: {}, flags: { MODE: 'server', [key]: value } });
+    } catch (e) {
+      assert.ok(e instanceof ConfigError, `${key}=${JSON.stringify(value)} threw ${String(e)}`);
+      assert.ok(e.message.includes(key) || /NATS_URL|TLS_|JWT_|HISTORY_SUBJECTS|REQUEST_TIMEOUT|RECONNECT/.test(e.message), e.message);
+    }
+  }), { numRuns: 3000 });
+});
