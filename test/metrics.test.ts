@@ -28,7 +28,11 @@ test('metrics follow sessions, messages, requests and close codes', async () => 
   await a.next((f) => f.op === 'error');
   const during = await (await fetch(`${base}/metrics`)).text();
   assert.equal(value(during, 'wsbridge_sessions'), 2);
-  assert.ok(value(during, 'wsbridge_messages_in_total') >= value(before, 'wsbridge_messages_in_total') + 4);
+  assert.ok(value(during, 'wsbridge_frames_in_total') >= value(before, 'wsbridge_frames_in_total') + 4);
+  assert.equal(value(during, 'wsbridge_messages_in_total{kind="publish"}'), 1);
+  assert.equal(value(during, 'wsbridge_messages_in_total{kind="sub"}'), 1);
+  assert.ok(value(during, 'wsbridge_messages_out_total{kind="control"}') >= 2);
+  assert.ok(value(during, 'wsbridge_messages_out_total{kind="message"}') >= 3, 'welcomes and the delivery');
   assert.ok(value(during, 'wsbridge_bytes_out_total') > value(before, 'wsbridge_bytes_out_total'));
   assert.equal(value(during, 'wsbridge_request_duration_seconds_count{result="no_responders"}'), 1);
   assert.ok(value(during, 'wsbridge_protocol_errors_total') >= 2);

@@ -28,8 +28,22 @@ export function createMetrics(gw: Gateway): Registry {
       for (const [code, n] of Object.entries(hub.stats.closeCodes)) this.inc({ code }, n);
     },
   });
-  readCounter(registry, 'wsbridge_messages_in_total', 'Frames received from sessions.', () => hub.totals.messagesIn);
-  readCounter(registry, 'wsbridge_messages_out_total', 'Frames sent to sessions.', () => hub.totals.messagesOut);
+  readCounter(registry, 'wsbridge_frames_in_total', 'Frames received from sessions (valid or not).', () => hub.totals.messagesIn);
+  new Counter({
+    name: 'wsbridge_messages_in_total', help: 'Valid frames from sessions by kind: publish (to a subject), reply (to a reply subject), sub, unsub, req, ack, auth, ping.', labelNames: ['kind'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const [kind, n] of Object.entries(hub.framesIn)) this.inc({ kind }, n);
+    },
+  });
+  new Counter({
+    name: 'wsbridge_messages_out_total', help: 'Frames sent to sessions by kind: message (deliveries) or control (answers to their ops).', labelNames: ['kind'], registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ kind: 'message' }, hub.totals.messagesOut - hub.totals.controlOut);
+      this.inc({ kind: 'control' }, hub.totals.controlOut);
+    },
+  });
   readCounter(registry, 'wsbridge_bytes_in_total', 'Bytes received from sessions.', () => hub.totals.bytesIn);
   readCounter(registry, 'wsbridge_bytes_out_total', 'Bytes sent to sessions.', () => hub.totals.bytesOut);
   readCounter(registry, 'wsbridge_messages_dropped_total', 'Messages dropped for slow consumers (SLOW_CONSUMER_POLICY=drop).', () => hub.totals.dropped);

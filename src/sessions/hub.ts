@@ -66,7 +66,9 @@ class EncodedOnce {
 
 export class SessionHub {
   readonly sessions = new Map<string, Session>();
-  readonly totals = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0 };
+  readonly totals = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0, controlOut: 0 };
+  /** Valid inbound frames by class: publish (to a subject), reply (to a reply subject), and each op. */
+  readonly framesIn: Record<string, number> = {};
   /** Observes request durations (seconds) by result, for metrics. */
   onRequestDone: (seconds: number, result: string) => void = () => {};
   readonly stats: HubStats = { rateLimited: 0, connectionsRefused: 0, deadPeers: 0, idleCloses: 0, authFailures: 0, permissionDenials: 0, sessionsOpened: 0, sessionsClosed: 0, closeCodes: {}, slowConsumerCloses: 0, slowConsumerDrops: 0, protocolErrors: 0 };
@@ -158,6 +160,8 @@ export class SessionHub {
 
   handle(session: Session, frame: ClientFrame): void {
     session.counters.messagesIn++;
+    const kind = frame.op === 'pub' ? (isReplySubject(frame.msg.subject) ? 'reply' : 'publish') : frame.op;
+    this.framesIn[kind] = (this.framesIn[kind] ?? 0) + 1;
     switch (frame.op) {
       case 'auth': {
         // In-band refresh: a new token replaces the identity (and its expiry) when valid.
@@ -327,7 +331,7 @@ export class SessionHub {
       // (a nak here could bounce straight back to this stopping consumer).
       if (released || session.closed) return;
       session.unacked.set(msg.seq!, handle);
-      session.send(session.codec.encodeMessage(msg), true);
+      session.send(session.codec.encodeMessage(msg)); // if dropped (slow consumer), ack_wait brings it back
     }).then((sub) => {
       stop = () => sub.stop();
       if (released) sub.stop();

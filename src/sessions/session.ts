@@ -22,6 +22,8 @@ export interface TrafficTotals {
   bytesIn: number;
   bytesOut: number;
   dropped: number;
+  /** Of messagesOut: answers to the session's own ops (ok, error, pong, res). */
+  controlOut: number;
 }
 
 export interface SessionCounters {
@@ -142,6 +144,7 @@ export class Session {
     const t = this.#limits.totals;
     t.messagesOut++;
     t.bytesOut += bytes;
+    if (isReply) t.controlOut++;
     return true;
   }
 
