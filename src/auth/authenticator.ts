@@ -7,6 +7,7 @@ import { createPublicKey, createHash, timingSafeEqual } from 'node:crypto';
 import { jwtVerify, createLocalJWKSet, createRemoteJWKSet } from 'jose';
 import type { JWTVerifyGetKey, KeyObject } from 'jose';
 import { SubjectTrie } from '../bus/subject-trie.ts';
+import { patternCovers } from '../protocol/subject.ts';
 
 export interface Identity {
   /** Who, for logs: the JWT `sub`, or "token". */
@@ -32,19 +33,8 @@ export class Permission {
   }
   /** A subscription pattern is allowed when an allowed pattern covers all it can match. */
   allowsPattern(pattern: string): boolean {
-    return this.patterns.some((p) => covers(p, pattern));
+    return this.patterns.some((p) => patternCovers(p, pattern));
   }
-}
-
-function covers(outer: string, inner: string): boolean {
-  const o = outer.split('.');
-  const i = inner.split('.');
-  for (let k = 0; k < o.length; k++) {
-    if (o[k] === '>') return k < i.length;
-    if (k >= i.length || i[k] === '>') return false;
-    if (o[k] !== '*' && (i[k] === '*' || o[k] !== i[k])) return false;
-  }
-  return o.length === i.length;
 }
 
 export class AuthError extends Error {}

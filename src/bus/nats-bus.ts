@@ -15,6 +15,7 @@ import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, DiscardPolicy } 
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { MemoryBus } from './memory-bus.ts';
 import { SubjectTrie } from './subject-trie.ts';
+import { patternCovers } from '../protocol/subject.ts';
 import { RequestError } from './bus.ts';
 import type { AckHandle, AckedSubscription, Bus, BusHandler, BusMessage, BusSubscription, ReplayResult, ReplaySink, SubscribeOptions } from './bus.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -318,7 +319,7 @@ export class NatsBus implements Bus {
     // pattern itself falls under one of the configured patterns.
     const h = this.#history;
     if (!h) return false;
-    return h.patterns.some((p) => covers(p, pattern));
+    return h.patterns.some((p) => patternCovers(p, pattern));
   }
 
   async replay(pattern: string, since: number, sink: ReplaySink): Promise<ReplayResult> {
@@ -354,17 +355,4 @@ export class NatsBus implements Bus {
     await this.local.close();
     await this.nc.drain().catch(() => this.nc.close());
   }
-}
-
-/** Whether every subject `inner` matches is matched by `outer` (both NATS patterns). */
-export function covers(outer: string, inner: string): boolean {
-  const o = outer.split('.');
-  const i = inner.split('.');
-  for (let k = 0; k < o.length; k++) {
-    if (o[k] === '>') return k < i.length;
-    if (k >= i.length) return false;
-    if (i[k] === '>') return false;
-    if (o[k] !== '*' && o[k] !== i[k]) return false;
-  }
-  return o.length === i.length;
 }

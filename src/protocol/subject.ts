@@ -45,3 +45,20 @@ export function subjectError(subject: unknown, allowWildcards: boolean): string 
 export function isInternalSubject(subject: string): boolean {
   return subject.startsWith(INTERNAL_PREFIX);
 }
+
+/** Whether every subject `inner` can match is also matched by `outer` (both patterns). */
+export function patternCovers(outer: string, inner: string): boolean {
+  const o = outer.split('.');
+  const i = inner.split('.');
+  for (let k = 0; k < o.length; k++) {
+    if (o[k] === '>') return k < i.length;
+    if (k >= i.length || i[k] === '>') return false;
+    if (o[k] !== '*' && o[k] !== i[k]) return false;
+  }
+  return o.length === i.length;
+}
+
+/** Whether the literal `subject` matches `pattern` (NATS rules). */
+export function subjectMatches(pattern: string, subject: string): boolean {
+  return patternCovers(pattern, subject);
+}
