@@ -1,0 +1,145 @@
+// One client adapter per system under benchmark, all on the same `ws` client library so that the
+// load generator's own cost is alike for every target. An adapter opens a connection and gives the
+// scenarios three things: echo (send a payload, get it back), subscribe to the fan-out subject,
+// and publish to it. Payloads are strings; each adapter frames them as its system expects.
+import WebSocket from 'ws';
+import { io } from 'socket.io-client';
+import { wsconnect } from '@nats-io/nats-core';
+
+export interface Conn {
+  /** Sends `payload` to the echo service; `onEcho` gets it back. */
+  echo(payload: string): void;
+  onEcho: (payload: string) => void;
+  /** Subscribes to the fan-out subject; resolves once the server has confirmed it. */
+  subscribe(): Promise<void>;
+  /** Called for every fan-out delivery with the raw payload (parsed only when `parse`). */
+  onDelivery: (payload: string | undefined) => void;
+  parseDeliveries: boolean;
+  publish(payload: string): void;
+  close(): void;
+}
+
+export interface Target {
+  name: string;
+  connect(url: string, localAddress?: string): Promise<Conn>;
+}
+
+function openWs(url: string, localAddress?: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { perMessageDeflate: false, localAddress });
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
+}
+
+function base(): Pick<Conn, 'onEcho' | 'onDelivery' | 'parseDeliveries'> {
+  return { onEcho: () => {}, onDelivery: () => {}, parseDeliveries: false };
+}
+
+/** Raw ws: text frames echoed as-is; "B…" is broadcast to everyone else. */
+export const rawWs: Target = {
+  name: 'raw ws',
+  async connect(url, localAddress) {
+    const ws = await openWs(url, localAddress);
+    const c: Conn = {
+      ...base(),
+      echo: (p) => ws.send(p),
+      subscribe: async () => {},
+      publish: (p) => ws.send(`B${p}`),
+      close: () => ws.terminate(),
+    };
+    ws.on('message', (d: Buffer) => {
+      if (d[0] === 0x42) c.onDelivery(c.parseDeliveries ? d.toString('latin1', 1) : undefined);
+      else c.onEcho(d.toString());
+    });
+    return c;
+  },
+};
+
+/**
+ * wsbridge, protocol v1 JSON: echo is a publish to `echo.bench` with the session's reply_to (the
+ * handler answers there); fan-out is a `sub` to `fan` and publishes to it.
+ */
+export const wsbridge: Target = {
+  name: 'wsbridge',
+  async connect(url, localAddress) {
+    // The welcome frame can arrive in the same read as the handshake response, so listen for
+    // it from the start rather than after 'open'.
+    const ws = new WebSocket(url, { perMessageDeflate: false, localAddress });
+    const replyTo = await new Promise<string>((resolve, reject) => {
+      ws.once('error', reject);
+      ws.once('message', (d: Buffer) => resolve((JSON.parse(d.toString()) as { reply_to: string }).reply_to));
+    });
+    let subscribed: () => void = () => {};
+    const c: Conn = {
+      ...base(),
+      echo: (p) => ws.send(`{"subject":"echo.bench","reply_to":"${replyTo}","text":${JSON.stringify(p)}}`),
+      subscribe: () => new Promise<void>((resolve) => {
+        subscribed = resolve;
+        ws.send('{"op":"sub","subject":"fan","id":"s"}');
+      }),
+      publish: (p) => ws.send(`{"subject":"fan","text":${JSON.stringify(p)}}`),
+      close: () => ws.terminate(),
+    };
+    ws.on('message', (d: Buffer) => {
+      // Deliveries on `fan` start with {"subject":"fan"; count them without parsing unless asked.
+      if (d[12] === 0x66 /* f */ && d.toString('latin1', 0, 17) === '{"subject":"fan",') {
+        if (!c.parseDeliveries) return c.onDelivery(undefined);
+        return c.onDelivery(Buffer.from((JSON.parse(d.toString()) as { body: string }).body, 'base64').toString());
+      }
+      const f = JSON.parse(d.toString()) as { op?: string; body?: string; id?: string };
+      if (f.op === 'ok' && f.id === 's') return subscribed();
+      if (f.op === undefined && f.body !== undefined) c.onEcho(Buffer.from(f.body, 'base64').toString());
+    });
+    return c;
+  },
+};
+
+/** Socket.IO over its WebSocket transport: echo with an ack, fan-out by broadcast. */
+export const socketIo: Target = {
+  name: 'Socket.IO',
+  connect(url, localAddress) {
+    return new Promise((resolve, reject) => {
+      const s = io(url, { transports: ['websocket'], reconnection: false, localAddress } as unknown as Parameters<typeof io>[1]);
+      s.once('connect_error', reject);
+      s.once('connect', () => {
+        const c: Conn = {
+          ...base(),
+          echo: (p) => s.emit('echo', p, (back: string) => c.onEcho(back)),
+          subscribe: async () => {},
+          publish: (p) => s.emit('B', p),
+          close: () => s.disconnect(),
+        };
+        s.on('fan', (p: string) => c.onDelivery(c.parseDeliveries ? p : undefined));
+        resolve(c);
+      });
+    });
+  },
+};
+
+/** nats-server's WebSocket listener with the NATS JS client: request/reply echo, subject fan-out. */
+export const natsWs: Target = {
+  name: 'NATS (WebSocket)',
+  async connect(url, localAddress) {
+    const nc = await wsconnect({
+      servers: url,
+      // The same `ws` client as the other targets (and its localAddress), not Node's WebSocket.
+      wsFactory: (u: string) => Promise.resolve({ socket: new WebSocket(u, { perMessageDeflate: false, localAddress }) as unknown as globalThis.WebSocket, encrypted: false }),
+      maxReconnectAttempts: 0,
+      noEcho: true,
+    });
+    const enc = new TextEncoder();
+    const dec = new TextDecoder();
+    const c: Conn = {
+      ...base(),
+      echo: (p) => void nc.request('echo.bench', enc.encode(p), { timeout: 60_000 }).then((m) => c.onEcho(dec.decode(m.data))),
+      subscribe: async () => {
+        nc.subscribe('fan', { callback: (_e, m) => c.onDelivery(c.parseDeliveries ? dec.decode(m.data) : undefined) });
+        await nc.flush();
+      },
+      publish: (p) => nc.publish('fan', enc.encode(p)),
+      close: () => void nc.close(),
+    };
+    return c;
+  },
+};

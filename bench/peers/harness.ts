@@ -1,0 +1,137 @@
+// Process plumbing for the peers benchmark: starting each system under test in its own
+// processes, reading their CPU and memory, a progress line, and bounded waiting.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ROOT } from '../../scripts/build-components.ts';
+import { freePort, startNats } from '../../test/nats-helpers.ts';
+
+export interface Stats { rss: number; heapUsed: number; cpuUs: number }
+
+/** A running system under test: where clients connect, and its processes' resource use. */
+export interface Running {
+  url: string;
+  /** CPU time of all its processes; with `gc`, memory after a full GC of the Node ones. */
+  stats(gc?: boolean): Promise<Stats>;
+  stop(): Promise<void>;
+}
+
+interface Proc { stats(gc: boolean): Promise<Stats>; stop(): Promise<void> }
+
+/** A Node server script from bench/peers/servers, ready when it reports its URL over IPC. */
+export function nodeServer(script: string, args: string[] = []): Promise<Proc & { url: string }> {
+  const proc = spawn(process.execPath, ['--expose-gc', join(ROOT, 'bench/peers/servers', script), ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], cwd: ROOT });
+  return new Promise((resolve, reject) => {
+    const onExit = (code: number | null) => reject(new Error(`${script} exited (${code}) before it was ready`));
+    proc.once('exit', onExit);
+    proc.once('message', (m: { ready?: string }) => {
+      proc.off('exit', onExit);
+      resolve({
+        url: m.ready!,
+        stats: (gc) => new Promise((res) => {
+          proc.once('message', (r: { stats: Stats }) => res(r.stats));
+          proc.send(gc ? 'stats-gc' : 'stats');
+        }),
+        stop: () => stopProc(proc),
+      });
+    });
+  });
+}
+
+function stopProc(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
+  return new Promise((r) => { proc.once('exit', () => r()); proc.kill('SIGTERM'); });
+}
+
+/** Resource use of a non-Node process (nats-server) from /proc. */
+function procStats(pid: number): Stats {
+  const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  const ticks = Number(f[11]) + Number(f[12]); // utime + stime, in USER_HZ (100/s on Linux)
+  return { rss, heapUsed: 0, cpuUs: ticks * 10_000 };
+}
+
+function combine(url: string, procs: Proc[]): Running {
+  return {
+    url,
+    async stats(gc = false) {
+      const all = await Promise.all(procs.map((p) => p.stats(gc)));
+      return all.reduce((a, s) => ({ rss: a.rss + s.rss, heapUsed: a.heapUsed + s.heapUsed, cpuUs: a.cpuUs + s.cpuUs }), { rss: 0, heapUsed: 0, cpuUs: 0 });
+    },
+    async stop() { for (const p of procs.reverse()) await p.stop(); },
+  };
+}
+
+/** nats-server with its WebSocket listener; the `first` process is the one whose memory matters. */
+async function natsServer(websocket: boolean): Promise<Proc & { url: string; wsUrl: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'wsbridge-bench-'));
+  const wsPort = await freePort();
+  const conf = join(dir, 'nats.conf');
+  writeFileSync(conf, websocket ? `websocket {\n  listen: "127.0.0.1:${wsPort}"\n  no_tls: true\n}\n` : '');
+  const n = await startNats(undefined, dir, ['-c', conf]);
+  return { url: n.url, wsUrl: `ws://127.0.0.1:${wsPort}`, stats: async () => procStats(n.proc.pid!), stop: () => n.stop() };
+}
+
+export type TargetId = 'raw-ws' | 'socketio' | 'nats' | 'wsbridge' | 'wsbridge-component' | 'wsbridge-cluster';
+
+export async function start(id: TargetId, componentPath?: string): Promise<Running> {
+  switch (id) {
+    case 'raw-ws': { const s = await nodeServer('raw-ws.ts'); return combine(s.url, [s]); }
+    case 'socketio': { const s = await nodeServer('socketio.ts'); return combine(s.url, [s]); }
+    case 'wsbridge': { const s = await nodeServer('wsbridge.ts'); return combine(s.url, [s]); }
+    case 'wsbridge-component': { const s = await nodeServer('wsbridge.ts', ['--echo', `component:${componentPath}`]); return combine(s.url, [s]); }
+    case 'nats': {
+      const n = await natsServer(true);
+      const responder = await nodeServer('nats-responder.ts', [n.url]);
+      return combine(n.wsUrl, [n, responder]);
+    }
+    case 'wsbridge-cluster': {
+      // Clients on node A; the echo handler only on node B; NATS between them.
+      const n = await natsServer(false);
+      const a = await nodeServer('wsbridge.ts', ['--echo', 'none', '--nats', n.url]);
+      const b = await nodeServer('wsbridge.ts', ['--echo', 'ts', '--nats', n.url]);
+      return combine(a.url, [a, b, n]);
+    }
+  }
+}
+
+let lastProgress = 0;
+/** One progress line on stderr, rewritten in place on a terminal, at most 4 times a second. */
+export function progress(text: string, force = false): void {
+  const now = performance.now();
+  if (!force && now - lastProgress < 250) return;
+  lastProgress = now;
+  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${text}`);
+  else process.stderr.write(`${text}\n`);
+}
+export function progressDone(): void {
+  if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+}
+
+/** A promise resolved by the caller's event handlers, rejected if `ms` pass first (bounded runs). */
+export function deadline(ms: number, what: string): { promise: Promise<void>; resolve(): void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((res, rej) => {
+    const t = setTimeout(() => rej(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+    resolve = () => { clearTimeout(t); res(); };
+  });
+  return { promise, resolve };
+}
+
+/** Runs `task` over `n` items with at most `limit` in flight. */
+export async function pooled<T>(n: number, limit: number, task: (i: number) => Promise<T>, onEach?: (done: number) => void): Promise<T[]> {
+  const out = new Array<T>(n);
+  let next = 0;
+  let done = 0;
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      out[i] = await task(i);
+      onEach?.(++done);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, n) }, worker));
+  return out;
+}

@@ -1,0 +1,112 @@
+// Turns the peers benchmark's results into the markdown table (every figure, with wsbridge's
+// ratio to each baseline), the target checks, and the SVG plots.
+import type { EchoResult, FanoutResult, IdleResult, Latency } from './scenarios.ts';
+import { barChart, latencyPlot } from './svg.ts';
+
+export interface TargetResults {
+  idle?: IdleResult;
+  echo_64?: EchoResult;
+  echo_4k?: EchoResult;
+  paced_64?: Latency & { rate: number };
+  fanout?: FanoutResult[];
+}
+export interface Results {
+  date: string;
+  machine: { cpu: string; memory_gib: number; os: string; node: string; versions: Record<string, string> };
+  config: Record<string, unknown>;
+  targets: Record<string, TargetResults>;
+}
+
+const BASELINES = ['raw ws', 'Socket.IO', 'NATS (WebSocket)'];
+const int = (n: number | undefined) => (n === undefined ? '–' : Math.round(n).toLocaleString('en-US'));
+const ms = (us: number | undefined) => (us === undefined ? '–' : `${(us / 1000).toFixed(2)}`);
+const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined || b === 0 ? '–' : `${(a / b).toFixed(2)}×`);
+
+interface Row { label: string; get(t: TargetResults): number | undefined; fmt(v: number | undefined): string; ratios: boolean }
+
+export function report(r: Results): { markdown: string; files: Record<string, string> } {
+  const names = Object.keys(r.targets);
+  const peers = ['wsbridge', ...BASELINES].filter((n) => names.includes(n));
+  const fanNs = r.targets.wsbridge?.fanout?.map((f) => f.subscribers) ?? [];
+  const rows: Row[] = [
+    { label: 'echo 64 B, msgs/s', get: (t) => t.echo_64?.msgs_per_s, fmt: int, ratios: true },
+    { label: 'echo 64 B, p50 / p99 / p99.9 ms', get: () => undefined, fmt: () => '', ratios: false },
+    { label: 'echo 64 B, server CPU µs/msg', get: (t) => t.echo_64?.server_cpu_us_per_msg, fmt: (v) => (v === undefined ? '–' : v.toFixed(1)), ratios: true },
+    { label: 'echo 4 KiB, msgs/s', get: (t) => t.echo_4k?.msgs_per_s, fmt: int, ratios: true },
+    { label: 'echo 4 KiB, p50 / p99 / p99.9 ms', get: () => undefined, fmt: () => '', ratios: false },
+    { label: 'echo 64 B at half load, p50 / p99 / p99.9 ms', get: () => undefined, fmt: () => '', ratios: false },
+    ...fanNs.flatMap((n, i): Row[] => [
+      { label: `fan-out to ${int(n)}, deliveries/s`, get: (t) => t.fanout?.[i]?.deliveries_per_s, fmt: int, ratios: true },
+      { label: `fan-out to ${int(n)}, server CPU µs/delivery`, get: (t) => t.fanout?.[i]?.server_cpu_us_per_delivery, fmt: (v) => (v === undefined ? '–' : v.toFixed(2)), ratios: true },
+      { label: `fan-out to ${int(n)}, time to last p50 / max ms`, get: () => undefined, fmt: () => '', ratios: false },
+    ]),
+    { label: `idle sessions (${int(r.targets.wsbridge?.idle?.sessions)}), RSS KiB/session`, get: (t) => t.idle?.rss_kib_per_session, fmt: (v) => (v === undefined ? '–' : v.toFixed(1)), ratios: true },
+    { label: 'idle sessions, JS heap KiB/session', get: (t) => t.idle?.heap_kib_per_session, fmt: (v) => (v === undefined ? '–' : v.toFixed(1)), ratios: false },
+    { label: 'idle sessions, seconds to connect all', get: (t) => t.idle?.connect_s, fmt: (v) => (v === undefined ? '–' : v.toFixed(2)), ratios: true },
+  ];
+  const triple = (l: Latency | undefined) => (l ? `${ms(l.p50_us)} / ${ms(l.p99_us)} / ${ms(l.p999_us)}` : '–');
+  const cell = (row: Row, t: TargetResults): string => {
+    if (row.label.startsWith('echo 64 B, p50')) return triple(t.echo_64);
+    if (row.label.startsWith('echo 4 KiB, p50')) return triple(t.echo_4k);
+    if (row.label.startsWith('echo 64 B at half')) return triple(t.paced_64);
+    const fan = /fan-out to ([\d,]+), time to last/.exec(row.label);
+    if (fan) {
+      const f = t.fanout?.find((x) => x.subscribers === Number(fan[1]!.replace(/,/g, '')));
+      return f ? `${f.time_to_last_p50_ms.toFixed(2)} / ${f.time_to_last_max_ms.toFixed(2)}` : '–';
+    }
+    return row.fmt(row.get(t));
+  };
+  const w = r.targets.wsbridge ?? {};
+  const others = peers.filter((p) => p !== 'wsbridge');
+  const lines = [
+    `Run ${r.date} on ${r.machine.cpu}, ${r.machine.memory_gib} GiB, ${r.machine.os}, Node ${r.machine.node}; ` +
+      Object.entries(r.machine.versions).map(([k, v]) => `${k} ${v}`).join(', ') + '.',
+    '',
+    `| scenario | ${peers.join(' | ')} | ${others.map((o) => `wsbridge / ${o}`).join(' | ')} |`,
+    `|---|${peers.map(() => '---:').join('|')}|${others.map(() => '---:').join('|')}|`,
+    ...rows.map((row) => `| ${row.label} | ${peers.map((p) => cell(row, r.targets[p]!)).join(' | ')} | ${others.map((o) => (row.ratios ? ratio(row.get(w), row.get(r.targets[o]!)) : '')).join(' | ')} |`),
+  ];
+  const extra = names.filter((n) => !peers.includes(n));
+  if (extra.length) {
+    lines.push('', '| wsbridge path | echo 64 B msgs/s | p50 / p99 / p99.9 ms | at half load p50 / p99 / p99.9 ms | server CPU µs/msg | vs wsbridge (TS handler) |', '|---|---:|---:|---:|---:|---:|');
+    for (const n of extra) {
+      const t = r.targets[n]!;
+      lines.push(`| ${n} | ${int(t.echo_64?.msgs_per_s)} | ${triple(t.echo_64)} | ${triple(t.paced_64)} | ${t.echo_64?.server_cpu_us_per_msg.toFixed(1) ?? '–'} | ${ratio(t.echo_64?.msgs_per_s, w.echo_64?.msgs_per_s)} |`);
+    }
+  }
+  lines.push('', ...targets(r).map((t) => `- ${t.met ? '✅' : '❌'} ${t.text}`));
+  const files: Record<string, string> = {};
+  const withPaced = names.filter((n) => r.targets[n]!.paced_64);
+  if (withPaced.length) files['echo-latency.svg'] = latencyPlot('Echo 64 B at half of each system\'s max load: latency by percentile', withPaced.filter((n) => peers.includes(n)).map((n) => ({ name: n, cdf: r.targets[n]!.paced_64!.cdf })));
+  if (fanNs.length) files['fanout.svg'] = barChart('Fan-out: deliveries per second by number of subscribers', 'deliveries/s', fanNs.map((n) => `${int(n)} subscribers`), peers.map((p) => ({ name: p, values: fanNs.map((_, i) => r.targets[p]!.fanout?.[i]?.deliveries_per_s ?? 0) })), (v) => (v >= 1000 ? `${Math.round(v / 1000)}k` : String(v)));
+  return { markdown: lines.join('\n'), files };
+}
+
+/** The benchmarks issue's targets, checked against this run. */
+export function targets(r: Results): Array<{ met: boolean; text: string }> {
+  const w = r.targets.wsbridge;
+  const raw = r.targets['raw ws'];
+  const sio = r.targets['Socket.IO'];
+  const out: Array<{ met: boolean; text: string }> = [];
+  if (!w) return out;
+  if (raw?.echo_64 && w.echo_64) {
+    for (const k of ['echo_64', 'echo_4k'] as const) {
+      const a = w[k]?.msgs_per_s;
+      const b = raw[k]?.msgs_per_s;
+      if (a && b) out.push({ met: a >= 0.8 * b, text: `${k.replace('_', ' ')} msgs/s ≥ 0.8× raw ws: ${(a / b).toFixed(2)}×` });
+    }
+  }
+  if (w.paced_64) out.push({ met: w.paced_64.p99_us <= 2000, text: `echo p99 at half of max load (${int(w.paced_64.rate)}/s) ≤ 2 ms: ${ms(w.paced_64.p99_us)} ms` });
+  for (const f of w.fanout ?? []) {
+    const rf = raw?.fanout?.find((x) => x.subscribers === f.subscribers);
+    const sf = sio?.fanout?.find((x) => x.subscribers === f.subscribers);
+    if (rf) out.push({ met: f.deliveries_per_s >= 0.9 * rf.deliveries_per_s, text: `fan-out to ${int(f.subscribers)} ≥ 0.9× raw ws pre-framed broadcast: ${(f.deliveries_per_s / rf.deliveries_per_s).toFixed(2)}×` });
+    if (sf) out.push({ met: f.deliveries_per_s >= 2 * sf.deliveries_per_s, text: `fan-out to ${int(f.subscribers)} ≥ 2× Socket.IO: ${(f.deliveries_per_s / sf.deliveries_per_s).toFixed(2)}×` });
+  }
+  if (w.idle && raw?.idle) out.push({ met: w.idle.rss_kib_per_session <= 1.25 * raw.idle.rss_kib_per_session, text: `memory per idle session ≤ 1.25× raw ws: ${w.idle.rss_kib_per_session.toFixed(1)} KiB vs ${raw.idle.rss_kib_per_session.toFixed(1)} KiB (${(w.idle.rss_kib_per_session / raw.idle.rss_kib_per_session).toFixed(2)}×)` });
+  for (const [name, t] of Object.entries(r.targets)) {
+    if (!name.includes('component') || !t.echo_64) continue;
+    out.push({ met: t.echo_64.msgs_per_s >= 25_000, text: `component echo ≥ 25k msgs/s per instance, ${name}: ${int(t.echo_64.msgs_per_s)}` });
+  }
+  return out;
+}
