@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { buildComponent, ROOT } from '../scripts/build-components.ts';
 import { natsWs, rawWs, socketIo, wsbridge, type Target } from './peers/clients.ts';
 import { progress, progressDone, start, type TargetId } from './peers/harness.ts';
-import { echo, fanout, idle, pacedEcho, type EchoResult, type FanoutResult, type IdleResult, type Latency } from './peers/scenarios.ts';
+import { echo, fanout, idle, pacedEcho, type EchoResult, type FanoutResult, type IdleResult } from './peers/scenarios.ts';
 import { report, type Results } from './peers/report.ts';
 
 const argv = process.argv;
@@ -58,7 +58,7 @@ for (const p of plans) {
     r.echo_64 = await echo(p.client, sut, { clients: cfg.clients, window: cfg.window, messages, size: 64, label: label('echo 64 B') }) satisfies EchoResult;
     if (p.full) r.echo_4k = await echo(p.client, sut, { clients: cfg.clients, window: cfg.window, messages: Math.ceil(messages / 2), size: 4096, label: label('echo 4 KiB') });
     const rate = Math.max(10, Math.round(r.echo_64.msgs_per_s / 2));
-    r.paced_64 = await pacedEcho(p.client, sut, { clients: cfg.clients, rate, seconds: cfg.pacedSeconds, size: 64, label: label('echo 64 B at half load') }) satisfies Latency & { rate: number };
+    r.paced_64 = await pacedEcho(p.client, sut, { clients: cfg.clients, rate, seconds: cfg.pacedSeconds, size: 64, label: label('echo 64 B at half load') });
     if (p.full) {
       r.fanout = [];
       for (const n of cfg.fanout) r.fanout.push(await fanout(p.client, sut, { subscribers: n, messages: fanMessages(n), latencyRounds: cfg.latencyRounds, label: label(`fan-out ${n}`) }) satisfies FanoutResult);

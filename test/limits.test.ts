@@ -112,11 +112,22 @@ test('PERMESSAGE_DEFLATE is negotiated when enabled and large frames round-trip'
   try {
     const c = await TestClient.connect(gw.server!.url, undefined, { perMessageDeflate: true });
     assert.match(c.ws.extensions, /permessage-deflate/);
+    // A second subscriber without compression: fan-out writes it pre-framed bytes while the
+    // first goes through ws's compression queue; both must see every message, in order.
+    const plain = await TestClient.connect(gw.server!.url, undefined, { perMessageDeflate: false });
+    assert.equal(plain.ws.extensions, '');
     await c.call({ op: 'sub', subject: 'big', id: '1' });
-    c.send({ subject: 'big', text: 'y'.repeat(50_000) });
-    const m = await c.next((f) => f.subject === 'big');
-    assert.equal(Buffer.from(String(m.body), 'base64').length, 50_000);
+    await plain.call({ op: 'sub', subject: 'big', id: '1' });
+    const sizes = [50_000, 10, 3000, 20, 70_000];
+    sizes.forEach((n, i) => c.send({ subject: 'big', text: String(i).repeat(n) }));
+    for (const client of [c, plain]) {
+      for (const [i, n] of sizes.entries()) {
+        const m = await client.next((f) => f.subject === 'big');
+        assert.equal(Buffer.from(String(m.body), 'base64').toString(), String(i).repeat(n));
+      }
+    }
     c.close();
+    plain.close();
   } finally {
     await gw.shutdown();
   }

@@ -16,7 +16,8 @@ export interface Conn {
   onDelivery: (payload: string | undefined) => void;
   parseDeliveries: boolean;
   publish(payload: string): void;
-  close(): void;
+  /** Closes gracefully (the server ends TCP first, so TIME_WAIT stays off the client's ports). */
+  close(): Promise<void>;
 }
 
 export interface Target {
@@ -29,6 +30,14 @@ function openWs(url: string, localAddress?: string): Promise<WebSocket> {
     const ws = new WebSocket(url, { perMessageDeflate: false, localAddress });
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
+  });
+}
+
+function closeWs(ws: WebSocket): Promise<void> {
+  if (ws.readyState === WebSocket.CLOSED) return Promise.resolve();
+  return new Promise((resolve) => {
+    ws.once('close', () => resolve());
+    ws.close();
   });
 }
 
@@ -46,7 +55,7 @@ export const rawWs: Target = {
       echo: (p) => ws.send(p),
       subscribe: async () => {},
       publish: (p) => ws.send(`B${p}`),
-      close: () => ws.terminate(),
+      close: () => closeWs(ws),
     };
     ws.on('message', (d: Buffer) => {
       if (d[0] === 0x42) c.onDelivery(c.parseDeliveries ? d.toString('latin1', 1) : undefined);
@@ -79,7 +88,7 @@ export const wsbridge: Target = {
         ws.send('{"op":"sub","subject":"fan","id":"s"}');
       }),
       publish: (p) => ws.send(`{"subject":"fan","text":${JSON.stringify(p)}}`),
-      close: () => ws.terminate(),
+      close: () => closeWs(ws),
     };
     ws.on('message', (d: Buffer) => {
       // Deliveries on `fan` start with {"subject":"fan"; count them without parsing unless asked.
@@ -108,7 +117,7 @@ export const socketIo: Target = {
           echo: (p) => s.emit('echo', p, (back: string) => c.onEcho(back)),
           subscribe: async () => {},
           publish: (p) => s.emit('B', p),
-          close: () => s.disconnect(),
+          close: async () => { s.disconnect(); },
         };
         s.on('fan', (p: string) => c.onDelivery(c.parseDeliveries ? p : undefined));
         resolve(c);
@@ -138,7 +147,7 @@ export const natsWs: Target = {
         await nc.flush();
       },
       publish: (p) => nc.publish('fan', enc.encode(p)),
-      close: () => void nc.close(),
+      close: () => nc.close(),
     };
     return c;
   },

@@ -7,7 +7,7 @@ export interface TargetResults {
   idle?: IdleResult;
   echo_64?: EchoResult;
   echo_4k?: EchoResult;
-  paced_64?: Latency & { rate: number };
+  paced_64?: Latency & { rate: number; send_lag_p99_us: number };
   fanout?: FanoutResult[];
 }
 export interface Results {

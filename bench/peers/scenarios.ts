@@ -73,25 +73,28 @@ export async function echo(target: Target, sut: Running, o: { clients: number; w
   };
   await run(Math.min(2000, o.messages), false); // warm-up: JIT, buffers
   const r = await run(o.messages, true);
-  for (const c of conns) c.close();
+  await Promise.all(conns.map((c) => c.close()));
   return r;
 }
 
 /**
- * Open-loop echo at a fixed rate (messages/s) for `seconds`: latency from when each message was
- * due, so a stalled server cannot hide its queueing (no coordinated omission).
+ * Open-loop echo at a fixed rate (messages/s) for `seconds`. Messages go out on schedule whatever
+ * the answers do (so a stalled server cannot slow the sender down and hide its queueing); latency
+ * is from when each message was sent. How late the sender itself was against the schedule (timer
+ * resolution, its own CPU) is reported separately as send lag.
  */
-export async function pacedEcho(target: Target, sut: Running, o: { clients: number; rate: number; seconds: number; size: number; label: string }): Promise<Latency & { rate: number }> {
+export async function pacedEcho(target: Target, sut: Running, o: { clients: number; rate: number; seconds: number; size: number; label: string }): Promise<Latency & { rate: number; send_lag_p99_us: number }> {
   const conns = await connectMany(target, sut.url, o.clients, o.label);
   const pad = 'x'.repeat(Math.max(0, o.size - 10));
   const total = Math.max(1, Math.round(o.rate * o.seconds));
-  const dueAt = new Float64Array(total);
+  const sentAt = new Float64Array(total);
   const h = histogram();
+  const lag = histogram();
   let done = 0;
   const finished = deadline(DEADLINE_MS, `${o.label} paced echoes`);
   for (const c of conns) {
     c.onEcho = (p) => {
-      h.recordValue(Math.max(1, Math.round((performance.now() - dueAt[seqOf(p)]!) * 1000)));
+      h.recordValue(Math.max(1, Math.round((performance.now() - sentAt[seqOf(p)]!) * 1000)));
       if (++done === total) finished.resolve();
     };
   }
@@ -101,7 +104,9 @@ export async function pacedEcho(target: Target, sut: Running, o: { clients: numb
     const now = performance.now();
     const due = Math.min(total, Math.floor(((now - t0) / 1000) * o.rate) + 1);
     for (; sent < due; sent++) {
-      dueAt[sent] = t0 + (sent / o.rate) * 1000;
+      const at = performance.now();
+      lag.recordValue(Math.max(1, Math.round((at - t0 - (sent / o.rate) * 1000) * 1000)));
+      sentAt[sent] = at;
       conns[sent % conns.length]!.echo(payload(sent, pad));
     }
     if (sent < total) setTimeout(tick, 1);
@@ -109,8 +114,10 @@ export async function pacedEcho(target: Target, sut: Running, o: { clients: numb
   };
   tick();
   await finished.promise;
-  for (const c of conns) c.close();
-  return { ...summarize(h), rate: o.rate };
+  await Promise.all(conns.map((c) => c.close()));
+  const sendLag = lag.getValueAtPercentile(99);
+  lag.destroy();
+  return { ...summarize(h), rate: o.rate, send_lag_p99_us: sendLag };
 }
 
 export interface FanoutResult {
@@ -155,7 +162,7 @@ export async function fanout(target: Target, sut: Running, o: { subscribers: num
   const cpu0 = (await sut.stats()).cpuUs;
   const ms = await round(o.messages);
   const cpu = (await sut.stats()).cpuUs - cpu0;
-  for (const c of [...subs, publisher!]) c.close();
+  await Promise.all([...subs, publisher!].map((c) => c.close()));
   lat.sort((a, b) => a - b);
   const total = o.messages * subs.length;
   return {
@@ -176,7 +183,7 @@ export async function idle(target: Target, sut: Running, o: { sessions: number; 
   const conns = await connectMany(target, sut.url, o.sessions, o.label);
   const connect = (performance.now() - t0) / 1000;
   const after = await sut.stats(true);
-  for (const c of conns) c.close();
+  await Promise.all(conns.map((c) => c.close()));
   const kib = (b: number) => Math.round((b / o.sessions / 1024) * 10) / 10;
   return { sessions: o.sessions, connect_s: Math.round(connect * 100) / 100, rss_kib_per_session: kib(after.rss - before.rss), heap_kib_per_session: kib(after.heapUsed - before.heapUsed) };
 }

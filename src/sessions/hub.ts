@@ -9,6 +9,7 @@ import type { ErrorCode } from '../protocol/errors.ts';
 import { INTERNAL_PREFIX } from '../protocol/subject.ts';
 import type { WireData } from '../protocol/codec.ts';
 import type { Session } from './session.ts';
+import { frameOnce } from './preframed.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Authenticator } from '../auth/authenticator.ts';
 
@@ -51,8 +52,10 @@ interface Fanout {
 
 /** Encodes a message at most once per codec, only when a member with that codec needs it. */
 class EncodedOnce {
-  #json: WireData | undefined;
-  #msgpack: WireData | undefined;
+  #json: Buffer | undefined;
+  #msgpack: Buffer | undefined;
+  #jsonFrame: Buffer | undefined;
+  #msgpackFrame: Buffer | undefined;
   readonly msg: BusMessage;
   constructor(msg: BusMessage) {
     this.msg = msg;
@@ -60,7 +63,12 @@ class EncodedOnce {
   for(session: Session): WireData {
     // JSON as UTF-8 bytes, once: ws would otherwise re-encode the string for every session.
     if (session.codec.name === 'json') return (this.#json ??= Buffer.from(session.codec.encodeMessage(this.msg) as string));
-    return (this.#msgpack ??= session.codec.encodeMessage(this.msg));
+    return (this.#msgpack ??= session.codec.encodeMessage(this.msg) as Buffer);
+  }
+  /** The whole WebSocket frame for the session's codec, framed once for every session. */
+  framed(session: Session): Buffer {
+    if (session.codec.name === 'json') return (this.#jsonFrame ??= frameOnce(this.for(session) as Buffer, false));
+    return (this.#msgpackFrame ??= frameOnce(this.for(session) as Buffer, true));
   }
 }
 
@@ -143,7 +151,7 @@ export class SessionHub {
 
   #deliver(members: Iterable<Session>, msg: BusMessage): void {
     const encoded = new EncodedOnce(msg);
-    for (const s of members) s.send(encoded.for(s));
+    for (const s of members) s.send(encoded.for(s), false, () => encoded.framed(s));
   }
 
   /** Handles one decoded frame from a session. Errors become error frames; the session stays. */

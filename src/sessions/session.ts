@@ -1,6 +1,6 @@
 // One WebSocket connection in server mode: its identity, its subscriptions, its counters, and the
 // outbound path with the slow-consumer policy. Routing decisions live in SessionHub.
-import type { WebSocket } from 'ws';
+import { canWriteFrames, corkUntilTickEnd, writeFrame, WebSocket } from './preframed.ts';
 import type { Codec, WireData } from '../protocol/codec.ts';
 import type { ServerFrame } from '../protocol/frames.ts';
 import { CloseCodes } from '../protocol/errors.ts';
@@ -70,6 +70,8 @@ export class Session {
   readonly unacked = new Map<number, { ack(): void; nak(): void }>();
   closed = false;
   #ws: WebSocket;
+  /** Whether pre-framed bytes can be written to the socket (decided on the first fan-out). */
+  #rawFrames: boolean | undefined;
   #limits: SessionLimits;
   /**
    * Token buckets for RATE_LIMIT_MSGS / RATE_LIMIT_BYTES (bursts up to one second's worth).
@@ -121,7 +123,7 @@ export class Session {
    * Sends an already-encoded frame. Returns false when it was not sent: the session is closed, or
    * the client reads too slowly and the policy dropped the frame or closed the session.
    */
-  send(data: WireData, isReply = false): boolean {
+  send(data: WireData, isReply = false, framed?: () => Buffer): boolean {
     if (this.closed) return false;
     const ws = this.#ws;
     // Under the drop policy, answers to the client's own ops (ok, error, pong, res) still go out:
@@ -137,7 +139,10 @@ export class Session {
       }
       return false;
     }
-    ws.send(data, { binary: this.codec.binary });
+    // A frame shared by many sessions (fan-out) goes out as is when ws would not transform it.
+    if (ws.readyState === WebSocket.OPEN) corkUntilTickEnd(ws);
+    if (framed !== undefined && ws.readyState === WebSocket.OPEN && (this.#rawFrames ??= canWriteFrames(ws))) writeFrame(ws, framed());
+    else ws.send(data, { binary: this.codec.binary });
     const bytes = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
     this.counters.messagesOut++;
     this.counters.bytesOut += bytes;
