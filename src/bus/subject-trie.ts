@@ -4,14 +4,41 @@
 // subscriptions change.
 
 interface TrieNode<T> {
-  children: Map<string, TrieNode<T>>;
+  children: Map<string, TrieNode<T>> | undefined; // created on the first child: most nodes are leaves
   star: TrieNode<T> | undefined; // `*`
-  tail: Set<T> | undefined; // `>` at this level
-  values: Set<T> | undefined; // patterns that end here
+  tail: Bag<T> | undefined; // `>` at this level
+  values: Bag<T> | undefined; // patterns that end here
+}
+
+/**
+ * The values at one node: held directly while there is one (by far the common case: every
+ * session's reply subject is its own node), a Set from the second on. Values must not be Sets.
+ */
+type Bag<T> = T | Set<T>;
+
+/** Adds `v`; returns the new bag, or undefined when `v` was there already. */
+function bagAdd<T>(bag: Bag<T> | undefined, v: T): Bag<T> | undefined {
+  if (bag === undefined) return v;
+  if (bag instanceof Set) return bag.has(v) ? undefined : bag.add(v);
+  return bag === v ? undefined : new Set([bag, v]);
+}
+
+/** Removes `v`; returns [the bag left (undefined when empty), whether `v` was there]. */
+function bagDelete<T>(bag: Bag<T> | undefined, v: T): [Bag<T> | undefined, boolean] {
+  if (bag === undefined) return [undefined, false];
+  if (!(bag instanceof Set)) return bag === v ? [undefined, true] : [bag, false];
+  const removed = bag.delete(v);
+  return [bag.size === 0 ? undefined : bag, removed];
+}
+
+function bagInto<T>(bag: Bag<T> | undefined, out: T[]): void {
+  if (bag === undefined) return;
+  if (bag instanceof Set) for (const v of bag) out.push(v);
+  else out.push(bag);
 }
 
 function node<T>(): TrieNode<T> {
-  return { children: new Map(), star: undefined, tail: undefined, values: undefined };
+  return { children: undefined, star: undefined, tail: undefined, values: undefined };
 }
 
 const CACHE_MAX = 4096;
@@ -32,23 +59,27 @@ export class SubjectTrie<T> {
     for (let i = 0; i < tokens.length; i++) {
       const t = tokens[i]!;
       if (t === '>') {
-        n.tail ??= new Set();
-        if (!n.tail.has(value)) this.#size++;
-        n.tail.add(value);
+        const tail = bagAdd(n.tail, value);
+        if (tail !== undefined) {
+          n.tail = tail;
+          this.#size++;
+        }
         this.#cache.clear();
         return;
       }
       let next: TrieNode<T> | undefined;
       if (t === '*') next = n.star ??= node();
       else {
-        next = n.children.get(t);
-        if (next === undefined) n.children.set(t, (next = node()));
+        next = n.children?.get(t);
+        if (next === undefined) (n.children ??= new Map()).set(t, (next = node()));
       }
       n = next;
     }
-    n.values ??= new Set();
-    if (!n.values.has(value)) this.#size++;
-    n.values.add(value);
+    const values = bagAdd(n.values, value);
+    if (values !== undefined) {
+      n.values = values;
+      this.#size++;
+    }
     this.#cache.clear();
   }
 
@@ -61,15 +92,13 @@ export class SubjectTrie<T> {
     for (let i = 0; i < tokens.length && n; i++) {
       const t = tokens[i]!;
       if (t === '>') {
-        removed = n.tail?.delete(value) ?? false;
-        if (n.tail?.size === 0) n.tail = undefined;
+        [n.tail, removed] = bagDelete(n.tail, value);
         break;
       }
       path.push([n, t]);
-      n = t === '*' ? n.star : n.children.get(t);
+      n = t === '*' ? n.star : n.children?.get(t);
       if (i === tokens.length - 1 && n) {
-        removed = n.values?.delete(value) ?? false;
-        if (n.values?.size === 0) n.values = undefined;
+        [n.values, removed] = bagDelete(n.values, value);
       }
     }
     if (!removed) return false;
@@ -78,10 +107,13 @@ export class SubjectTrie<T> {
     // Prune nodes that hold nothing any more, deepest first.
     for (let i = path.length - 1; i >= 0; i--) {
       const [parent, t] = path[i]!;
-      const child = t === '*' ? parent.star : parent.children.get(t);
-      if (!child || child.values || child.tail || child.star || child.children.size > 0) break;
+      const child = t === '*' ? parent.star : parent.children?.get(t);
+      if (!child || child.values !== undefined || child.tail !== undefined || child.star || (child.children?.size ?? 0) > 0) break;
       if (t === '*') parent.star = undefined;
-      else parent.children.delete(t);
+      else {
+        parent.children!.delete(t);
+        if (parent.children!.size === 0) parent.children = undefined;
+      }
     }
     return true;
   }
@@ -100,12 +132,12 @@ export class SubjectTrie<T> {
 
   #walk(n: TrieNode<T>, tokens: string[], i: number, out: T[]): void {
     if (i === tokens.length) {
-      if (n.values) for (const v of n.values) out.push(v);
+      bagInto(n.values, out);
       return;
     }
     // `>` needs at least one more token, which holds here since i < tokens.length.
-    if (n.tail) for (const v of n.tail) out.push(v);
-    const child = n.children.get(tokens[i]!);
+    bagInto(n.tail, out);
+    const child = n.children?.get(tokens[i]!);
     if (child) this.#walk(child, tokens, i + 1, out);
     if (n.star) this.#walk(n.star, tokens, i + 1, out);
   }

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
 import { Session } from '../sessions/session.ts';
+import type { SessionLimits } from '../sessions/session.ts';
 import { SessionHub } from '../sessions/hub.ts';
 import { codecFor, CloseError } from '../protocol/codec.ts';
 import { ProtocolError, CloseCodes } from '../protocol/errors.ts';
@@ -29,7 +30,8 @@ export class GatewayServer {
   readonly wss: WebSocketServer;
   #gw: Gateway;
   #config: Config;
-  #sockets = new Set<WebSocket>();
+  /** Every open connection's session, authenticated or not (sweepers, shutdown, limits). */
+  #open = new Set<Session>();
   #closing = false;
   #auth: Authenticator | undefined;
   #perIp = new Map<string, number>();
@@ -161,7 +163,9 @@ export class GatewayServer {
   }
 
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    socket.on('error', () => socket.destroy());
+    // A module-level listener: a closure here would share this call's context with the
+    // handleUpgrade callback below and keep `req` (headers and all) alive for the session's life.
+    socket.on('error', destroyOnError);
     const path = (req.url ?? '/').split('?')[0];
     if (this.#closing) {
       socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
@@ -173,7 +177,7 @@ export class GatewayServer {
     }
     const limits = this.#config.limits;
     const ip = req.socket.remoteAddress ?? '?';
-    if (limits.maxConnections > 0 && this.#sockets.size >= limits.maxConnections) {
+    if (limits.maxConnections > 0 && this.#open.size >= limits.maxConnections) {
       this.#gw.hub.stats.connectionsRefused++;
       socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\nContent-Length: 0\r\n\r\n');
       return;
@@ -204,19 +208,21 @@ export class GatewayServer {
     );
   }
 
+  /** One limits object shared by every session (per-session copies cost memory at 10k+ sessions). */
+  #sessionLimits: SessionLimits | undefined;
+
   #accept(ws: WebSocket, req: IncomingMessage, identity: Identity | undefined): void {
     const hub = this.#gw.hub;
     const id = randomBytes(16).toString('base64url'); // 128 random bits
     const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? 0}`;
-    const session = new Session(id, SessionHub.replySubjectFor(id), ws, remote, codecFor(ws.protocol || undefined), {
+    const session = new Session(id, SessionHub.replySubjectFor(id), ws, remote, codecFor(ws.protocol || undefined), (this.#sessionLimits ??= {
       maxBufferedBytes: this.#config.maxBufferedBytes,
       slowConsumerPolicy: this.#config.slowConsumerPolicy,
       totals: this.#gw.hub.totals,
-    });
-    this.#sockets.add(ws);
+    }));
+    this.#open.add(session);
     const ip = req.socket.remoteAddress ?? '?';
     this.#perIp.set(ip, (this.#perIp.get(ip) ?? 0) + 1);
-    (ws as WebSocket & { session?: Session }).session = session;
     ws.on('pong', () => {
       session.alive = true; // liveness only: a pong is not activity for the idle timeout
     });
@@ -280,7 +286,7 @@ export class GatewayServer {
     ws.on('error', (err) => log.debug({ err: err.message, session: id }, 'session socket error'));
     ws.on('close', (code) => {
       clearTimeout(deadline);
-      this.#sockets.delete(ws);
+      this.#open.delete(session);
       const left = (this.#perIp.get(ip) ?? 1) - 1;
       if (left > 0) this.#perIp.set(ip, left);
       else this.#perIp.delete(ip);
@@ -299,9 +305,8 @@ export class GatewayServer {
     const hub = this.#gw.hub;
     if (pingIntervalSec > 0) {
       this.#timers.push(setInterval(() => {
-        for (const ws of this.#sockets) {
-          const s = (ws as WebSocket & { session?: Session }).session;
-          if (!s) continue;
+        for (const s of this.#open) {
+          const ws = s.socket;
           if (!s.alive) {
             hub.stats.deadPeers++;
             ws.terminate(); // no close handshake: the peer is not answering
@@ -315,9 +320,8 @@ export class GatewayServer {
     if (idleTimeoutSec > 0) {
       this.#timers.push(setInterval(() => {
         const cutoff = Date.now() - idleTimeoutSec * 1000;
-        for (const ws of this.#sockets) {
-          const s = (ws as WebSocket & { session?: Session }).session;
-          if (s && !s.closed && s.lastActivity < cutoff) {
+        for (const s of this.#open) {
+          if (!s.closed && s.lastActivity < cutoff) {
             hub.stats.idleCloses++;
             s.close(CloseCodes.normal, 'idle timeout');
           }
@@ -332,7 +336,7 @@ export class GatewayServer {
     this.#closing = true;
     for (const t of this.#timers) clearInterval(t);
     const httpClosed = new Promise<void>((resolve) => this.http.close(() => resolve()));
-    const sockets = [...this.#sockets];
+    const sockets = [...this.#open].map((s) => s.socket);
     const allClosed = Promise.all(sockets.map((ws) => new Promise<void>((resolve) => {
       if (ws.readyState === ws.CLOSED) return resolve();
       ws.once('close', () => resolve());
@@ -341,7 +345,7 @@ export class GatewayServer {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([allClosed, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
     clearTimeout(timer);
-    for (const ws of this.#sockets) ws.terminate();
+    for (const s of this.#open) s.socket.terminate();
     this.http.closeAllConnections();
     await httpClosed;
   }
@@ -364,3 +368,7 @@ function handshakeToken(req: IncomingMessage): string | undefined {
 
 /** Subprotocol entry carrying a token, for browsers (which cannot set headers): wsbridge.token.<token>. */
 export const TOKEN_SUBPROTOCOL = 'wsbridge.token.';
+
+function destroyOnError(this: Duplex): void {
+  this.destroy();
+}

@@ -101,6 +101,13 @@ export class SessionHub {
     });
   }
 
+  /** Shared by every session (a closure per session would cost memory at 10k+ sessions). */
+  #onSlow = (session: Session, action: 'close' | 'drop'): void => {
+    if (action === 'close') this.stats.slowConsumerCloses++;
+    else this.stats.slowConsumerDrops++;
+    this.#log.warn({ session: session.id, action }, 'slow consumer');
+  };
+
   static replySubjectFor(sessionId: string): string {
     return SESSION_PREFIX + sessionId;
   }
@@ -108,11 +115,7 @@ export class SessionHub {
   add(session: Session): void {
     this.sessions.set(session.id, session);
     this.stats.sessionsOpened++;
-    session.onSlow = (_s, action) => {
-      if (action === 'close') this.stats.slowConsumerCloses++;
-      else this.stats.slowConsumerDrops++;
-      this.#log.warn({ session: session.id, action }, 'slow consumer');
-    };
+    session.onSlow = this.#onSlow;
     // The reply subject itself, and `<reply subject>.<subject>` for targeted sends that keep
     // their own subject (the operator API's "send to session").
     const reply = session.replySubject;
@@ -120,10 +123,7 @@ export class SessionHub {
     const targeted = this.#bus.subscribe(`${reply}.>`, (msg) =>
       session.send(session.codec.encodeMessage({ subject: msg.subject.slice(reply.length + 1), body: msg.body, replyTo: msg.replyTo })),
     );
-    session.subscriptions.set('\0reply', () => {
-      direct.unsubscribe();
-      targeted.unsubscribe();
-    });
+    session.replySubscriptions = [direct, targeted];
     session.sendFrame({ op: 'welcome', session: session.id, reply_to: reply, protocol: 'wsbridge.v1' });
     this.onChange();
   }
@@ -132,11 +132,17 @@ export class SessionHub {
     if (!this.sessions.delete(session.id)) return;
     session.closed = true;
     this.stats.sessionsClosed++;
-    for (const release of session.subscriptions.values()) release();
-    session.subscriptions.clear();
+    if (session.hasSubscriptions) {
+      for (const release of session.subscriptions.values()) release();
+      session.subscriptions.clear();
+    }
+    for (const sub of session.replySubscriptions) sub.unsubscribe();
+    session.replySubscriptions = [];
     // What the session received but did not acknowledge goes back for immediate redelivery.
-    for (const h of session.unacked.values()) h.nak();
-    session.unacked.clear();
+    if (session.hasUnacked) {
+      for (const h of session.unacked.values()) h.nak();
+      session.unacked.clear();
+    }
     this.onChange();
   }
 
@@ -223,7 +229,7 @@ export class SessionHub {
         return;
       case 'unsub': {
         const release = session.subscriptions.get(frame.subject);
-        if (!release || frame.subject.startsWith('\0')) {
+        if (!release) {
           this.error(session, 'not_subscribed', `not subscribed to ${frame.subject}`, frame.id);
           return;
         }
@@ -280,7 +286,7 @@ export class SessionHub {
       if (id !== undefined) session.sendFrame({ op: 'ok', id });
       return;
     }
-    if (session.subscriptions.size - 1 >= this.#opts.maxSubscriptions) {
+    if (session.subscriptions.size >= this.#opts.maxSubscriptions) {
       this.error(session, 'limit_exceeded', `at most ${this.#opts.maxSubscriptions} subscriptions per session`, id);
       return;
     }

@@ -5,6 +5,7 @@ import type { Codec, WireData } from '../protocol/codec.ts';
 import type { ServerFrame } from '../protocol/frames.ts';
 import { CloseCodes } from '../protocol/errors.ts';
 import type { Identity } from '../auth/authenticator.ts';
+import type { BusSubscription } from '../bus/bus.ts';
 
 export type SlowConsumerPolicy = 'close' | 'drop';
 
@@ -49,11 +50,21 @@ export class Session {
   readonly id: string;
   readonly replySubject: string;
   readonly remoteAddress: string;
-  readonly connectedAt: Date;
+  /** Epoch milliseconds (a number, not a Date: one object less per session). */
+  readonly connectedAt: number;
   readonly codec: Codec;
   readonly counters: SessionCounters = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0, errors: 0 };
-  /** Subscription key (pattern, or pattern + queue) → release function. */
-  readonly subscriptions = new Map<string, () => void>();
+  /** The client's subscriptions: key (pattern, or pattern + queue) → release function. */
+  get subscriptions(): Map<string, () => void> {
+    return (this.#subscriptions ??= new Map());
+  }
+  get hasSubscriptions(): boolean {
+    return (this.#subscriptions?.size ?? 0) > 0;
+  }
+  /** Created on first use, like #unacked: idle sessions carry no empty maps. */
+  #subscriptions: Map<string, () => void> | undefined;
+  /** The gateway's own subscriptions for this session's reply subject (set by the hub). */
+  replySubscriptions: readonly BusSubscription[] = [];
   pendingRequests = 0;
   /** Who the session authenticated as (undefined when authentication is off). */
   identity: Identity | undefined;
@@ -67,9 +78,19 @@ export class Session {
   #refilledAt = Date.now();
   #lastRateError = 0;
   /** Delivered, not yet acknowledged messages of acked subscriptions, by sequence. */
-  readonly unacked = new Map<number, { ack(): void; nak(): void }>();
+  get unacked(): Map<number, { ack(): void; nak(): void }> {
+    return (this.#unacked ??= new Map());
+  }
+  get hasUnacked(): boolean {
+    return (this.#unacked?.size ?? 0) > 0;
+  }
+  /** Created on first use: most sessions never take an acked subscription. */
+  #unacked: Map<number, { ack(): void; nak(): void }> | undefined;
   closed = false;
   #ws: WebSocket;
+  get socket(): WebSocket {
+    return this.#ws;
+  }
   /** Whether pre-framed bytes can be written to the socket (decided on the first fan-out). */
   #rawFrames: boolean | undefined;
   #limits: SessionLimits;
@@ -115,7 +136,7 @@ export class Session {
     this.#ws = ws;
     this.remoteAddress = remoteAddress;
     this.codec = codec;
-    this.connectedAt = new Date();
+    this.connectedAt = Date.now();
     this.#limits = limits;
   }
 
@@ -179,9 +200,9 @@ export class Session {
       id: this.id,
       reply_to: this.replySubject,
       remote_address: this.remoteAddress,
-      connected_at: this.connectedAt.toISOString(),
+      connected_at: new Date(this.connectedAt).toISOString(),
       protocol: this.codec.name,
-      subscriptions: [...this.subscriptions.keys()].filter((k) => !k.startsWith('\0')),
+      subscriptions: [...this.subscriptions.keys()],
       counters: { ...this.counters },
     };
   }
