@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import os from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { buildComponent, ROOT } from '../scripts/build-components.ts';
-import { natsWs, rawWs, socketIo, wsbridge, type Target } from './peers/clients.ts';
+import { natsWs, rawWs, socketIo, wsbridge, wsbridgeMsgpack, type Target } from './peers/clients.ts';
 import { progress, progressDone, start, type TargetId } from './peers/harness.ts';
 import { echo, fanout, idle, pacedEcho, type EchoResult, type FanoutResult, type IdleResult } from './peers/scenarios.ts';
 import { report, type Results } from './peers/report.ts';
@@ -32,12 +32,13 @@ const cfg = {
 const fanMessages = (n: number) => (SMOKE ? 5 : Math.max(10, Math.round(200_000 / n)));
 const out = opt('--out') ?? (SMOKE ? undefined : join(ROOT, 'bench/results'));
 
-interface Plan { id: TargetId; name: string; client: Target; full: boolean; component?: 'starlingmonkey' | 'quickjs' }
+interface Plan { id: TargetId; name: string; client: Target; full: boolean; echo4k?: boolean; component?: 'starlingmonkey' | 'quickjs' }
 const plans: Plan[] = [
   { id: 'raw-ws', name: 'raw ws', client: rawWs, full: true },
   { id: 'wsbridge', name: 'wsbridge', client: wsbridge, full: true },
   { id: 'socketio', name: 'Socket.IO', client: socketIo, full: true },
   { id: 'nats', name: 'NATS (WebSocket)', client: natsWs, full: true },
+  { id: 'wsbridge', name: 'wsbridge, MessagePack protocol', client: wsbridgeMsgpack, full: false, echo4k: true },
   { id: 'wsbridge-component', name: 'wsbridge + echo component (StarlingMonkey)', client: wsbridge, full: false, component: 'starlingmonkey' },
   { id: 'wsbridge-component', name: 'wsbridge + echo component (QuickJS)', client: wsbridge, full: false, component: 'quickjs' },
   { id: 'wsbridge-cluster', name: 'wsbridge, 2 nodes over NATS', client: wsbridge, full: false },
@@ -56,7 +57,7 @@ for (const p of plans) {
     if (p.full) r.idle = await idle(p.client, sut, { sessions: cfg.idle, label: label(`idle ${cfg.idle}`) }) satisfies IdleResult;
     const messages = p.component === 'starlingmonkey' ? Math.min(cfg.messages, 5000) : cfg.messages;
     r.echo_64 = await echo(p.client, sut, { clients: cfg.clients, window: cfg.window, messages, size: 64, label: label('echo 64 B') }) satisfies EchoResult;
-    if (p.full) r.echo_4k = await echo(p.client, sut, { clients: cfg.clients, window: cfg.window, messages: Math.ceil(messages / 2), size: 4096, label: label('echo 4 KiB') });
+    if (p.full || p.echo4k) r.echo_4k = await echo(p.client, sut, { clients: cfg.clients, window: cfg.window, messages: Math.ceil(messages / 2), size: 4096, label: label('echo 4 KiB') });
     const rate = Math.max(10, Math.round(r.echo_64.msgs_per_s / 2));
     r.paced_64 = await pacedEcho(p.client, sut, { clients: cfg.clients, rate, seconds: cfg.pacedSeconds, size: 64, label: label('echo 64 B at half load') });
     if (p.full) {

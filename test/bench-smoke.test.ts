@@ -26,7 +26,7 @@ test('bench/peers.ts --smoke runs every target and scenario and writes its repor
     assert.ok(t.fanout![0]!.deliveries_per_s > 0, `${name} fan-out`);
     assert.equal(t.idle!.sessions, 50, `${name} idle`);
   }
-  for (const name of ['wsbridge + echo component (StarlingMonkey)', 'wsbridge + echo component (QuickJS)', 'wsbridge, 2 nodes over NATS']) {
+  for (const name of ['wsbridge, MessagePack protocol', 'wsbridge + echo component (StarlingMonkey)', 'wsbridge + echo component (QuickJS)', 'wsbridge, 2 nodes over NATS']) {
     assert.ok(r.targets[name]!.echo_64!.msgs_per_s > 0, name);
   }
   const md = readFileSync(join(out, 'peers.md'), 'utf8');

@@ -45,6 +45,24 @@ test('MessagePack decoder: arbitrary bytes and frame-shaped maps', () => {
   fc.assert(fc.property(frameLike, (o) => decodesOrRefuses(() => msgpackCodec.decode(pack(o), true))), { numRuns: 3000 });
 });
 
+test('JSON message encoder: the same text as JSON.stringify of the documented shape, for any message', () => {
+  const msg = fc.record({
+    subject: fc.string(),
+    body: fc.uint8Array({ maxLength: 300 }),
+    replyTo: fc.option(fc.string(), { nil: undefined }),
+    seq: fc.option(fc.nat(), { nil: undefined }),
+    redelivered: fc.option(fc.integer({ min: 1, max: 50 }), { nil: undefined }),
+  });
+  fc.assert(fc.property(msg, (m) => {
+    const expected: Record<string, unknown> = { subject: m.subject, body: Buffer.from(m.body).toString('base64'), reply_to: m.replyTo ?? null };
+    const seq = m.redelivered !== undefined ? (m.seq ?? 0) : m.seq;
+    if (seq !== undefined) expected.seq = seq;
+    if (m.redelivered !== undefined) expected.redelivered = m.redelivered;
+    const text = jsonCodec.encodeMessage({ subject: m.subject, body: m.body, replyTo: m.replyTo, seq, redelivered: m.redelivered });
+    assert.equal(text, JSON.stringify(expected));
+  }), { numRuns: 3000 });
+});
+
 test('a decoded publish always has a valid literal subject', () => {
   fc.assert(fc.property(frameLike, (o) => {
     try {

@@ -5,6 +5,7 @@
 import WebSocket from 'ws';
 import { io } from 'socket.io-client';
 import { wsconnect } from '@nats-io/nats-core';
+import { Packr } from 'msgpackr';
 
 export interface Conn {
   /** Sends `payload` to the echo service; `onEcho` gets it back. */
@@ -99,6 +100,31 @@ export const wsbridge: Target = {
       const f = JSON.parse(d.toString()) as { op?: string; body?: string; id?: string };
       if (f.op === 'ok' && f.id === 's') return subscribed();
       if (f.op === undefined && f.body !== undefined) c.onEcho(Buffer.from(f.body, 'base64').toString());
+    });
+    return c;
+  },
+};
+
+/** wsbridge with the MessagePack subprotocol: binary frames, bodies as bytes (no base64). */
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true });
+export const wsbridgeMsgpack: Target = {
+  name: 'wsbridge (MessagePack)',
+  async connect(url, localAddress) {
+    const ws = new WebSocket(url, 'wsbridge.v1.msgpack', { perMessageDeflate: false, localAddress });
+    const replyTo = await new Promise<string>((resolve, reject) => {
+      ws.once('error', reject);
+      ws.once('message', (d: Buffer) => resolve((packr.unpack(d) as { reply_to: string }).reply_to));
+    });
+    const c: Conn = {
+      ...base(),
+      echo: (p) => ws.send(packr.pack({ subject: 'echo.bench', reply_to: replyTo, body: Buffer.from(p) })),
+      subscribe: async () => { throw new Error('echo only'); },
+      publish: () => { throw new Error('echo only'); },
+      close: () => closeWs(ws),
+    };
+    ws.on('message', (d: Buffer) => {
+      const f = packr.unpack(d) as { op?: string; body?: Uint8Array };
+      if (f.op === undefined && f.body !== undefined) c.onEcho(Buffer.from(f.body.buffer, f.body.byteOffset, f.body.byteLength).toString());
     });
     return c;
   },

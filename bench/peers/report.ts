@@ -33,6 +33,7 @@ export function report(r: Results): { markdown: string; files: Record<string, st
     { label: 'echo 64 B, p50 / p99 / p99.9 ms', get: () => undefined, fmt: () => '', ratios: false },
     { label: 'echo 64 B, server CPU µs/msg', get: (t) => t.echo_64?.server_cpu_us_per_msg, fmt: (v) => (v === undefined ? '–' : v.toFixed(1)), ratios: true },
     { label: 'echo 4 KiB, msgs/s', get: (t) => t.echo_4k?.msgs_per_s, fmt: int, ratios: true },
+    { label: 'echo 4 KiB, server CPU µs/msg', get: (t) => t.echo_4k?.server_cpu_us_per_msg, fmt: (v) => (v === undefined ? '–' : v.toFixed(1)), ratios: true },
     { label: 'echo 4 KiB, p50 / p99 / p99.9 ms', get: () => undefined, fmt: () => '', ratios: false },
     { label: 'echo 64 B at half load, p50 / p99 / p99.9 ms', get: () => undefined, fmt: () => '', ratios: false },
     ...fanNs.flatMap((n, i): Row[] => [
@@ -68,10 +69,10 @@ export function report(r: Results): { markdown: string; files: Record<string, st
   ];
   const extra = names.filter((n) => !peers.includes(n));
   if (extra.length) {
-    lines.push('', '| wsbridge path | echo 64 B msgs/s | p50 / p99 / p99.9 ms | at half load p50 / p99 / p99.9 ms | server CPU µs/msg | vs wsbridge (TS handler) |', '|---|---:|---:|---:|---:|---:|');
+    lines.push('', '| wsbridge path | echo 64 B msgs/s | p50 / p99 / p99.9 ms | at half load p50 / p99 / p99.9 ms | server CPU µs/msg | vs wsbridge (JSON, TS handler) | echo 4 KiB msgs/s | 4 KiB server CPU µs/msg |', '|---|---:|---:|---:|---:|---:|---:|---:|');
     for (const n of extra) {
       const t = r.targets[n]!;
-      lines.push(`| ${n} | ${int(t.echo_64?.msgs_per_s)} | ${triple(t.echo_64)} | ${triple(t.paced_64)} | ${t.echo_64?.server_cpu_us_per_msg.toFixed(1) ?? '–'} | ${ratio(t.echo_64?.msgs_per_s, w.echo_64?.msgs_per_s)} |`);
+      lines.push(`| ${n} | ${int(t.echo_64?.msgs_per_s)} | ${triple(t.echo_64)} | ${triple(t.paced_64)} | ${t.echo_64?.server_cpu_us_per_msg.toFixed(1) ?? '–'} | ${ratio(t.echo_64?.msgs_per_s, w.echo_64?.msgs_per_s)} | ${int(t.echo_4k?.msgs_per_s)} | ${t.echo_4k?.server_cpu_us_per_msg.toFixed(1) ?? '–'} |`);
     }
   }
   lines.push('', ...targets(r).map((t) => `- ${t.met ? '✅' : '❌'} ${t.text}`));

@@ -190,9 +190,14 @@ export const jsonCodec: Codec = {
     return toClientFrame(obj, base64Body);
   },
   encodeMessage(msg) {
-    if (msg.redelivered) return JSON.stringify({ subject: msg.subject, body: toBase64(msg.body), reply_to: msg.replyTo ?? null, seq: msg.seq, redelivered: msg.redelivered });
-    if (msg.seq !== undefined) return JSON.stringify({ subject: msg.subject, body: toBase64(msg.body), reply_to: msg.replyTo ?? null, seq: msg.seq });
-    return JSON.stringify({ subject: msg.subject, body: toBase64(msg.body), reply_to: msg.replyTo ?? null });
+    // Built by hand around the base64 body: JSON.stringify would scan every body character for
+    // escapes, and base64 has none (profiled: ~9 µs of a 4 KiB echo's ~26). Same bytes, same order.
+    const head = `{"subject":${JSON.stringify(msg.subject)},"body":"`;
+    const tail = `","reply_to":${msg.replyTo == null ? 'null' : JSON.stringify(msg.replyTo)}`;
+    const body = toBase64(msg.body);
+    if (msg.redelivered) return `${head}${body}${tail},"seq":${msg.seq},"redelivered":${msg.redelivered}}`;
+    if (msg.seq !== undefined) return `${head}${body}${tail},"seq":${msg.seq}}`;
+    return `${head}${body}${tail}}`;
   },
   encode(frame) {
     if (frame.op === 'res') {
