@@ -78,7 +78,7 @@ export function report(r: Results): { markdown: string; files: Record<string, st
   lines.push('', ...targets(r).map((t) => `- ${t.met ? '✅' : '❌'} ${t.text}`));
   const files: Record<string, string> = {};
   const withPaced = names.filter((n) => r.targets[n]!.paced_64);
-  if (withPaced.length) files['echo-latency.svg'] = latencyPlot('Echo 64 B at half of each system\'s max load: latency by percentile', withPaced.filter((n) => peers.includes(n)).map((n) => ({ name: n, cdf: r.targets[n]!.paced_64!.cdf })));
+  if (withPaced.length) files['echo-latency.svg'] = latencyPlot('Echo 64 B at half of each system\'s max load: latency by percentile', peers.filter((n) => withPaced.includes(n)).map((n) => ({ name: n, cdf: r.targets[n]!.paced_64!.cdf })));
   if (fanNs.length) files['fanout.svg'] = barChart('Fan-out: deliveries per second by number of subscribers', 'deliveries/s', fanNs.map((n) => `${int(n)} subscribers`), peers.map((p) => ({ name: p, values: fanNs.map((_, i) => r.targets[p]!.fanout?.[i]?.deliveries_per_s ?? 0) })), (v) => (v >= 1000 ? `${Math.round(v / 1000)}k` : String(v)));
   return { markdown: lines.join('\n'), files };
 }
