@@ -136,3 +136,34 @@ test('MessagePack sessions speak the same shapes in binary frames, and meet JSON
   mp.close();
   js.close();
 });
+
+test('a burst of fan-out frames (framed once, written corked per tick) arrives whole and in order for JSON and MessagePack subscribers', async () => {
+  const json = await TestClient.connect(gw);
+  const mp = await TestClient.connect(gw, 'wsbridge.v1.msgpack');
+  const publisher = await TestClient.connect(gw);
+  await json.call({ op: 'sub', subject: 'burst.*', id: 's' });
+  mp.ws.send(pack({ op: 'sub', subject: 'burst.*', id: 's' }));
+  await mp.next((f) => f.op === 'ok' && f.id === 's');
+  // One socket write of 300 publishes: the gateway routes them all in one tick.
+  const frames = Array.from({ length: 300 }, (_, i) => JSON.stringify({ subject: `burst.${i % 3}`, text: `m${i}-${'z'.repeat(i * 7)}` }));
+  (publisher.ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.concat(frames.map((f) => maskedTextFrame(f))));
+  for (const c of [json, mp]) {
+    for (let i = 0; i < 300; i++) {
+      const m = await c.next((f) => typeof f.subject === 'string' && f.subject.startsWith('burst.'));
+      assert.equal(m.subject, `burst.${i % 3}`);
+      const body = c === mp ? Buffer.from(m.body as Uint8Array).toString() : unb64(m.body);
+      assert.equal(body, `m${i}-${'z'.repeat(i * 7)}`);
+    }
+  }
+  for (const c of [json, mp, publisher]) c.close();
+});
+
+/** A client text frame (masked, as RFC 6455 requires of clients), to batch several in one write. */
+function maskedTextFrame(text: string): Buffer {
+  const payload = Buffer.from(text);
+  const len = payload.length;
+  const header = len < 126 ? Buffer.from([0x81, 0x80 | len]) : len < 65536 ? Buffer.from([0x81, 0x80 | 126, len >> 8, len & 255]) : assert.fail('too long');
+  const mask = Buffer.from([1, 2, 3, 4]);
+  const masked = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]!));
+  return Buffer.concat([header, mask, masked]);
+}

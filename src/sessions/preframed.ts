@@ -53,14 +53,23 @@ export function corkUntilTickEnd(ws: WebSocket): void {
   }
   sock.cork();
   corked.add(sock);
-  if (corked.size === 1) process.nextTick(uncorkAll);
+  if (!flushScheduled) {
+    flushScheduled = true;
+    process.nextTick(uncorkAll);
+  }
 }
 
 const FLUSH_BYTES = 16 * 1024;
 const corked = new Set<CorkableSocket>();
+let flushScheduled = false;
 function uncorkAll(): void {
-  for (const sock of corked) sock.uncork();
-  corked.clear();
+  flushScheduled = false;
+  // Each socket leaves the set before its uncork: should one throw, the rest stay listed and
+  // the next cork schedules another flush, so no session is left corked.
+  for (const sock of corked) {
+    corked.delete(sock);
+    sock.uncork();
+  }
 }
 
 export { WebSocket };
