@@ -2,16 +2,17 @@
 // listener, measured in one run on one machine. Every system runs in its own processes; this
 // process is the load generator. Loopback only; every phase bounded by counts and a deadline.
 //   node bench/peers.ts [--smoke] [--out DIR] [--only id,id] [--clients C] [--window W]
-//                       [--messages M] [--fanout N,N] [--idle N] [--paced-seconds S]
+//                       [--messages M] [--fanout N,N] [--idle N] [--paced-seconds S] [--cpu-prof DIR]
 // Writes peers.json, peers.md and two SVG plots to DIR (default bench/results; --smoke writes
-// only with --out). See docs/benchmarks.md for what each figure means.
+// only with --out). --cpu-prof DIR: each Node server process writes a V8 CPU profile into DIR
+// (open in Chrome DevTools). See docs/benchmarks.md for what each figure means.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import os from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { buildComponent, ROOT } from '../scripts/build-components.ts';
 import { natsWs, rawWs, socketIo, wsbridge, wsbridgeMsgpack, type Target } from './peers/clients.ts';
-import { progress, progressDone, start, type TargetId } from './peers/harness.ts';
+import { profileServersInto, progress, progressDone, start, type TargetId } from './peers/harness.ts';
 import { echo, fanout, idle, pacedEcho, type EchoResult, type FanoutResult, type IdleResult } from './peers/scenarios.ts';
 import { report, type Results } from './peers/report.ts';
 
@@ -44,6 +45,8 @@ const plans: Plan[] = [
   { id: 'wsbridge-cluster', name: 'wsbridge, 2 nodes over NATS', client: wsbridge, full: false },
 ];
 const only = opt('--only')?.split(',');
+const profiles = opt('--cpu-prof');
+if (profiles) profileServersInto(resolve(profiles));
 const results: Results = { date: new Date().toISOString(), machine: machine(), config: cfg, targets: {} };
 
 for (const p of plans) {

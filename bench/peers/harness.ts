@@ -20,9 +20,17 @@ export interface Running {
 
 interface Proc { stats(gc: boolean): Promise<Stats>; stop(): Promise<void> }
 
+let profileDir: string | undefined;
+/** Makes every Node server started from now on write a CPU profile (`--cpu-prof`) into `dir`. */
+export function profileServersInto(dir: string): void {
+  profileDir = dir;
+}
+
 /** A Node server script from bench/peers/servers, ready when it reports its URL over IPC. */
 export function nodeServer(script: string, args: string[] = []): Promise<Proc & { url: string }> {
-  const proc = spawn(process.execPath, ['--expose-gc', join(ROOT, 'bench/peers/servers', script), ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], cwd: ROOT });
+  // With a profile directory, every server process writes a V8 CPU profile there when it stops.
+  const prof = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${script.replace('.ts', '')}-${Date.now()}.cpuprofile`] : [];
+  const proc = spawn(process.execPath, ['--expose-gc', ...prof, join(ROOT, 'bench/peers/servers', script), ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], cwd: ROOT });
   return new Promise((resolve, reject) => {
     const onExit = (code: number | null) => reject(new Error(`${script} exited (${code}) before it was ready`));
     proc.once('exit', onExit);
