@@ -13,9 +13,11 @@ export interface Conn {
   onEcho: (payload: string) => void;
   /** Subscribes to the fan-out subject; resolves once the server has confirmed it. */
   subscribe(): Promise<void>;
-  /** Called for every fan-out delivery with the raw payload (parsed only when `parse`). */
-  onDelivery: (payload: string | undefined) => void;
-  parseDeliveries: boolean;
+  /**
+   * Called for every fan-out delivery. Deliveries are counted, not decoded: one message is in
+   * flight during latency rounds, and decoding would add the generator's cost to the figure.
+   */
+  onDelivery: () => void;
   publish(payload: string): void;
   /** Closes gracefully (the server ends TCP first, so TIME_WAIT stays off the client's ports). */
   close(): Promise<void>;
@@ -42,8 +44,8 @@ function closeWs(ws: WebSocket): Promise<void> {
   });
 }
 
-function base(): Pick<Conn, 'onEcho' | 'onDelivery' | 'parseDeliveries'> {
-  return { onEcho: () => {}, onDelivery: () => {}, parseDeliveries: false };
+function base(): Pick<Conn, 'onEcho' | 'onDelivery'> {
+  return { onEcho: () => {}, onDelivery: () => {} };
 }
 
 /** Raw ws: text frames echoed as-is; "B…" is broadcast to everyone else. */
@@ -59,12 +61,25 @@ export const rawWs: Target = {
       close: () => closeWs(ws),
     };
     ws.on('message', (d: Buffer) => {
-      if (d[0] === 0x42) c.onDelivery(c.parseDeliveries ? d.toString('latin1', 1) : undefined);
+      if (d[0] === 0x42) c.onDelivery();
       else c.onEcho(d.toString());
     });
     return c;
   },
 };
+
+/**
+ * Opens a wsbridge session and reads its welcome. The welcome can arrive in the same read as the
+ * handshake response, so it is listened for from the start rather than after 'open'.
+ */
+async function openWsbridge(url: string, protocol: string | undefined, localAddress: string | undefined, decode: (d: Buffer) => unknown): Promise<{ ws: WebSocket; replyTo: string }> {
+  const ws = new WebSocket(url, protocol, { perMessageDeflate: false, localAddress });
+  const replyTo = await new Promise<string>((resolve, reject) => {
+    ws.once('error', reject);
+    ws.once('message', (d: Buffer) => resolve((decode(d) as { reply_to: string }).reply_to));
+  });
+  return { ws, replyTo };
+}
 
 /**
  * wsbridge, protocol v1 JSON: echo is a publish to `echo.bench` with the session's reply_to (the
@@ -73,13 +88,7 @@ export const rawWs: Target = {
 export const wsbridge: Target = {
   name: 'wsbridge',
   async connect(url, localAddress) {
-    // The welcome frame can arrive in the same read as the handshake response, so listen for
-    // it from the start rather than after 'open'.
-    const ws = new WebSocket(url, { perMessageDeflate: false, localAddress });
-    const replyTo = await new Promise<string>((resolve, reject) => {
-      ws.once('error', reject);
-      ws.once('message', (d: Buffer) => resolve((JSON.parse(d.toString()) as { reply_to: string }).reply_to));
-    });
+    const { ws, replyTo } = await openWsbridge(url, undefined, localAddress, (d) => JSON.parse(d.toString()));
     let subscribed: () => void = () => {};
     const c: Conn = {
       ...base(),
@@ -92,11 +101,8 @@ export const wsbridge: Target = {
       close: () => closeWs(ws),
     };
     ws.on('message', (d: Buffer) => {
-      // Deliveries on `fan` start with {"subject":"fan"; count them without parsing unless asked.
-      if (d[12] === 0x66 /* f */ && d.toString('latin1', 0, 17) === '{"subject":"fan",') {
-        if (!c.parseDeliveries) return c.onDelivery(undefined);
-        return c.onDelivery(Buffer.from((JSON.parse(d.toString()) as { body: string }).body, 'base64').toString());
-      }
+      // Deliveries on `fan` start with {"subject":"fan", (the encoder's fixed key order).
+      if (d[12] === 0x66 /* f */ && d.toString('latin1', 0, 17) === '{"subject":"fan",') return c.onDelivery();
       const f = JSON.parse(d.toString()) as { op?: string; body?: string; id?: string };
       if (f.op === 'ok' && f.id === 's') return subscribed();
       if (f.op === undefined && f.body !== undefined) c.onEcho(Buffer.from(f.body, 'base64').toString());
@@ -110,11 +116,7 @@ const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSiz
 export const wsbridgeMsgpack: Target = {
   name: 'wsbridge (MessagePack)',
   async connect(url, localAddress) {
-    const ws = new WebSocket(url, 'wsbridge.v1.msgpack', { perMessageDeflate: false, localAddress });
-    const replyTo = await new Promise<string>((resolve, reject) => {
-      ws.once('error', reject);
-      ws.once('message', (d: Buffer) => resolve((packr.unpack(d) as { reply_to: string }).reply_to));
-    });
+    const { ws, replyTo } = await openWsbridge(url, 'wsbridge.v1.msgpack', localAddress, (d) => packr.unpack(d));
     const c: Conn = {
       ...base(),
       echo: (p) => ws.send(packr.pack({ subject: 'echo.bench', reply_to: replyTo, body: Buffer.from(p) })),
@@ -145,7 +147,7 @@ export const socketIo: Target = {
           publish: (p) => s.emit('B', p),
           close: async () => { s.disconnect(); },
         };
-        s.on('fan', (p: string) => c.onDelivery(c.parseDeliveries ? p : undefined));
+        s.on('fan', () => c.onDelivery());
         resolve(c);
       });
     });
@@ -169,7 +171,7 @@ export const natsWs: Target = {
       ...base(),
       echo: (p) => void nc.request('echo.bench', enc.encode(p), { timeout: 60_000 }).then((m) => c.onEcho(dec.decode(m.data))),
       subscribe: async () => {
-        nc.subscribe('fan', { callback: (_e, m) => c.onDelivery(c.parseDeliveries ? dec.decode(m.data) : undefined) });
+        nc.subscribe('fan', { callback: () => c.onDelivery() });
         await nc.flush();
       },
       publish: (p) => nc.publish('fan', enc.encode(p)),

@@ -161,8 +161,9 @@ export class Session {
       return false;
     }
     // A frame shared by many sessions (fan-out) goes out as is when ws would not transform it.
-    if (ws.readyState === WebSocket.OPEN) corkUntilTickEnd(ws);
-    if (framed !== undefined && ws.readyState === WebSocket.OPEN && (this.#rawFrames ??= canWriteFrames(ws))) writeFrame(ws, framed());
+    const open = ws.readyState === WebSocket.OPEN;
+    if (open) corkUntilTickEnd(ws);
+    if (framed !== undefined && open && (this.#rawFrames ??= canWriteFrames(ws))) writeFrame(ws, framed());
     else ws.send(data, { binary: this.codec.binary });
     const bytes = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
     this.counters.messagesOut++;
