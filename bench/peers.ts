@@ -3,6 +3,7 @@
 // process is the load generator. Loopback only; every phase bounded by counts and a deadline.
 //   node bench/peers.ts [--smoke] [--out DIR] [--only id,id] [--clients C] [--window W]
 //                       [--messages M] [--fanout N,N] [--idle N] [--paced-seconds S] [--cpu-prof DIR]
+//                       [--no-pin]
 // Writes peers.json, peers.md and two SVG plots to DIR (default bench/results; --smoke writes
 // only with --out). --cpu-prof DIR: each Node server process writes a V8 CPU profile into DIR
 // (open in Chrome DevTools). See docs/benchmarks.md for what each figure means.
@@ -12,7 +13,7 @@ import os from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { buildComponent, ROOT } from '../scripts/build-components.ts';
 import { natsWs, rawWs, socketIo, wsbridge, wsbridgeMsgpack, type Target } from './peers/clients.ts';
-import { profileServersInto, progress, progressDone, start, type TargetId } from './peers/harness.ts';
+import { isPinned, pinGenerator, profileServersInto, progress, progressDone, setPinning, start, type TargetId } from './peers/harness.ts';
 import { echo, fanout, idle, pacedEcho, type EchoResult, type FanoutResult, type IdleResult } from './peers/scenarios.ts';
 import { report, type Results } from './peers/report.ts';
 
@@ -47,7 +48,9 @@ const plans: Plan[] = [
 const only = opt('--only')?.split(',');
 const profiles = opt('--cpu-prof');
 if (profiles) profileServersInto(resolve(profiles));
-const results: Results = { date: new Date().toISOString(), machine: machine(), config: cfg, targets: {} };
+setPinning(!argv.includes('--no-pin'));
+pinGenerator();
+const results: Results = { date: new Date().toISOString(), machine: machine(), config: { ...cfg, pinned: isPinned() }, targets: {} };
 
 for (const p of plans) {
   if (only && !only.includes(p.id)) continue;

@@ -1,6 +1,7 @@
 // Process plumbing for the peers benchmark: starting each system under test in its own
 // processes, reading their CPU and memory, a progress line, and bounded waiting.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import os from 'node:os';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +21,32 @@ export interface Running {
 
 interface Proc { stats(gc: boolean): Promise<Stats>; stop(): Promise<void> }
 
+/**
+ * CPU pinning: every process of the system under test on CPU 0, the load generator on the others,
+ * so each system gets the same one core whatever its threading (nats-server would otherwise take
+ * every core) and the generator does not steal from it. Off on a 1-CPU machine or with --no-pin.
+ */
+let pinning = os.cpus().length >= 2;
+export function setPinning(on: boolean): void {
+  pinning = on && os.cpus().length >= 2;
+}
+export function isPinned(): boolean {
+  return pinning;
+}
+export function pinGenerator(): void {
+  if (pinning) taskset(process.pid, `1-${os.cpus().length - 1}`);
+}
+function pinServer(pid: number): void {
+  if (pinning) taskset(pid, '0');
+}
+function taskset(pid: number, cpus: string): void {
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
+  } catch {
+    pinning = false; // no taskset here: run unpinned rather than fail
+  }
+}
+
 let profileDir: string | undefined;
 /** Makes every Node server started from now on write a CPU profile (`--cpu-prof`) into `dir`. */
 export function profileServersInto(dir: string): void {
@@ -36,6 +63,7 @@ export function nodeServer(script: string, args: string[] = []): Promise<Proc & 
     proc.once('exit', onExit);
     proc.once('message', (m: { ready?: string }) => {
       proc.off('exit', onExit);
+      pinServer(proc.pid!);
       resolve({
         url: m.ready!,
         stats: (gc) => new Promise((res) => {
@@ -79,6 +107,7 @@ async function natsServer(websocket: boolean): Promise<Proc & { url: string; wsU
   const conf = join(dir, 'nats.conf');
   writeFileSync(conf, websocket ? `websocket {\n  listen: "127.0.0.1:${wsPort}"\n  no_tls: true\n}\n` : '');
   const n = await startNats(undefined, dir, ['-c', conf]);
+  pinServer(n.proc.pid!);
   return { url: n.url, wsUrl: `ws://127.0.0.1:${wsPort}`, stats: async () => procStats(n.proc.pid!), stop: () => n.stop() };
 }
 
