@@ -18,6 +18,16 @@ export async function startGateway(settings: Record<string, string> = {}): Promi
   return Gateway.start(config);
 }
 
+/** Runs `fn` against a fresh in-process gateway and shuts it down afterwards, pass or fail. */
+export async function withGateway(settings: Record<string, string>, fn: (gw: Gateway) => Promise<void>): Promise<void> {
+  const gw = await startGateway(settings);
+  try {
+    await fn(gw);
+  } finally {
+    await gw.shutdown();
+  }
+}
+
 export type Frame = Record<string, unknown>;
 
 /** A WebSocket client that queues decoded frames and lets a test await the next matching one. */

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { startGateway, TestClient, once } from './helpers.ts';
+import { withGateway, TestClient, once } from './helpers.ts';
 
 async function status(url: string, opts: Record<string, unknown> = {}): Promise<number | 'open'> {
   const c = new TestClient(url, undefined, opts);
@@ -14,8 +14,7 @@ async function status(url: string, opts: Record<string, unknown> = {}): Promise<
 }
 
 test('MAX_CONNECTIONS → 503, MAX_CONNECTIONS_PER_IP → 429, per source address', async () => {
-  const gw = await startGateway({ MAX_CONNECTIONS: '2', MAX_CONNECTIONS_PER_IP: '1' });
-  try {
+  await withGateway({ MAX_CONNECTIONS: '2', MAX_CONNECTIONS_PER_IP: '1' }, async (gw) => {
     const url = gw.server!.url;
     const a = await TestClient.connect(url);
     assert.equal(await status(url), 429, 'second from 127.0.0.1');
@@ -27,14 +26,11 @@ test('MAX_CONNECTIONS → 503, MAX_CONNECTIONS_PER_IP → 429, per source addres
     assert.equal(await status(url), 'open', 'a slot is free again');
     b.close();
     assert.ok(gw.hub.stats.connectionsRefused >= 2);
-  } finally {
-    await gw.shutdown();
-  }
+  });
 });
 
 test('RATE_LIMIT_MSGS and RATE_LIMIT_BYTES drop excess frames with one rate_limited error a second', async () => {
-  const gw = await startGateway({ RATE_LIMIT_MSGS: '5', RATE_LIMIT_BYTES: '100000' });
-  try {
+  await withGateway({ RATE_LIMIT_MSGS: '5', RATE_LIMIT_BYTES: '100000' }, async (gw) => {
     const flood = await TestClient.connect(gw);
     const calm = await TestClient.connect(gw);
     for (let i = 0; i < 40; i++) flood.send({ op: 'ping', id: `p${i}` });
@@ -50,50 +46,38 @@ test('RATE_LIMIT_MSGS and RATE_LIMIT_BYTES drop excess frames with one rate_limi
     assert.ok(gw.hub.stats.rateLimited >= 30);
     flood.close();
     calm.close();
-  } finally {
-    await gw.shutdown();
-  }
-  const bytes = await startGateway({ RATE_LIMIT_BYTES: '1000' });
-  try {
+  });
+  await withGateway({ RATE_LIMIT_BYTES: '1000' }, async (bytes) => {
     const c = await TestClient.connect(bytes);
     const big = 'x'.repeat(400);
     for (let i = 0; i < 4; i++) c.send({ subject: 'b', text: big, id: `b${i}` });
     assert.equal((await c.next((f) => f.op === 'error')).code, 'rate_limited');
     c.close();
-  } finally {
-    await bytes.shutdown();
-  }
+  });
 });
 
 test('IDLE_TIMEOUT_SEC closes a session that sends no frame with 1000', async () => {
-  const gw = await startGateway({ IDLE_TIMEOUT_SEC: '1', PING_INTERVAL_SEC: '0' });
-  try {
+  await withGateway({ IDLE_TIMEOUT_SEC: '1', PING_INTERVAL_SEC: '0' }, async (gw) => {
     const silent = await TestClient.connect(gw);
     const closed = await silent.closed;
     assert.deepEqual([closed.code, closed.reason], [1000, 'idle timeout']);
     assert.ok(gw.hub.stats.idleCloses >= 1);
-  } finally {
-    await gw.shutdown();
-  }
+  });
 });
 
 test('PING_INTERVAL_SEC drops a peer that never answers pings; one that does stays', async () => {
-  const gw = await startGateway({ PING_INTERVAL_SEC: '1' });
-  try {
+  await withGateway({ PING_INTERVAL_SEC: '1' }, async (gw) => {
     const deaf = await TestClient.connect(gw.server!.url, undefined, { autoPong: false });
     const healthy = await TestClient.connect(gw);
     assert.equal((await deaf.closed).code, 1006, 'terminated without a close handshake');
     assert.ok(gw.hub.stats.deadPeers >= 1);
     assert.equal((await healthy.call({ op: 'ping', id: 'h' })).op, 'pong');
     healthy.close();
-  } finally {
-    await gw.shutdown();
-  }
+  });
 });
 
 test('HANDSHAKE_TIMEOUT_MS drops a connection that never finishes its request', async () => {
-  const gw = await startGateway({ HANDSHAKE_TIMEOUT_MS: '300' });
-  try {
+  await withGateway({ HANDSHAKE_TIMEOUT_MS: '300' }, async (gw) => {
     const sock = net.connect(gw.server!.address.port, '127.0.0.1');
     await once(sock, 'connect');
     sock.write('GET /ws HTTP/1.1\r\nHost: x\r\n'); // headers never end
@@ -102,14 +86,11 @@ test('HANDSHAKE_TIMEOUT_MS drops a connection that never finishes its request', 
     sock.on('error', () => {});
     await new Promise((r) => sock.on('close', r));
     assert.match(answer, /^HTTP\/1\.1 408 Request Timeout/);
-  } finally {
-    await gw.shutdown();
-  }
+  });
 });
 
 test('PERMESSAGE_DEFLATE is negotiated when enabled and large frames round-trip', async () => {
-  const gw = await startGateway({ PERMESSAGE_DEFLATE: 'true', DEFLATE_THRESHOLD_BYTES: '256' });
-  try {
+  await withGateway({ PERMESSAGE_DEFLATE: 'true', DEFLATE_THRESHOLD_BYTES: '256' }, async (gw) => {
     const c = await TestClient.connect(gw.server!.url, undefined, { perMessageDeflate: true });
     assert.match(c.ws.extensions, /permessage-deflate/);
     // A second subscriber without compression: fan-out writes it pre-framed bytes while the
@@ -128,15 +109,10 @@ test('PERMESSAGE_DEFLATE is negotiated when enabled and large frames round-trip'
     }
     c.close();
     plain.close();
-  } finally {
-    await gw.shutdown();
-  }
-  const off = await startGateway();
-  try {
+  });
+  await withGateway({}, async (off) => {
     const c = await TestClient.connect(off.server!.url, undefined, { perMessageDeflate: true });
     assert.equal(c.ws.extensions, '', 'off by default');
     c.close();
-  } finally {
-    await off.shutdown();
-  }
+  });
 });

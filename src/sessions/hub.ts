@@ -7,8 +7,7 @@ import type { ClientFrame } from '../protocol/frames.ts';
 import { ProtocolError } from '../protocol/errors.ts';
 import type { ErrorCode } from '../protocol/errors.ts';
 import { INTERNAL_PREFIX } from '../protocol/subject.ts';
-import type { WireData } from '../protocol/codec.ts';
-import type { Session } from './session.ts';
+import type { Session, SharedFrame } from './session.ts';
 import { frameOnce } from './preframed.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Authenticator } from '../auth/authenticator.ts';
@@ -51,7 +50,7 @@ interface Fanout {
 }
 
 /** Encodes a message at most once per codec, only when a member with that codec needs it. */
-class EncodedOnce {
+class EncodedOnce implements SharedFrame {
   #json: Buffer | undefined;
   #msgpack: Buffer | undefined;
   #jsonFrame: Buffer | undefined;
@@ -60,15 +59,15 @@ class EncodedOnce {
   constructor(msg: BusMessage) {
     this.msg = msg;
   }
-  for(session: Session): WireData {
+  for(session: Session): Buffer {
     // JSON as UTF-8 bytes, once: ws would otherwise re-encode the string for every session.
     if (session.codec.name === 'json') return (this.#json ??= Buffer.from(session.codec.encodeMessage(this.msg) as string));
     return (this.#msgpack ??= session.codec.encodeMessage(this.msg) as Buffer);
   }
   /** The whole WebSocket frame for the session's codec, framed once for every session. */
   framed(session: Session): Buffer {
-    if (session.codec.name === 'json') return (this.#jsonFrame ??= frameOnce(this.for(session) as Buffer, false));
-    return (this.#msgpackFrame ??= frameOnce(this.for(session) as Buffer, true));
+    if (session.codec.name === 'json') return (this.#jsonFrame ??= frameOnce(this.for(session), false));
+    return (this.#msgpackFrame ??= frameOnce(this.for(session), true));
   }
 }
 
@@ -157,7 +156,7 @@ export class SessionHub {
 
   #deliver(members: Iterable<Session>, msg: BusMessage): void {
     const encoded = new EncodedOnce(msg);
-    for (const s of members) s.send(encoded.for(s), false, () => encoded.framed(s));
+    for (const s of members) s.send(encoded.for(s), false, encoded);
   }
 
   /** Handles one decoded frame from a session. Errors become error frames; the session stays. */

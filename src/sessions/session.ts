@@ -9,6 +9,15 @@ import type { BusSubscription } from '../bus/bus.ts';
 
 export type SlowConsumerPolicy = 'close' | 'drop';
 
+/**
+ * A message fanned out to many sessions: its whole WebSocket frame for a session's codec, built
+ * once for all of them (passed as an object, not a closure, so a fan-out allocates nothing per
+ * delivery).
+ */
+export interface SharedFrame {
+  framed(session: Session): Buffer;
+}
+
 export interface SessionLimits {
   /** Bytes queued in the socket beyond which the slow-consumer policy applies. */
   maxBufferedBytes: number;
@@ -144,7 +153,7 @@ export class Session {
    * Sends an already-encoded frame. Returns false when it was not sent: the session is closed, or
    * the client reads too slowly and the policy dropped the frame or closed the session.
    */
-  send(data: WireData, isReply = false, framed?: () => Buffer): boolean {
+  send(data: WireData, isReply = false, shared?: SharedFrame): boolean {
     if (this.closed) return false;
     const ws = this.#ws;
     // Under the drop policy, answers to the client's own ops (ok, error, pong, res) still go out:
@@ -163,7 +172,7 @@ export class Session {
     // A frame shared by many sessions (fan-out) goes out as is when ws would not transform it.
     const open = ws.readyState === WebSocket.OPEN;
     if (open) corkUntilTickEnd(ws);
-    if (framed !== undefined && open && (this.#rawFrames ??= canWriteFrames(ws))) writeFrame(ws, framed());
+    if (shared !== undefined && open && (this.#rawFrames ??= canWriteFrames(ws))) writeFrame(ws, shared.framed(this));
     else ws.send(data, { binary: this.codec.binary });
     const bytes = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
     this.counters.messagesOut++;
