@@ -10,8 +10,13 @@ import { SubjectTrie } from '../bus/subject-trie.ts';
 import { patternCovers } from '../protocol/subject.ts';
 
 export interface Identity {
-  /** Who, for logs: the JWT `sub`, or "token". */
+  /** Who, for logs: the JWT `sub`, a token's name, or "token". */
   subject: string;
+  /**
+   * Whose durable cursors the session uses: `jwt:<iss>:<sub>` for a JWT with `sub`, `token:<name>`
+   * for a named token (config file `tokens`); undefined (the session alone) otherwise.
+   */
+  principal: string | undefined;
   /** Epoch milliseconds when the credential expires, if it does. */
   expiresAt: number | undefined;
   /** null: anything. */
@@ -39,8 +44,20 @@ export class Permission {
 
 export class AuthError extends Error {}
 
+/** A static token with a name and its own permissions (config file `tokens`). */
+export interface NamedToken {
+  name: string;
+  token: string;
+  /** Subject patterns it may publish (and request) to; undefined: anything. */
+  pub: string[] | undefined;
+  /** Subject patterns it may subscribe to; undefined: anything. */
+  subs: string[] | undefined;
+}
+
 export interface AuthConfig {
   token: string | undefined;
+  /** Named static tokens with permissions. */
+  tokens?: NamedToken[] | undefined;
   jwtSecret: string | undefined;
   jwtPublicKeyFile: string | undefined;
   jwks: string | undefined;
@@ -63,7 +80,20 @@ export function createAuthenticator(c: AuthConfig): Authenticator | undefined {
   const verifiers: Array<(t: string) => Promise<Identity | undefined>> = [];
   if (c.token !== undefined) {
     const want = createHash('sha256').update(c.token).digest();
-    verifiers.push(async (t) => (timingSafeEqual(createHash('sha256').update(t).digest(), want) ? { subject: 'token', expiresAt: undefined, publish: null, subscribe: null } : undefined));
+    verifiers.push(async (t) => (timingSafeEqual(createHash('sha256').update(t).digest(), want) ? { subject: 'token', principal: undefined, expiresAt: undefined, publish: null, subscribe: null } : undefined));
+  }
+  if (c.tokens !== undefined && c.tokens.length > 0) {
+    const entries = c.tokens.map((e) => ({
+      digest: createHash('sha256').update(e.token).digest(),
+      identity: { subject: e.name, principal: `token:${e.name}`, expiresAt: undefined, publish: e.pub ? new Permission(e.pub) : null, subscribe: e.subs ? new Permission(e.subs) : null } satisfies Identity,
+    }));
+    verifiers.push(async (t) => {
+      // Every entry is compared, in constant time, whichever matches.
+      const given = createHash('sha256').update(t).digest();
+      let found: Identity | undefined;
+      for (const e of entries) if (timingSafeEqual(given, e.digest) && found === undefined) found = e.identity;
+      return found;
+    });
   }
   let key: Uint8Array | KeyObject | JWTVerifyGetKey | undefined;
   let algorithms: string[] = [];
@@ -89,6 +119,7 @@ export function createAuthenticator(c: AuthConfig): Authenticator | undefined {
         });
         return {
           subject: typeof payload.sub === 'string' ? payload.sub : 'jwt',
+          principal: typeof payload.sub === 'string' ? `jwt:${typeof payload.iss === 'string' ? payload.iss : ''}:${payload.sub}` : undefined,
           expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : undefined,
           publish: patterns(payload.pub, 'pub'),
           subscribe: patterns(payload.subs, 'subs'),

@@ -11,6 +11,11 @@ export interface BusMessage extends BrokerMessage {
   /** Stream sequence, for messages on history subjects (NATS JetStream). */
   seq?: number | undefined;
   redelivered?: number | undefined;
+  /**
+   * On a reply to a request: the request failed at the responder (for example `handler_failed`,
+   * `no_responders` from NATS). The requester's answer is that error, not the (empty) body.
+   */
+  errorCode?: string | undefined;
 }
 
 /** A message on an acknowledged subscription, until it is acked (or given back). */
@@ -52,7 +57,7 @@ export interface SubscribeOptions {
   queue?: string | undefined;
 }
 
-export type RequestErrorCode = 'timeout' | 'no_responders' | 'bus_unavailable';
+export type RequestErrorCode = 'timeout' | 'no_responders' | 'bus_unavailable' | 'handler_failed';
 
 export class RequestError extends Error {
   readonly code: RequestErrorCode;
@@ -64,14 +69,16 @@ export class RequestError extends Error {
 }
 
 export interface Bus {
-  /** Delivers to every matching subscription (one per queue group). Throws when unavailable. */
-  publish(msg: BusMessage): void;
-  subscribe(subject: string, handler: BusHandler, opts?: SubscribeOptions): BusSubscription;
+  /** Random id of this node on the bus (node-scoped subjects: inboxes, reply subjects). */
+  readonly nodeId: string;
   /**
-   * Publishes with a fresh reply subject and resolves with the first reply. Rejects with
-   * RequestError('no_responders') when nobody is subscribed, ('timeout') when nobody answers.
+   * Delivers to every matching subscription (one per queue group). Throws when unavailable.
+   * Returns how many subscribers received it when this bus alone knows (in-memory, or NATS
+   * unreachable), undefined when other nodes may have received it too. Wildcard subscriptions
+   * never receive reserved subjects (`_WSB.`, `_INBOX.`, `$…`); see src/security/subject-policy.ts.
    */
-  request(subject: string, body: Uint8Array, timeoutMs: number): Promise<BusMessage>;
+  publish(msg: BusMessage): number | undefined;
+  subscribe(subject: string, handler: BusHandler, opts?: SubscribeOptions): BusSubscription;
   close(): Promise<void>;
   /**
    * Publishes and resolves once the message is accepted: by NATS (a flush round trip), or stored
@@ -79,10 +86,11 @@ export interface Bus {
    */
   publishAcked?(msg: BusMessage): Promise<void>;
   /**
-   * Delivery with acknowledgements through a durable consumer named `durable`: unacked messages
+   * Delivery with acknowledgements through the durable consumer `durableName` (already scoped by
+   * the caller: see scopedDurableName): unacked messages
    * are redelivered after `ackWaitMs`, or at once after nak, to whoever consumes the durable next.
    */
-  subscribeAcked?(pattern: string, durable: string, ackWaitMs: number, deliver: (msg: BusMessage, handle: AckHandle) => void): Promise<AckedSubscription>;
+  subscribeAcked?(pattern: string, durableName: string, ackWaitMs: number, deliver: (msg: BusMessage, handle: AckHandle) => void): Promise<AckedSubscription>;
   /** Whether messages on subjects matching `pattern` are kept for resume. */
   hasHistory?(pattern: string): boolean;
   /** Replays stored messages matching `pattern` with sequence > since, in order. */

@@ -1,15 +1,20 @@
 // The in-process bus: the embedded default when no NATS is configured. Delivery is synchronous,
-// in subscription order, and a throwing handler never stops delivery to the others.
+// in subscription order, and a throwing handler never stops delivery to the others. A message on a
+// reserved subject (`_WSB.`, `_INBOX.`, `$…`) reaches only subscriptions made in reserved space
+// (the gateway's own): never a wildcard such as `>`. NatsBus delivers through this class too, so
+// both buses hide the same things.
 import { randomBytes } from 'node:crypto';
 import { SubjectTrie } from './subject-trie.ts';
 import { RequestError } from './bus.ts';
 import type { Bus, BusHandler, BusMessage, BusSubscription, SubscribeOptions } from './bus.ts';
-import { INTERNAL_PREFIX } from '../protocol/subject.ts';
+import { isReserved } from '../security/subject-policy.ts';
 
 class MemorySubscription implements BusSubscription {
   readonly subject: string;
   readonly queue: string | undefined;
   readonly handler: BusHandler;
+  /** Made in reserved space: the only kind of subscription that sees reserved subjects. */
+  readonly reserved: boolean;
   #bus: MemoryBus;
   active = true;
   constructor(bus: MemoryBus, subject: string, queue: string | undefined, handler: BusHandler) {
@@ -17,6 +22,7 @@ class MemorySubscription implements BusSubscription {
     this.subject = subject;
     this.queue = queue;
     this.handler = handler;
+    this.reserved = isReserved(subject);
   }
   unsubscribe(): void {
     if (!this.active) return;
@@ -25,25 +31,16 @@ class MemorySubscription implements BusSubscription {
   }
 }
 
-interface Pending {
-  resolve(msg: BusMessage): void;
-  reject(err: Error): void;
-  timer: NodeJS.Timeout;
-}
-
 export class MemoryBus implements Bus {
+  readonly nodeId = randomBytes(8).toString('base64url');
   #subs = new SubjectTrie<MemorySubscription>();
-  #inboxPrefix = `${INTERNAL_PREFIX}R.${randomBytes(6).toString('base64url')}.`;
-  #inbox: BusSubscription | undefined;
-  #pending = new Map<string, Pending>();
-  #nextRequest = 0;
   #closed = false;
   /** Called when a subscriber throws; the bus itself never lets the error escape. */
   onHandlerError: (err: unknown, subject: string) => void = () => {};
 
-  publish(msg: BusMessage): void {
+  publish(msg: BusMessage): number {
     if (this.#closed) throw new RequestError('bus_unavailable', 'bus is closed');
-    this.#deliver(msg, true);
+    return this.#deliver(msg, true);
   }
 
   /**
@@ -57,13 +54,15 @@ export class MemoryBus implements Bus {
   /** Delivers to the local non-queue subscriptions made with exactly `pattern`. */
   deliverToPattern(pattern: string, msg: BusMessage): number {
     let n = 0;
-    for (const s of this.#subs.match(msg.subject)) if (s.subject === pattern && s.queue === undefined && this.#call(s, msg)) n++;
+    const reserved = isReserved(msg.subject);
+    for (const s of this.#subs.match(msg.subject)) if (s.subject === pattern && s.queue === undefined && (!reserved || s.reserved) && this.#call(s, msg)) n++;
     return n;
   }
 
   /** Delivers to one local member of `queue` among subscriptions on `pattern`. */
   deliverToQueue(pattern: string, queue: string, msg: BusMessage): boolean {
-    const members = this.#subs.match(msg.subject).filter((s) => s.queue === queue && s.subject === pattern && s.active);
+    const reserved = isReserved(msg.subject);
+    const members = this.#subs.match(msg.subject).filter((s) => s.queue === queue && s.subject === pattern && s.active && (!reserved || s.reserved));
     if (members.length === 0) return false;
     return this.#call(members[Math.floor(Math.random() * members.length)]!, msg);
   }
@@ -72,9 +71,11 @@ export class MemoryBus implements Bus {
   #deliver(msg: BusMessage, queues: boolean): number {
     const matched = this.#subs.match(msg.subject);
     if (matched.length === 0) return 0;
+    const reserved = isReserved(msg.subject);
     let groups: Map<string, MemorySubscription[]> | undefined;
     let count = 0;
     for (const sub of matched) {
+      if (reserved && !sub.reserved) continue;
       if (sub.queue !== undefined) {
         if (!queues) continue;
         groups ??= new Map();
@@ -118,38 +119,7 @@ export class MemoryBus implements Bus {
   /** Told when a subscription on (subject, queue) comes (+1) or goes (-1): a cluster bus mirrors interest. */
   onInterest: (subject: string, queue: string | undefined, delta: 1 | -1) => void = () => {};
 
-  request(subject: string, body: Uint8Array, timeoutMs: number): Promise<BusMessage> {
-    if (this.#closed) return Promise.reject(new RequestError('bus_unavailable', 'bus is closed'));
-    this.#inbox ??= this.subscribe(`${this.#inboxPrefix}*`, (reply) => {
-      const token = reply.subject.slice(this.#inboxPrefix.length);
-      const p = this.#pending.get(token);
-      if (!p) return; // late reply after a timeout: dropped, as NATS does
-      this.#pending.delete(token);
-      clearTimeout(p.timer);
-      p.resolve(reply);
-    });
-    const token = (this.#nextRequest++).toString(36);
-    return new Promise<BusMessage>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(token);
-        reject(new RequestError('timeout', `no reply on ${subject} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.#pending.set(token, { resolve, reject, timer });
-      const delivered = this.#deliver({ subject, body, replyTo: this.#inboxPrefix + token }, true);
-      if (delivered === 0 && this.#pending.has(token)) {
-        this.#pending.delete(token);
-        clearTimeout(timer);
-        reject(new RequestError('no_responders', `no subscribers on ${subject}`));
-      }
-    });
-  }
-
   async close(): Promise<void> {
     this.#closed = true;
-    for (const p of this.#pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(new RequestError('bus_unavailable', 'bus closed'));
-    }
-    this.#pending.clear();
   }
 }

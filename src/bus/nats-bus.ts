@@ -9,7 +9,7 @@
 // each message reaches exactly one member in the whole cluster.
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { connect, headers, credsAuthenticator, nkeyAuthenticator, RequestError as NatsRequestError, NoRespondersError, TimeoutError } from '@nats-io/transport-node';
+import { connect, headers, credsAuthenticator, nkeyAuthenticator } from '@nats-io/transport-node';
 import type { NatsConnection, Subscription, MsgHdrs, ConnectionOptions } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, DiscardPolicy } from '@nats-io/jetstream';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
@@ -19,6 +19,7 @@ import { patternCovers } from '../protocol/subject.ts';
 import { RequestError } from './bus.ts';
 import type { AckHandle, AckedSubscription, Bus, BusHandler, BusMessage, BusSubscription, ReplayResult, ReplaySink, SubscribeOptions } from './bus.ts';
 import type { Logger } from '../observability/logger.ts';
+import { RAW_PREFIX, INBOX_PREFIX, scopedStateName } from '../security/subject-policy.ts';
 
 export interface NatsBusOptions {
   servers: string[];
@@ -39,10 +40,11 @@ export interface HistoryOptions {
   maxMsgs: number;
 }
 
+/** The history stream's name with an empty NATS_PREFIX; other prefixes get their own stream. */
 export const HISTORY_STREAM = 'WSBRIDGE_HISTORY';
-/** A NATS subject outside NATS_PREFIX (a plain NATS client's inbox), as a wsbridge subject. */
-const RAW_PREFIX = '_WSB.RAW.';
 const NODE_HEADER = 'Wsb-Node';
+/** A reply that is an error (BusMessage.errorCode), such as handler_failed. */
+const ERROR_HEADER = 'Wsb-Error';
 const REPLY_HEADER = 'Wsb-Reply';
 const ORIGIN_HEADER = 'Wsb-Origin';
 
@@ -50,6 +52,10 @@ export class NatsBus implements Bus {
   readonly nodeId = randomBytes(8).toString('base64url');
   readonly nc: NatsConnection;
   readonly local = new MemoryBus();
+  /** NATS_PREFIX: the wall around this tenant's subjects and state. */
+  readonly prefix: string;
+  /** This tenant's history stream. */
+  readonly historyStream: string;
   #prefix: string;
   #log: Logger;
   #interest = new Map<string, { sub: Subscription; count: number }>();
@@ -60,6 +66,8 @@ export class NatsBus implements Bus {
   private constructor(nc: NatsConnection, opts: NatsBusOptions, log: Logger) {
     this.nc = nc;
     this.#prefix = opts.prefix;
+    this.prefix = opts.prefix;
+    this.historyStream = scopedStateName(HISTORY_STREAM, opts.prefix);
     this.#log = log;
     this.local.onInterest = (subject, queue, delta) => this.#interest$(subject, queue, delta);
     void this.#watch();
@@ -72,7 +80,7 @@ export class NatsBus implements Bus {
       maxReconnectAttempts: -1,
       reconnectTimeWait: 1000,
       waitOnFirstConnect: false,
-      // Inboxes under the prefix too, so replies map back like every other subject.
+      // Inboxes under the prefix too (JetStream's API replies use them), never a client's reach.
       inboxPrefix: `${opts.prefix}_INBOX`,
     };
     if (opts.user !== undefined) Object.assign(o, { user: opts.user, pass: opts.pass });
@@ -129,14 +137,19 @@ export class NatsBus implements Bus {
             return;
           }
           const h = m.headers;
-          // Server status messages (503 "no responders" for a publish whose reply subject had
-          // no interest) are protocol, not messages: never deliver them to anyone.
-          if (h && h.code !== 0) return;
+          // Server status messages are protocol, not messages. A 503 "no responders" on one of
+          // this node's request inboxes answers that request; any other goes to nobody.
+          if (h && h.code !== 0) {
+            const inbox = this.#fromNats(m.subject);
+            if (h.code === 503 && inbox.startsWith(INBOX_PREFIX)) this.local.deliverToPattern(subject, { subject: inbox, body: m.data, replyTo: null, errorCode: 'no_responders' });
+            return;
+          }
           const msg: BusMessage = {
             subject: this.#fromNats(m.subject),
             body: m.data,
             replyTo: m.reply ? this.#fromNats(m.reply) : null,
             origin: h?.get(ORIGIN_HEADER) || undefined,
+            errorCode: h?.get(ERROR_HEADER) || undefined,
           };
           if (queue !== undefined) {
             this.local.deliverToQueue(subject, queue, msg);
@@ -165,10 +178,11 @@ export class NatsBus implements Bus {
     const h = headers();
     if (stamp) h.set(NODE_HEADER, this.nodeId);
     if (msg.origin) h.set(ORIGIN_HEADER, msg.origin);
+    if (msg.errorCode) h.set(ERROR_HEADER, msg.errorCode);
     return h;
   }
 
-  publish(msg: BusMessage): void {
+  publish(msg: BusMessage): number | undefined {
     if (this.#isHistory(msg.subject)) {
       // Stored by JetStream first; every node (this one too) delivers it from its stream
       // consumer, so every subscriber sees the same sequence number.
@@ -177,11 +191,11 @@ export class NatsBus implements Bus {
       const h = this.#headers(msg, false);
       if (msg.replyTo) h.set(REPLY_HEADER, this.#toNats(msg.replyTo));
       this.nc.publish(this.#toNats(msg.subject), msg.body, { headers: h });
-      return;
+      return undefined;
     }
     // Local subscribers at once; queue groups are NATS's to resolve while it is reachable.
-    this.local.deliverLocal(msg, !this.#connected);
-    if (!this.#connected) return; // at most once: other nodes miss what is published during an outage
+    const local = this.local.deliverLocal(msg, !this.#connected);
+    if (!this.#connected) return local; // at most once: other nodes miss what is published during an outage
     try {
       this.nc.publish(this.#toNats(msg.subject), msg.body, {
         headers: this.#headers(msg, true),
@@ -190,6 +204,7 @@ export class NatsBus implements Bus {
     } catch (err) {
       throw new RequestError('bus_unavailable', `NATS: ${(err as Error).message}`);
     }
+    return undefined;
   }
 
   async publishAcked(msg: BusMessage): Promise<void> {
@@ -220,22 +235,6 @@ export class NatsBus implements Bus {
     return this.local.subscribe(subject, handler, opts);
   }
 
-  async request(subject: string, body: Uint8Array, timeoutMs: number): Promise<BusMessage> {
-    if (!this.#connected) return this.local.request(subject, body, timeoutMs);
-    try {
-      // Not stamped: local responders receive it through NATS like everyone else.
-      const m = await this.nc.request(this.#toNats(subject), body, { timeout: timeoutMs, headers: this.#headers({ subject, body }, false) });
-      return { subject: this.#fromNats(m.subject), body: m.data, replyTo: m.reply ? this.#fromNats(m.reply) : null };
-    } catch (err) {
-      const cause = (err as Error).cause;
-      if (err instanceof NoRespondersError || cause instanceof NoRespondersError || (err instanceof NatsRequestError && err.isNoResponders())) {
-        throw new RequestError('no_responders', `no subscribers on ${subject}`);
-      }
-      if (err instanceof TimeoutError || cause instanceof TimeoutError) throw new RequestError('timeout', `no reply on ${subject} within ${timeoutMs} ms`);
-      throw new RequestError('bus_unavailable', `NATS: ${(err as Error).message}`);
-    }
-  }
-
   #isHistory(subject: string): boolean {
     return this.#history !== undefined && this.#history.trie.match(subject).length > 0;
   }
@@ -250,7 +249,7 @@ export class NatsBus implements Bus {
     const jsm = await jetstreamManager(this.nc);
     const js = jetstream(this.nc);
     const config = {
-      name: HISTORY_STREAM,
+      name: this.historyStream,
       subjects: opts.subjects.map((p) => this.#prefix + p),
       max_age: opts.maxAgeSec * 1_000_000_000,
       max_msgs: opts.maxMsgs,
@@ -259,13 +258,13 @@ export class NatsBus implements Bus {
     try {
       await jsm.streams.add(config);
     } catch {
-      await jsm.streams.update(HISTORY_STREAM, config);
+      await jsm.streams.update(this.historyStream, config);
     }
     const trie = new SubjectTrie<string>();
     for (const p of opts.subjects) trie.insert(p, p);
     this.#history = { js, jsm, patterns: opts.subjects, trie, maxAgeSec: opts.maxAgeSec };
     for (const p of opts.subjects) {
-      const consumer = await js.consumers.get(HISTORY_STREAM, { filter_subjects: this.#prefix + p, deliver_policy: DeliverPolicy.New });
+      const consumer = await js.consumers.get(this.historyStream, { filter_subjects: this.#prefix + p, deliver_policy: DeliverPolicy.New });
       await consumer.consume({
         callback: (m) => {
           const reply = m.headers?.get(REPLY_HEADER) || undefined;
@@ -281,10 +280,10 @@ export class NatsBus implements Bus {
     }
   }
 
-  async subscribeAcked(pattern: string, durable: string, ackWaitMs: number, deliver: (msg: BusMessage, handle: AckHandle) => void): Promise<AckedSubscription> {
+  async subscribeAcked(pattern: string, durableName: string, ackWaitMs: number, deliver: (msg: BusMessage, handle: AckHandle) => void): Promise<AckedSubscription> {
     const h = this.#history;
     if (!h) throw new RequestError('bus_unavailable', 'no history configured');
-    const name = `wsb_${durable}`;
+    const name = durableName;
     const config = {
       durable_name: name,
       filter_subject: this.#toNats(pattern),
@@ -295,11 +294,12 @@ export class NatsBus implements Bus {
       inactive_threshold: h.maxAgeSec * 1_000_000_000,
     };
     try {
-      await h.jsm.consumers.add(HISTORY_STREAM, config);
+      await h.jsm.consumers.add(this.historyStream, config);
     } catch {
-      await h.jsm.consumers.update(HISTORY_STREAM, name, { ack_wait: config.ack_wait, filter_subject: config.filter_subject });
+      // The name is scoped to principal and pattern (scopedDurableName): only ack_wait can differ.
+      await h.jsm.consumers.update(this.historyStream, name, { ack_wait: config.ack_wait });
     }
-    const consumer = await h.js.consumers.get(HISTORY_STREAM, name);
+    const consumer = await h.js.consumers.get(this.historyStream, name);
     // Short pull expiry: after stop(), the server stops routing to this node within 2 s.
     const messages = await consumer.consume({
       expires: 2000,
@@ -325,14 +325,14 @@ export class NatsBus implements Bus {
   async replay(pattern: string, since: number, sink: ReplaySink): Promise<ReplayResult> {
     const h = this.#history;
     if (!h) throw new RequestError('bus_unavailable', 'no history configured');
-    const info = await h.jsm.streams.info(HISTORY_STREAM);
+    const info = await h.jsm.streams.info(this.historyStream);
     const first = info.state.first_seq;
     const last = info.state.last_seq;
     const lost = info.state.messages > 0 ? since + 1 < first : since < last;
     if (lost) sink.lost(first);
     let lastSeq = since;
     if (since >= last || info.state.messages === 0) return { lost, firstSeq: first, lastSeq };
-    const consumer = await h.js.consumers.get(HISTORY_STREAM, { filter_subjects: this.#prefix + pattern, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(since + 1, first) });
+    const consumer = await h.js.consumers.get(this.historyStream, { filter_subjects: this.#prefix + pattern, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(since + 1, first) });
     // Read up to the sequence that was last when the replay began; newer ones arrive live.
     while (lastSeq < last) {
       const batch = await consumer.fetch({ max_messages: 256, expires: 1000 });

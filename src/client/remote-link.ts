@@ -11,8 +11,10 @@ import type { LinkConfig } from '../config/load.ts';
 import type { Logger } from '../observability/logger.ts';
 import { backoffDelay } from './backoff.ts';
 import { decodeBase64 } from '../protocol/codec.ts';
-import { INTERNAL_PREFIX, subjectError, isInternalSubject } from '../protocol/subject.ts';
+import { subjectError, MAX_SUBJECT_LENGTH } from '../protocol/subject.ts';
 import { ProtocolError } from '../protocol/errors.ts';
+import { isReserved, LINK_REPLY_PREFIX } from '../security/subject-policy.ts';
+import type { GrantLimits } from '../security/subject-policy.ts';
 
 export type LinkState = 'connecting' | 'open' | 'reconnecting' | 'failed' | 'closed';
 
@@ -24,8 +26,10 @@ export interface LinkStats {
   droppedOffline: number;
 }
 
-/** Local subject prefix under which replies travel back to this link's remote server. */
-const LINK_REPLY_PREFIX = `${INTERNAL_PREFIX}L.`;
+/** Prefix of the opaque reply_to aliases a link shows its remote (FORWARD_REPLIES). */
+export const LINK_ALIAS_PREFIX = '_WSB.LR.';
+
+const DEFAULT_GRANTS: GrantLimits = { ttlMs: 60_000, maxReplies: 1, maxGrants: 256 };
 
 export class RemoteLink extends EventEmitter {
   readonly id = randomBytes(6).toString('base64url');
@@ -41,21 +45,27 @@ export class RemoteLink extends EventEmitter {
   #awaitingPong = false;
   #offline: string[] = [];
   #subs: BusSubscription[] = [];
+  /** `_WSB.L.<128 random bits>.`: local reply subjects that lead back to the remote's reply_to. */
   #replyPrefix: string;
+  /** reply_to aliases shown to the remote → the local reply subject each stands for (bounded). */
+  #aliases = new Map<string, { target: string; expires: number; left: number }>();
+  #grants: GrantLimits;
 
-  constructor(config: LinkConfig, bus: Bus, log: Logger) {
+  constructor(config: LinkConfig, bus: Bus, log: Logger, grants: GrantLimits = DEFAULT_GRANTS) {
     super();
     this.config = config;
     this.#bus = bus;
+    this.#grants = grants;
     this.#log = log.child({ link: this.id, url: redactUrl(config.uri) });
-    this.#replyPrefix = `${LINK_REPLY_PREFIX}${this.id}.`;
+    this.#replyPrefix = `${LINK_REPLY_PREFIX}${randomBytes(16).toString('base64url')}.`;
   }
 
   start(): void {
     for (const pattern of this.config.forward) {
       this.#subs.push(this.#bus.subscribe(pattern, (msg) => {
-        // Gateway-internal subjects stay local; messages from this remote never go back to it.
-        if (msg.origin === this.id || isInternalSubject(msg.subject)) return;
+        // Reserved subjects never reach this subscription (the bus filters them); messages from
+        // this remote never go back to it.
+        if (msg.origin === this.id) return;
         this.#send(msg.subject, msg);
       }));
     }
@@ -145,7 +155,14 @@ export class RemoteLink extends EventEmitter {
   }
 
   #receive(data: Buffer, isBinary: boolean): void {
-    const msg = this.#asEnvelope(data, isBinary);
+    let msg = this.#asEnvelope(data, isBinary);
+    if (msg && isReserved(msg.subject)) {
+      // The remote answers a reply_to alias it was shown: the answer goes to the local reply
+      // subject behind it, once. Any other reserved subject is not the remote's to use: the
+      // frame is treated as raw.
+      const target = this.#useAlias(msg.subject);
+      msg = target === undefined ? null : { subject: target, body: msg.body, replyTo: null };
+    }
     if (msg) this.stats.received++;
     else this.stats.receivedRaw++;
     const out: BusMessage = msg ?? { subject: this.config.rawSubject, body: data, replyTo: null };
@@ -179,16 +196,41 @@ export class RemoteLink extends EventEmitter {
       throw err;
     }
     let replyTo: string | null = null;
-    if (typeof o.reply_to === 'string' && subjectError(o.reply_to, false) === null) {
-      // Answers to this reply subject must travel back over this link, whatever handler sends them.
+    if (typeof o.reply_to === 'string' && subjectError(o.reply_to, false) === null && this.#replyPrefix.length + o.reply_to.length <= MAX_SUBJECT_LENGTH) {
+      // Answers to this reply subject must travel back over this link, whatever handler sends
+      // them; local responders are handed it like any reply subject (a grant).
       replyTo = this.#replyPrefix + o.reply_to;
     }
     return { subject: o.subject, body, replyTo };
   }
 
+  /**
+   * What the remote sees as reply_to: nothing by default (local reply subjects are not shown to
+   * remotes); with FORWARD_REPLIES, an opaque alias answerable like a grant (REPLY_GRANT_*).
+   */
+  #replyAlias(replyTo: string | null | undefined): string | null {
+    if (!replyTo || !this.config.forwardReplies) return null;
+    const g = this.#grants;
+    const now = Date.now();
+    if (this.#aliases.size >= g.maxGrants) {
+      for (const [k, v] of this.#aliases) if (v.expires < now) this.#aliases.delete(k);
+      if (this.#aliases.size >= g.maxGrants) this.#aliases.delete(this.#aliases.keys().next().value!);
+    }
+    const alias = LINK_ALIAS_PREFIX + randomBytes(16).toString('base64url');
+    this.#aliases.set(alias, { target: replyTo, expires: now + g.ttlMs, left: g.maxReplies });
+    return alias;
+  }
+
+  #useAlias(subject: string): string | undefined {
+    const a = this.#aliases.get(subject);
+    if (!a) return undefined;
+    if (a.expires < Date.now() || --a.left <= 0) this.#aliases.delete(subject);
+    return a.expires < Date.now() ? undefined : a.target;
+  }
+
   #send(subject: string, msg: BusMessage): void {
     const body = Buffer.isBuffer(msg.body) ? msg.body : Buffer.from(msg.body.buffer, msg.body.byteOffset, msg.body.byteLength);
-    const frame = JSON.stringify({ subject, body: body.toString('base64'), reply_to: msg.replyTo ?? null });
+    const frame = JSON.stringify({ subject, body: body.toString('base64'), reply_to: this.#replyAlias(msg.replyTo) });
     if (this.#ws?.readyState === WebSocket.OPEN) {
       this.#write(frame);
       return;
@@ -216,6 +258,7 @@ export class RemoteLink extends EventEmitter {
     this.#stopKeepalive();
     for (const s of this.#subs) s.unsubscribe();
     this.#subs = [];
+    this.#aliases.clear();
     const ws = this.#ws;
     if (!ws || ws.readyState === WebSocket.CLOSED) return;
     await new Promise<void>((resolve) => {

@@ -11,7 +11,6 @@ import { golemWebsocketImports } from './outbound/golem-websocket.ts';
 import { unversioned } from './loader.ts';
 import type { Gateway } from '../gateway/gateway.ts';
 import type { ComponentConfig } from './component-config.ts';
-import type { BrokerMessage } from '../gateway/messaging.ts';
 
 export interface RunningComponent {
   id: string;
@@ -23,9 +22,11 @@ export interface RunningComponent {
 /** Loads a component and links it to the gateway. Throws ComponentLoadError when it cannot run. */
 export async function startComponent(gw: Gateway, cfg: ComponentConfig, cacheDir: string): Promise<RunningComponent> {
   const loaded = await loadComponent(cfg.path, cacheDir);
+  // The component's consumer publishes as the component (subject policy: user subjects, and the
+  // reply subjects it was handed).
   const consumer = gw.linkTarget(cfg.id);
   // With a bus that acknowledges (NATS), consumer.publish reports whether NATS took the message.
-  const host = gw.bus.publishAcked ? { ...consumer, publishAcked: (m: BrokerMessage) => gw.publishAcked(m) } : consumer;
+  const host = gw.bus.publishAcked ? consumer : { publish: consumer.publish, request: consumer.request };
   const c = gw.config;
   const sockets = new ComponentSockets(
     { allow: c.outboundAllow, maxConnections: c.outboundMaxConnections, receiveQueue: c.outboundReceiveQueue },

@@ -6,12 +6,14 @@ import { SETTINGS, SETTING_BY_KEY } from './settings.ts';
 import type { Setting } from './settings.ts';
 import type { LogLevel } from '../observability/logger.ts';
 import type { SlowConsumerPolicy } from '../sessions/session.ts';
-import { subjectError, INTERNAL_PREFIX } from '../protocol/subject.ts';
+import { subjectError } from '../protocol/subject.ts';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { ComponentConfig } from '../components/component-config.ts';
 import { defaultComponentId } from '../components/component-config.ts';
-import type { AuthConfig } from '../auth/authenticator.ts';
+import type { AuthConfig, NamedToken } from '../auth/authenticator.ts';
+import type { GrantLimits } from '../security/subject-policy.ts';
+import { isReserved } from '../security/subject-policy.ts';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -35,6 +37,8 @@ export interface LinkConfig {
   keepaliveIntervalMs: number;
   rawSubject: string;
   forward: string[];
+  /** Whether forwarded messages carry an answerable reply_to alias. */
+  forwardReplies: boolean;
   offlineQueueMax: number;
   maxMessageBytes: number;
 }
@@ -57,6 +61,8 @@ export interface Config {
   slowConsumerPolicy: SlowConsumerPolicy;
   maxSubscriptions: number;
   maxPendingRequests: number;
+  /** How reply subjects handed to a session or component may be answered. */
+  grants: GrantLimits;
   requestTimeoutMs: number;
   maxRequestTimeoutMs: number;
   shutdownTimeoutMs: number;
@@ -185,7 +191,7 @@ function readFile(path: string): Record<string, unknown> {
   return obj as Record<string, unknown>;
 }
 
-const FILE_EXTRA_KEYS = new Set(['links', 'components']);
+const FILE_EXTRA_KEYS = new Set(['links', 'components', 'tokens']);
 
 function checkKeys(obj: Record<string, unknown>, where: string, allowed: (key: string) => boolean): void {
   for (const k of Object.keys(obj)) {
@@ -247,6 +253,7 @@ export function loadConfig(sources: ConfigSources): Config {
       jwks: get('JWT_JWKS'),
       jwtIssuer: get('JWT_ISSUER'),
       jwtAudience: get('JWT_AUDIENCE'),
+      tokens: namedTokens(file.tokens, `${fileSource}: tokens`),
     },
     authDeadlineMs: get('AUTH_DEADLINE_MS'),
     tls: undefined,
@@ -266,6 +273,7 @@ export function loadConfig(sources: ConfigSources): Config {
     slowConsumerPolicy: get('SLOW_CONSUMER_POLICY'),
     maxSubscriptions: get('MAX_SUBSCRIPTIONS'),
     maxPendingRequests: get('MAX_PENDING_REQUESTS'),
+    grants: { ttlMs: get('REPLY_GRANT_TTL_MS'), maxReplies: get('REPLY_GRANT_MAX_REPLIES'), maxGrants: get('REPLY_GRANTS_MAX') },
     requestTimeoutMs: get('REQUEST_TIMEOUT_MS'),
     maxRequestTimeoutMs: get('MAX_REQUEST_TIMEOUT_MS'),
     shutdownTimeoutMs: get('SHUTDOWN_TIMEOUT_MS'),
@@ -316,7 +324,7 @@ export function loadConfig(sources: ConfigSources): Config {
     };
   }
   for (const p of config.history.subjects) {
-    const e = subjectError(p, true) ?? (p.startsWith(INTERNAL_PREFIX) ? 'reserved' : null);
+    const e = subjectError(p, true) ?? (isReserved(p) ? 'reserved (_WSB., _INBOX. and $ subjects are the gateway\'s and NATS\'s own)' : null);
     if (e) throw new ConfigError(`HISTORY_SUBJECTS: ${JSON.stringify(p)}: ${e}`);
   }
   if (config.history.subjects.length > 0 && !config.nats) throw new ConfigError('HISTORY_SUBJECTS needs NATS_URL: history is kept in NATS JetStream');
@@ -380,7 +388,7 @@ function componentConfig(c: unknown, where: string, defaults: { poolSize: number
   const subscriptions = subs.map((s: unknown) => {
     const subject = typeof s === 'object' && s !== null ? (s as Record<string, unknown>).subject : s;
     const q = typeof s === 'object' && s !== null ? (s as Record<string, unknown>).queue ?? queue : queue;
-    const e = subjectError(subject, true) ?? (typeof subject === 'string' && subject.startsWith(INTERNAL_PREFIX) ? `subjects under ${INTERNAL_PREFIX} are reserved` : null);
+    const e = subjectError(subject, true) ?? (typeof subject === 'string' && isReserved(subject) ? 'reserved (_WSB., _INBOX. and $ subjects are the gateway\'s and NATS\'s own)' : null);
     if (e) throw new ConfigError(`${where}: subscription ${JSON.stringify(subject)}: ${e}`);
     if (q !== undefined && (typeof q !== 'string' || subjectError(q, false))) throw new ConfigError(`${where}: queue ${JSON.stringify(q)} is not a valid group name`);
     return { subject: subject as string, queue: q as string | undefined };
@@ -402,6 +410,34 @@ function componentConfig(c: unknown, where: string, defaults: { poolSize: number
     env: stringMap(o.env, `${where}: env`),
     preopens: stringMap(o.preopens, `${where}: preopens`),
   };
+}
+
+/** The config file's `tokens`: [{"name","token","pub"?,"subs"?}], static tokens with permissions. */
+function namedTokens(v: unknown, where: string): NamedToken[] | undefined {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v)) throw new ConfigError(`${where}: expected an array of {"name","token","pub","subs"}`);
+  const names = new Set<string>();
+  return v.map((e: unknown, i) => {
+    const at = `${where}[${i}]`;
+    if (typeof e !== 'object' || e === null || Array.isArray(e)) throw new ConfigError(`${at}: must be an object`);
+    const o = e as Record<string, unknown>;
+    checkKeys(o, at, (k) => ['name', 'token', 'pub', 'subs'].includes(k));
+    if (typeof o.name !== 'string' || !/^[A-Za-z0-9_.@-]{1,64}$/.test(o.name)) throw new ConfigError(`${at}: name must be 1-64 characters of A-Z a-z 0-9 _ . @ -`);
+    if (names.has(o.name)) throw new ConfigError(`${at}: two tokens are named ${JSON.stringify(o.name)}`);
+    names.add(o.name);
+    if (typeof o.token !== 'string' || o.token.length < 16) throw new ConfigError(`${at}: token must be a string of at least 16 characters`);
+    const patterns = (key: 'pub' | 'subs'): string[] | undefined => {
+      const list = o[key];
+      if (list === undefined) return undefined;
+      if (!Array.isArray(list)) throw new ConfigError(`${at}: ${key} must be an array of subject patterns`);
+      for (const p of list) {
+        const err = subjectError(p, true) ?? (isReserved(p as string) ? 'reserved' : null);
+        if (err) throw new ConfigError(`${at}: ${key}: ${JSON.stringify(p)}: ${err}`);
+      }
+      return list as string[];
+    };
+    return { name: o.name, token: o.token, pub: patterns('pub'), subs: patterns('subs') };
+  });
 }
 
 function stringMap(v: unknown, where: string): Record<string, string> {
@@ -432,11 +468,11 @@ function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string
   addHeaders([...raw.entries()].map(([k, r]) => [k, r.value]), 'config');
   addHeaders(Object.entries(own), where);
   const rawSubject = pick<string>('RAW_SUBJECT');
-  const subjErr = subjectError(rawSubject, false);
+  const subjErr = subjectError(rawSubject, false) ?? (isReserved(rawSubject) ? 'reserved' : null);
   if (subjErr) throw new ConfigError(`RAW_SUBJECT: ${subjErr}`);
   const forward = pick<string[]>('FORWARD');
   for (const f of forward) {
-    const e = subjectError(f, true);
+    const e = subjectError(f, true) ?? (isReserved(f) ? 'reserved (_WSB., _INBOX. and $ subjects never leave the gateway)' : null);
     if (e) throw new ConfigError(`FORWARD: ${JSON.stringify(f)}: ${e}`);
   }
   const reconnect = { baseMs: pick<number>('RECONNECT_BASE_MS'), maxMs: pick<number>('RECONNECT_MAX_MS'), maxAttempts: pick<number>('RECONNECT_MAX_ATTEMPTS') };
@@ -451,6 +487,7 @@ function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string
     keepaliveIntervalMs: pick<number>('KEEPALIVE_INTERVAL_SEC') * 1000,
     rawSubject,
     forward,
+    forwardReplies: pick('FORWARD_REPLIES'),
     offlineQueueMax: pick('OFFLINE_QUEUE_MAX'),
     maxMessageBytes: pick('MAX_MESSAGE_BYTES'),
   };

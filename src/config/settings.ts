@@ -56,6 +56,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'MAX_BUFFERED_BYTES', type: int(1024, 1024 * 1024 * 1024), default: 4 * 1024 * 1024, scope: 'server', doc: 'Per-session outbound bytes waiting in the socket beyond which SLOW_CONSUMER_POLICY applies.' },
   { key: 'SLOW_CONSUMER_POLICY', type: { kind: 'enum', values: ['close', 'drop'] }, default: 'close', scope: 'server', doc: 'close: close a slow session with 1013; drop: drop messages for it while it is over the bound (counted).' },
   { key: 'MAX_SUBSCRIPTIONS', type: int(1, 1_000_000), default: 1000, scope: 'server', doc: 'Subscriptions one session may hold; more gets error limit_exceeded.' },
+  { key: 'REPLY_GRANT_TTL_MS', type: int(100, 3_600_000), default: 60_000, scope: 'both', doc: 'A session (or component) may answer a reply subject it was handed for this long after receiving it (see docs/protocol.md, Subjects).' },
+  { key: 'REPLY_GRANT_MAX_REPLIES', type: int(1, 1000), default: 1, scope: 'both', doc: 'Answers one received message allows to its reply subject (NATS allow_responses counts the same way).' },
+  { key: 'REPLY_GRANTS_MAX', type: int(1, 100_000), default: 256, scope: 'both', doc: 'Reply subjects one session or component can hold answerable at once; past it the oldest is forgotten.' },
   { key: 'MAX_PENDING_REQUESTS', type: int(1, 1_000_000), default: 100, scope: 'server', doc: 'Requests (op req) one session may have in flight; more gets error too_many_requests.' },
   { key: 'REQUEST_TIMEOUT_MS', type: int(1, 3_600_000), default: 5000, scope: 'both', doc: 'Timeout of a request that gives no timeout_ms.' },
   { key: 'MAX_REQUEST_TIMEOUT_MS', type: int(1, 3_600_000), default: 60_000, scope: 'both', doc: 'Upper bound applied to any timeout_ms.' },
@@ -90,6 +93,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'KEEPALIVE_INTERVAL_SEC', type: int(0, 3600), default: 30, scope: 'client', perLink: true, doc: 'Ping interval; a peer that has not answered the previous ping by the next one is dead and the link reconnects. 0 disables.' },
   { key: 'RAW_SUBJECT', type: { kind: 'string' }, default: 'ws.in', scope: 'client', perLink: true, doc: 'Subject for frames from the remote server that are not v1 envelopes (any text or binary feed).' },
   { key: 'FORWARD', type: { kind: 'list' }, default: ['>'], scope: 'client', perLink: true, doc: 'Comma-separated subject patterns: local publishes matching them are sent to the remote server as v1 envelopes.' },
+  { key: 'FORWARD_REPLIES', type: { kind: 'bool' }, default: false, scope: 'client', perLink: true, doc: 'Forwarded messages carry a reply_to the remote can answer: an opaque _WSB.LR.<token> alias, answerable once within REPLY_GRANT_TTL_MS. false: reply_to is null, and no local reply subject is shown to the remote.' },
   { key: 'OFFLINE_QUEUE_MAX', type: int(0, 1_000_000), default: 1000, scope: 'client', perLink: true, doc: 'Outbound messages kept while the link is reconnecting; past it the oldest are dropped (counted).' },
 ];
 

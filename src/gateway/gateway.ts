@@ -4,6 +4,7 @@
 import { MemoryBus } from '../bus/memory-bus.ts';
 import type { Bus, BusMessage, BusSubscription } from '../bus/bus.ts';
 import { RequestError } from '../bus/bus.ts';
+import { RequestInbox } from '../bus/request-inbox.ts';
 import { SessionHub } from '../sessions/hub.ts';
 import type { SessionInfo } from '../sessions/session.ts';
 import { GatewayServer } from '../server/gateway-server.ts';
@@ -12,7 +13,9 @@ import { loadConfig } from '../config/load.ts';
 import type { Config, LinkConfig } from '../config/load.ts';
 import { silentLogger } from '../observability/logger.ts';
 import type { Logger } from '../observability/logger.ts';
-import { INTERNAL_PREFIX, subjectError, isInternalSubject } from '../protocol/subject.ts';
+import { subjectError } from '../protocol/subject.ts';
+import { checkPublish, checkReplyTo, checkRequest, isReserved, NODE_PREFIX, ReplyGrants, scopedStateName } from '../security/subject-policy.ts';
+import type { Actor, Denial } from '../security/subject-policy.ts';
 import { ok, err } from './messaging.ts';
 import type { ComponentConfig } from '../components/component-config.ts';
 import type { RunningComponent } from '../components/component-host.ts';
@@ -29,7 +32,15 @@ export interface GatewayStats {
 interface LinkedComponent {
   subscriptions: BusSubscription[];
   linkKeys: Set<string>;
+  /** What the component may publish to: user subjects, and reply subjects it was handed. */
+  actor: { role: 'component'; grants: ReplyGrants };
 }
+
+/** The operator API and the TypeScript API: user subjects and the gateway's reply subjects. */
+export const OPERATOR: Actor = { role: 'operator' };
+
+/** The wasmcloud:messaging error string for a refused subject: "<code>: <message>". */
+const refused = (d: Denial): Result<never, string> => err(`${d.code}: ${d.message}`);
 
 /** The id under which links from the gateway's own configuration are held. */
 const CONFIG_OWNER = '\0config';
@@ -38,6 +49,8 @@ export class Gateway {
   readonly config: Config;
   readonly log: Logger;
   readonly bus: Bus;
+  /** This node's request inbox (client req, consumer.request, the TypeScript API). */
+  readonly inbox: RequestInbox;
   readonly hub: SessionHub;
   readonly stats: GatewayStats = { handlerCalls: 0, handlerErrors: 0, outbound: { open: 0, opened: 0, bytesIn: 0, bytesOut: 0 } };
   server: GatewayServer | undefined;
@@ -57,7 +70,8 @@ export class Gateway {
     if (bus instanceof MemoryBus) {
       bus.onHandlerError = (e, subject) => log.error({ err: e, subject }, 'bus subscriber threw');
     }
-    this.hub = new SessionHub(bus, log, {
+    this.inbox = new RequestInbox(bus);
+    this.hub = new SessionHub(bus, this.inbox, log, {
       defaultRequestTimeoutMs: config.requestTimeoutMs,
       maxRequestTimeoutMs: config.maxRequestTimeoutMs,
       maxPendingRequests: config.maxPendingRequests,
@@ -107,9 +121,10 @@ export class Gateway {
       }
     }
     // Operator closes of sessions on this node, sent from any node.
-    bus.subscribe(`${INTERNAL_PREFIX}N.${bus.nodeId}.close`, (m) => this.closeSession(Buffer.from(m.body).toString()));
+    bus.subscribe(`${NODE_PREFIX}${bus.nodeId}.close`, (m) => this.closeSession(Buffer.from(m.body).toString()));
     try {
-      this.#presence = await Presence.start(bus.nc, 'wsbridge_presence', bus.nodeId, this.config.presenceTtlSec, () => this.listSessions(), this.log);
+      // The bucket is named per NATS_PREFIX: tenants sharing a NATS never see each other's sessions.
+      this.#presence = await Presence.start(bus.nc, scopedStateName('wsbridge_presence', bus.prefix), bus.nodeId, this.config.presenceTtlSec, () => this.listSessions(), this.log);
       this.hub.onChange = () => this.#presence?.changed();
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, 'cluster presence unavailable (is JetStream enabled on the NATS server?): listing local sessions only');
@@ -148,9 +163,19 @@ export class Gateway {
 
   // ── wasmcloud:messaging/consumer ──────────────────────────────────────────────────────────
 
-  publish(msg: BrokerMessage): Result<void, string> {
+  /** Checks a message against the subject policy for `actor`; null when it may go out. */
+  #check(msg: BrokerMessage, actor: Actor): Result<never, string> | null {
     const e = subjectError(msg.subject, false) ?? (msg.replyTo ? subjectError(msg.replyTo, false) : null);
-    if (e) return err(`invalid subject: ${e}`);
+    if (e) return err(`invalid_subject: ${e}`);
+    // reply_to first: a refused message must not use up a reply grant.
+    const d = (msg.replyTo ? checkReplyTo(actor, msg.replyTo) : null) ?? checkPublish(actor, msg.subject);
+    return d ? refused(d) : null;
+  }
+
+  /** Publishes as `actor` (default: the operator, i.e. the TypeScript API itself). */
+  publish(msg: BrokerMessage, actor: Actor = OPERATOR): Result<void, string> {
+    const refusal = this.#check(msg, actor);
+    if (refusal) return refusal;
     try {
       this.bus.publish({ subject: msg.subject, body: msg.body, replyTo: msg.replyTo ?? null });
       return ok(undefined);
@@ -160,10 +185,10 @@ export class Gateway {
   }
 
   /** publish, resolved once the bus has accepted the message (NATS ack, JetStream store). */
-  async publishAcked(msg: BrokerMessage): Promise<Result<void, string>> {
-    if (!this.bus.publishAcked) return this.publish(msg);
-    const e = subjectError(msg.subject, false) ?? (msg.replyTo ? subjectError(msg.replyTo, false) : null);
-    if (e) return err(`invalid subject: ${e}`);
+  async publishAcked(msg: BrokerMessage, actor: Actor = OPERATOR): Promise<Result<void, string>> {
+    if (!this.bus.publishAcked) return this.publish(msg, actor);
+    const refusal = this.#check(msg, actor);
+    if (refusal) return refusal;
     try {
       await this.bus.publishAcked({ subject: msg.subject, body: msg.body, replyTo: msg.replyTo ?? null });
       return ok(undefined);
@@ -172,12 +197,16 @@ export class Gateway {
     }
   }
 
-  async request(subject: string, body: Uint8Array, timeoutMs: number): Promise<Result<BrokerMessage, string>> {
+  async request(subject: string, body: Uint8Array, timeoutMs: number, actor: Actor = OPERATOR): Promise<Result<BrokerMessage, string>> {
     const e = subjectError(subject, false);
-    if (e) return err(`invalid subject: ${e}`);
+    if (e) return err(`invalid_subject: ${e}`);
+    const d = checkRequest(actor, subject);
+    if (d) return refused(d);
     const timeout = Math.min(timeoutMs > 0 ? timeoutMs : this.config.requestTimeoutMs, this.config.maxRequestTimeoutMs);
     try {
-      const reply = await this.bus.request(subject, body, timeout);
+      const reply = await this.inbox.request(subject, body, timeout);
+      // The requester (a component) may answer the reply's own reply_to.
+      if (reply.replyTo && actor.grants) actor.grants.grant(reply.replyTo);
       return ok({ subject: reply.subject, body: reply.body, replyTo: reply.replyTo ?? null });
     } catch (e2) {
       // The error string starts with the protocol's code so callers can tell the cases apart.
@@ -193,12 +222,14 @@ export class Gateway {
    * AUTH_TOKEN, HEADER_<name>), the gateway dials that server; links with the same URL and
    * handshake share one connection.
    */
-  linkTarget(componentId: string, remote?: Record<string, string>): Consumer {
+  linkTarget(componentId: string, remote?: Record<string, string>): Consumer & { publishAcked(msg: BrokerMessage): Promise<Result<void, string>> } {
     const c = this.#component(componentId);
     if (remote) c.linkKeys.add(this.#acquireLink(componentId, resolveLink(remote)));
+    // A component publishes as itself: user subjects, and the reply subjects it was handed.
     return {
-      publish: (msg) => this.publish(msg),
-      request: (subject, body, timeoutMs) => this.request(subject, body, timeoutMs),
+      publish: (msg) => this.publish(msg, c.actor),
+      publishAcked: (msg) => this.publishAcked(msg, c.actor),
+      request: (subject, body, timeoutMs) => this.request(subject, body, timeoutMs, c.actor),
     };
   }
 
@@ -209,8 +240,8 @@ export class Gateway {
       const { subject, queue } = typeof s === 'string' ? { subject: s, queue: undefined } : s;
       const e = subjectError(subject, true);
       if (e) throw new Error(`subscription ${JSON.stringify(subject)}: ${e}`);
-      if (subject.startsWith(INTERNAL_PREFIX)) throw new Error(`subscription ${subject}: subjects under ${INTERNAL_PREFIX} are reserved`);
-      c.subscriptions.push(this.bus.subscribe(subject, (msg) => this.#callHandler(componentId, handler, msg), { queue }));
+      if (isReserved(subject)) throw new Error(`subscription ${subject}: reserved (_WSB., _INBOX. and $ subjects are the gateway's and NATS's own)`);
+      c.subscriptions.push(this.bus.subscribe(subject, (msg) => this.#callHandler(componentId, c, handler, msg), { queue }));
     }
     if (remote) c.linkKeys.add(this.#acquireLink(componentId, resolveLink(remote)));
   }
@@ -243,13 +274,14 @@ export class Gateway {
 
   #component(id: string): LinkedComponent {
     let c = this.#components.get(id);
-    if (!c) this.#components.set(id, (c = { subscriptions: [], linkKeys: new Set() }));
+    if (!c) this.#components.set(id, (c = { subscriptions: [], linkKeys: new Set(), actor: { role: 'component', grants: new ReplyGrants(this.config.grants) } }));
     return c;
   }
 
-  #callHandler(componentId: string, handler: Handler, msg: BusMessage): void {
-    if (isInternalSubject(msg.subject)) return; // wildcards never reach the gateway's own traffic
+  #callHandler(componentId: string, c: LinkedComponent, handler: Handler, msg: BusMessage): void {
+    // Reserved subjects never reach a handler's subscription: the bus filters them.
     this.stats.handlerCalls++;
+    if (msg.replyTo) c.actor.grants.grant(msg.replyTo);
     const failed = (reason: string) => {
       this.stats.handlerErrors++;
       this.log.warn({ component: componentId, subject: msg.subject, reason }, 'handler failed');
@@ -268,7 +300,7 @@ export class Gateway {
     const key = linkKey(cfg);
     let entry = this.#links.get(key);
     if (!entry) {
-      const link = new RemoteLink(cfg, this.bus, this.log);
+      const link = new RemoteLink(cfg, this.bus, this.log, this.config.grants);
       link.on('error', () => {}); // logged by the link; an error event must never crash the node
       entry = { link, owners: new Set() };
       this.#links.set(key, entry);
@@ -293,17 +325,34 @@ export class Gateway {
     return [...this.hub.sessions.values()].map((s) => s.info());
   }
 
-  /** Sends to one session on any node; false when no node has it. */
+  /**
+   * Sends to one session on any node, as a message on `msg.subject` (the seed's operation; an
+   * operator, component and TypeScript-API operation, never a client one). False when no node
+   * has the session. Throws SubjectRefused when the subject or reply_to may not be used.
+   */
   async sendToSession(sessionId: string, msg: BrokerMessage): Promise<boolean> {
-    if ((await this.#locate(sessionId)) === undefined) return false;
-    this.hub.sendToSession(sessionId, msg);
+    this.#checkOutgoing(msg);
+    const where = await this.#locate(sessionId);
+    if (where === undefined) return false;
+    if (where === 'local') return this.hub.sendToLocalSession(sessionId, msg);
+    this.hub.sendToRemoteSession(where, sessionId, msg);
     return true;
   }
 
   /** Sends to every session; returns how many local sessions it was written to. */
   broadcast(msg: BrokerMessage): number {
+    this.#checkOutgoing(msg);
     this.hub.broadcast(msg);
     return this.hub.sessions.size;
+  }
+
+  /** What the operator sends to sessions goes to a user subject, with a reply_to it may name. */
+  #checkOutgoing(msg: BrokerMessage): void {
+    const e = subjectError(msg.subject, false) ?? (msg.replyTo ? subjectError(msg.replyTo, false) : null);
+    if (e) throw new SubjectRefused('invalid_subject', e);
+    if (isReserved(msg.subject)) throw new SubjectRefused('invalid_subject', `${msg.subject} is reserved: sessions receive user subjects only`);
+    const d = msg.replyTo ? checkReplyTo(OPERATOR, msg.replyTo) : null;
+    if (d) throw new SubjectRefused(d.code, d.message);
   }
 
   closeSession(sessionId: string, code = 1000, reason = 'closed by operator'): boolean {
@@ -318,7 +367,7 @@ export class Gateway {
     const where = await this.#locate(sessionId);
     if (where === undefined) return false;
     if (where === 'local') return this.closeSession(sessionId);
-    this.bus.publish({ subject: `${INTERNAL_PREFIX}N.${where}.close`, body: Buffer.from(sessionId), replyTo: null });
+    this.bus.publish({ subject: `${NODE_PREFIX}${where}.close`, body: Buffer.from(sessionId), replyTo: null });
     return true;
   }
 
@@ -348,10 +397,20 @@ export class Gateway {
       for (const w of this.wasm.values()) w.pool.close();
       this.wasm.clear();
       await this.hub.close();
+      this.inbox.close();
       await this.#presence?.stop();
       await this.bus.close();
     })();
     return this.#closing;
+  }
+}
+
+/** The subject policy refused a subject the operator or TypeScript API named. */
+export class SubjectRefused extends Error {
+  readonly code: 'invalid_subject' | 'permission_denied';
+  constructor(code: 'invalid_subject' | 'permission_denied', message: string) {
+    super(message);
+    this.code = code;
   }
 }
 

@@ -33,5 +33,5 @@ export type ServerFrame =
   | { op: 'ok'; id: string }
   | { op: 'pong'; id?: string }
   | { op: 'res'; id: string; msg: BrokerMessage }
-  | { op: 'error'; code: ErrorCode; message: string; id?: string | undefined }
+  | { op: 'error'; code: ErrorCode; message: string; id?: string | undefined; subject?: string | undefined }
   | { op: 'history_lost'; subject: string; since: number; first_seq: number; id?: string | undefined };

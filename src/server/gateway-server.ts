@@ -12,7 +12,6 @@ import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
 import { Session } from '../sessions/session.ts';
 import type { SessionLimits } from '../sessions/session.ts';
-import { SessionHub } from '../sessions/hub.ts';
 import { codecFor, CloseError } from '../protocol/codec.ts';
 import { ProtocolError, CloseCodes } from '../protocol/errors.ts';
 import { SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK } from '../protocol/frames.ts';
@@ -215,8 +214,9 @@ export class GatewayServer {
     const hub = this.#gw.hub;
     const id = randomBytes(16).toString('base64url'); // 128 random bits
     const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? 0}`;
-    const session = new Session(id, SessionHub.replySubjectFor(id), ws, remote, codecFor(ws.protocol || undefined), (this.#sessionLimits ??= {
+    const session = new Session(id, hub.newReplySubject(), ws, remote, codecFor(ws.protocol || undefined), (this.#sessionLimits ??= {
       maxBufferedBytes: this.#config.maxBufferedBytes,
+      grants: this.#config.grants,
       slowConsumerPolicy: this.#config.slowConsumerPolicy,
       totals: this.#gw.hub.totals,
     }));

@@ -7,6 +7,7 @@ import { ProtocolError } from '../protocol/errors.ts';
 import type { BrokerMessage } from '../protocol/frames.ts';
 import type { Config } from '../config/load.ts';
 import type { Gateway } from '../gateway/gateway.ts';
+import { SubjectRefused } from '../gateway/gateway.ts';
 
 function send(res: ServerResponse, status: number, body?: unknown, headers: Record<string, string> = {}): void {
   if (body === undefined) {
@@ -96,7 +97,12 @@ export async function handleOperatorApi(gw: Gateway, config: Config, req: Incomi
     if (method !== 'POST') return fail(res, 405, 'method_not_allowed', 'use POST', { allow: 'POST' });
     const msg = await readEnvelope(req, res, config);
     if (!msg) return;
-    if (!(await gw.sendToSession(parts[2]!, msg))) return fail(res, 404, 'session_not_found', 'no such session');
+    try {
+      if (!(await gw.sendToSession(parts[2]!, msg))) return fail(res, 404, 'session_not_found', 'no such session');
+    } catch (e) {
+      if (e instanceof SubjectRefused) return fail(res, 400, e.code, e.message);
+      throw e;
+    }
     return send(res, 202, { delivered: 1 });
   }
   if (parts.length === 2 && parts[1] === 'stats') {
@@ -107,9 +113,21 @@ export async function handleOperatorApi(gw: Gateway, config: Config, req: Incomi
     if (method !== 'POST') return fail(res, 405, 'method_not_allowed', 'use POST', { allow: 'POST' });
     const msg = await readEnvelope(req, res, config);
     if (!msg) return;
-    if (parts[1] === 'broadcast') return send(res, 202, { sessions: gw.broadcast(msg) });
+    if (parts[1] === 'broadcast') {
+      try {
+        return send(res, 202, { sessions: gw.broadcast(msg) });
+      } catch (e) {
+        if (e instanceof SubjectRefused) return fail(res, 400, e.code, e.message);
+        throw e;
+      }
+    }
     const r = await gw.publishAcked(msg);
-    if (r.tag === 'err') return fail(res, 503, 'bus_unavailable', r.val);
+    if (r.tag === 'err') {
+      // Refused by the subject policy (a reserved subject): the request is wrong, not the bus.
+      const policy = /^(invalid_subject|permission_denied): (.*)$/s.exec(r.val);
+      if (policy) return fail(res, 400, policy[1]!, policy[2]!);
+      return fail(res, 503, 'bus_unavailable', r.val);
+    }
     return send(res, 202, { published: true });
   }
   fail(res, 404, 'not_found', `no route for ${method} ${path}`);

@@ -4,8 +4,10 @@ import { canWriteFrames, corkUntilTickEnd, writeFrame, WebSocket } from './prefr
 import type { Codec, WireData } from '../protocol/codec.ts';
 import type { ServerFrame } from '../protocol/frames.ts';
 import { CloseCodes } from '../protocol/errors.ts';
-import type { Identity } from '../auth/authenticator.ts';
-import type { BusSubscription } from '../bus/bus.ts';
+import type { Identity, Permission } from '../auth/authenticator.ts';
+import type { BusMessage } from '../bus/bus.ts';
+import { ReplyGrants } from '../security/subject-policy.ts';
+import type { Actor, GrantLimits } from '../security/subject-policy.ts';
 
 export type SlowConsumerPolicy = 'close' | 'drop';
 
@@ -21,6 +23,8 @@ export interface SharedFrame {
 export interface SessionLimits {
   /** Bytes queued in the socket beyond which the slow-consumer policy applies. */
   maxBufferedBytes: number;
+  /** How reply subjects handed to the session may be answered (REPLY_GRANT_*). */
+  grants: GrantLimits;
   slowConsumerPolicy: SlowConsumerPolicy;
   /** Node-wide totals the session adds to (for metrics). */
   totals: TrafficTotals;
@@ -55,7 +59,8 @@ export interface SessionInfo {
   counters: SessionCounters;
 }
 
-export class Session {
+export class Session implements Actor {
+  readonly role = 'client' as const;
   readonly id: string;
   readonly replySubject: string;
   readonly remoteAddress: string;
@@ -72,11 +77,24 @@ export class Session {
   }
   /** Created on first use, like #unacked: idle sessions carry no empty maps. */
   #subscriptions: Map<string, () => void> | undefined;
-  /** The gateway's own subscriptions for this session's reply subject (set by the hub). */
-  replySubscriptions: readonly BusSubscription[] = [];
   pendingRequests = 0;
   /** Who the session authenticated as (undefined when authentication is off). */
   identity: Identity | undefined;
+  /** Reply subjects this session was handed and may answer (created on the first one). */
+  grants: ReplyGrants | undefined;
+  get publishPermission(): Permission | null | undefined {
+    return this.identity?.publish;
+  }
+  get subscribePermission(): Permission | null | undefined {
+    return this.identity?.subscribe;
+  }
+  get ownReplySubject(): string {
+    return this.replySubject;
+  }
+  /** Whose durables this session uses: the authenticated principal, else the session alone. */
+  get principal(): string {
+    return this.identity?.principal ?? `session:${this.id}`;
+  }
   #expiry: NodeJS.Timeout | undefined;
   /** Last time a frame arrived, for the idle timeout. */
   lastActivity = Date.now();
@@ -182,6 +200,18 @@ export class Session {
     t.bytesOut += bytes;
     if (isReply) t.controlOut++;
     return true;
+  }
+
+  /** The session is handed `replyTo` (it received a message carrying it): it may answer there. */
+  grant(replyTo: string): void {
+    (this.grants ??= new ReplyGrants(this.#limits.grants)).grant(replyTo);
+  }
+
+  /** Sends a message from the bus; its reply_to becomes a grant. */
+  deliver(msg: BusMessage): boolean {
+    if (this.closed) return false;
+    if (msg.replyTo) this.grant(msg.replyTo);
+    return this.send(this.codec.encodeMessage(msg));
   }
 
   sendFrame(frame: ServerFrame): boolean {
