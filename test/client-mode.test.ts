@@ -128,7 +128,7 @@ test('consumer.request over the link: the remote answers the envelope reply_to',
     const m = JSON.parse(d.toString()) as { subject: string; reply_to: string };
     if (m.subject === 'time.now') ws.send(JSON.stringify({ subject: m.reply_to, text: 'noon' }));
   }));
-  const gw = await clientGateway({ URI: remote.url });
+  const gw = await clientGateway({ URI: remote.url, FORWARD_REPLIES: 'true' });
   await once(gw.links[0]!, 'open');
   const r = await gw.linkTarget('asker').request('time.now', Buffer.from('?'), 2000);
   assert.equal(r.tag, 'ok');

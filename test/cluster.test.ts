@@ -258,11 +258,15 @@ test('SDK: after a reconnect a subscription resumes from the last sequence it sa
 });
 
 test('acknowledged delivery: unacked messages come again after ack_wait and, marked, on resume at another node', async () => {
-  const env = { HISTORY_SUBJECTS: 'orders.>' };
+  // Durables belong to a principal (the JWT sub): the resumed session is the same principal.
+  const secret = 'cluster-acked-secret-of-enough-length';
+  const env = { HISTORY_SUBJECTS: 'orders.>', JWT_SECRET: secret };
+  const { SignJWT } = await import('jose');
+  const token = await new SignJWT({ sub: 'shop-reader' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('10m').sign(new TextEncoder().encode(secret));
   const c = await node(env);
   const d = await node(env);
-  const writer = await TestClient.connect(d.url);
-  const reader = await TestClient.connect(c.url);
+  const writer = await TestClient.connect(`${d.url}?token=${token}`);
+  const reader = await TestClient.connect(`${c.url}?token=${token}`);
   assert.equal((await reader.call({ op: 'sub', subject: 'orders.>', ack: true, durable: 'shop-1', ack_wait_ms: 400, id: 's' })).op, 'ok');
   for (const n of ['o1', 'o2']) assert.equal((await writer.call({ subject: 'orders.new', text: n, id: n })).op, 'ok');
   const o1 = await reader.next((f) => f.subject === 'orders.new' && unb64(f.body) === 'o1');
@@ -283,7 +287,7 @@ test('acknowledged delivery: unacked messages come again after ack_wait and, mar
   await reader.next((f) => unb64(f.body) === 'o4');
   reader.close();
   await reader.closed;
-  const resumed = await TestClient.connect(d.url);
+  const resumed = await TestClient.connect(`${d.url}?token=${token}`);
   assert.equal((await resumed.call({ op: 'sub', subject: 'orders.>', ack: true, durable: 'shop-1', ack_wait_ms: 400, id: 's2' })).op, 'ok');
   // At least once: the unacked tail arrives (a message may come twice; seq tells), each marked
   // as a redelivery, and nothing that was acked comes back.

@@ -14,7 +14,10 @@ test('welcome frame names an unguessable session id and its reply subject', asyn
   assert.equal(a.welcome.protocol, 'wsbridge.v1');
   assert.match(String(a.welcome.session), /^[A-Za-z0-9_-]{22}$/); // 16 random bytes, base64url
   assert.notEqual(a.welcome.session, b.welcome.session);
-  assert.equal(a.welcome.reply_to, `_WSB.S.${a.welcome.session}`);
+  // The reply subject is node-scoped, with its own 128-bit token: not the session id.
+  assert.match(String(a.welcome.reply_to), /^_WSB\.S\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}$/);
+  assert.ok(!String(a.welcome.reply_to).includes(String(a.welcome.session)));
+  assert.notEqual(a.welcome.reply_to, b.welcome.reply_to);
   a.close();
   b.close();
 });

@@ -83,16 +83,25 @@ export class ReplyGrants {
     return this.#grants.size;
   }
 
-  /** The holder received a message carrying `replyTo`. */
+  /**
+   * The holder received a message carrying `replyTo`: it may answer it `maxReplies` more times
+   * (messages from one sender share its reply subject, so each delivery adds its own answers, up
+   * to 1023 at once), until `ttlMs` after this delivery.
+   */
   grant(replyTo: string): void {
     const l = this.#limits;
     const g = this.#grants;
-    const value = (tick() + Math.ceil(l.ttlMs / TICK_MS)) * PACK + Math.min(l.maxReplies, PACK - 1);
-    if (g.size >= l.maxGrants && !g.has(replyTo)) {
-      // Forget the oldest (Map keeps insertion order).
-      g.delete(g.keys().next().value!);
+    const now = tick();
+    const expiry = now + Math.ceil(l.ttlMs / TICK_MS);
+    const old = g.get(replyTo);
+    let left = l.maxReplies;
+    if (old === undefined) {
+      // Forget the oldest when full (Map keeps insertion order).
+      if (g.size >= l.maxGrants) g.delete(g.keys().next().value!);
+    } else if (Math.floor(old / PACK) >= now) {
+      left += old % PACK;
     }
-    g.set(replyTo, value);
+    g.set(replyTo, expiry * PACK + Math.min(left, PACK - 1));
   }
 
   /** Whether a live grant for `subject` exists (for forwarding it as someone else's reply_to). */
