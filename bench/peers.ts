@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 import os from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { buildComponent, ROOT } from '../scripts/build-components.ts';
-import { natsWs, rawWs, socketIo, wsbridge, wsbridgeMsgpack, type Target } from './peers/clients.ts';
+import { natsWs, rawWs, socketIo, wsbridge, wsbridgeMsgpack, wsbridgeReq, type Target } from './peers/clients.ts';
 import { isPinned, pinGenerator, profileServersInto, progress, progressDone, setPinning, start, type TargetId } from './peers/harness.ts';
 import { echo, fanout, idle, pacedEcho, type EchoResult, type FanoutResult, type IdleResult } from './peers/scenarios.ts';
 import { report, type Results } from './peers/report.ts';
@@ -40,6 +40,7 @@ const plans: Plan[] = [
   { id: 'wsbridge', name: 'wsbridge', client: wsbridge, full: true },
   { id: 'socketio', name: 'Socket.IO', client: socketIo, full: true },
   { id: 'nats', name: 'NATS (WebSocket)', client: natsWs, full: true },
+  { id: 'wsbridge', name: 'wsbridge, req/res', client: wsbridgeReq, full: false },
   { id: 'wsbridge', name: 'wsbridge, MessagePack protocol', client: wsbridgeMsgpack, full: false, echo4k: true },
   { id: 'wsbridge-component', name: 'wsbridge + echo component (StarlingMonkey)', client: wsbridge, full: false, component: 'starlingmonkey' },
   { id: 'wsbridge-component', name: 'wsbridge + echo component (QuickJS)', client: wsbridge, full: false, component: 'quickjs' },

@@ -63,6 +63,13 @@ test('JSON message encoder: the same text as JSON.stringify of the documented sh
   }), { numRuns: 3000 });
 });
 
+test('JSON res encoder: the same text as JSON.stringify of {op, id, subject, body, reply_to}', () => {
+  fc.assert(fc.property(fc.string(), fc.string(), fc.uint8Array({ maxLength: 300 }), fc.option(fc.string(), { nil: null }), (id, subject, body, replyTo) => {
+    const text = jsonCodec.encode({ op: 'res', id, msg: { subject, body, replyTo } });
+    assert.equal(text, JSON.stringify({ op: 'res', id, subject, body: Buffer.from(body).toString('base64'), reply_to: replyTo }));
+  }), { numRuns: 3000 });
+});
+
 test('a decoded publish always has a valid literal subject', () => {
   fc.assert(fc.property(frameLike, (o) => {
     try {

@@ -111,6 +111,30 @@ export const wsbridge: Target = {
   },
 };
 
+/**
+ * wsbridge `req`/`res` (what the SDK's request() uses): each echo is a request to `echo.bench`
+ * through the node's inbox; the handler answers the inbox, the client gets `res`.
+ */
+export const wsbridgeReq: Target = {
+  name: 'wsbridge req/res',
+  async connect(url, localAddress) {
+    const { ws } = await openWsbridge(url, undefined, localAddress, (d) => JSON.parse(d.toString()));
+    let n = 0;
+    const c: Conn = {
+      ...base(),
+      echo: (p) => ws.send(`{"op":"req","id":"${(n++).toString(36)}","subject":"echo.bench","timeout_ms":60000,"text":${JSON.stringify(p)}}`),
+      subscribe: async () => { throw new Error('echo only'); },
+      publish: () => { throw new Error('echo only'); },
+      close: () => closeWs(ws),
+    };
+    ws.on('message', (d: Buffer) => {
+      const f = JSON.parse(d.toString()) as { op?: string; body?: string };
+      if (f.op === 'res' && f.body !== undefined) c.onEcho(Buffer.from(f.body, 'base64').toString());
+    });
+    return c;
+  },
+};
+
 /** wsbridge with the MessagePack subprotocol: binary frames, bodies as bytes (no base64). */
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true });
 export const wsbridgeMsgpack: Target = {

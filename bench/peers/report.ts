@@ -97,6 +97,14 @@ export function targets(r: Results): Array<{ met: boolean; text: string }> {
       if (a && b) out.push({ met: a >= 0.8 * b, text: `${k.replace('_', ' ')} msgs/s ≥ 0.8× raw ws: ${(a / b).toFixed(2)}×` });
     }
   }
+  // The request path (req → inbox → res), against raw ws echo in the same run.
+  const req = r.targets['wsbridge, req/res']?.echo_64;
+  if (req && raw?.echo_64) {
+    const rr = raw.echo_64;
+    out.push({ met: req.msgs_per_s >= 0.9 * rr.msgs_per_s, text: `req echo msgs/s ≥ 0.9× raw ws: ${(req.msgs_per_s / rr.msgs_per_s).toFixed(2)}× (${int(req.msgs_per_s)} vs ${int(rr.msgs_per_s)})` });
+    out.push({ met: req.server_cpu_us_per_msg <= 1.2 * rr.server_cpu_us_per_msg, text: `req echo server CPU/msg ≤ 1.2× raw ws: ${(req.server_cpu_us_per_msg / rr.server_cpu_us_per_msg).toFixed(2)}× (${req.server_cpu_us_per_msg.toFixed(1)} vs ${rr.server_cpu_us_per_msg.toFixed(1)} µs)` });
+    out.push({ met: req.p99_us <= 1.5 * rr.p99_us, text: `req echo p99 ≤ 1.5× raw ws p99: ${ms(req.p99_us)} vs ${ms(rr.p99_us)} ms` });
+  }
   if (w.paced_64) out.push({ met: w.paced_64.p99_us <= 2000, text: `echo p99 at half of max load (${int(w.paced_64.rate)}/s) ≤ 2 ms: ${ms(w.paced_64.p99_us)} ms` });
   for (const f of w.fanout ?? []) {
     const rf = raw?.fanout?.find((x) => x.subscribers === f.subscribers);

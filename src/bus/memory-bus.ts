@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { SubjectTrie } from './subject-trie.ts';
 import { RequestError } from './bus.ts';
 import type { Bus, BusHandler, BusMessage, BusSubscription, SubscribeOptions } from './bus.ts';
-import { isReserved } from '../security/subject-policy.ts';
+import { isReserved, INBOX_PREFIX } from '../security/subject-policy.ts';
 
 class MemorySubscription implements BusSubscription {
   readonly subject: string;
@@ -55,7 +55,7 @@ export class MemoryBus implements Bus {
   deliverToPattern(pattern: string, msg: BusMessage): number {
     let n = 0;
     const reserved = isReserved(msg.subject);
-    for (const s of this.#subs.match(msg.subject)) if (s.subject === pattern && s.queue === undefined && (!reserved || s.reserved) && this.#call(s, msg)) n++;
+    for (const s of this.#subs.match(msg.subject, !msg.subject.startsWith(INBOX_PREFIX))) if (s.subject === pattern && s.queue === undefined && (!reserved || s.reserved) && this.#call(s, msg)) n++;
     return n;
   }
 
@@ -69,7 +69,8 @@ export class MemoryBus implements Bus {
 
   /** Delivers and returns how many subscriptions received the message. */
   #deliver(msg: BusMessage, queues: boolean): number {
-    const matched = this.#subs.match(msg.subject);
+    // Request inboxes are used once each: matched without filling the trie's cache.
+    const matched = this.#subs.match(msg.subject, !msg.subject.startsWith(INBOX_PREFIX));
     if (matched.length === 0) return 0;
     const reserved = isReserved(msg.subject);
     let groups: Map<string, MemorySubscription[]> | undefined;

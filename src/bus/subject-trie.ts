@@ -118,13 +118,17 @@ export class SubjectTrie<T> {
     return true;
   }
 
-  /** Every value whose pattern matches the literal `subject`. Do not mutate the returned array. */
-  match(subject: string): readonly T[] {
+  /**
+   * Every value whose pattern matches the literal `subject`. Do not mutate the returned array.
+   * `cache: false` for subjects used once (request inboxes), which would only evict useful entries.
+   */
+  match(subject: string, cache = true): readonly T[] {
     const cached = this.#cache.get(subject);
     if (cached) return cached;
     const out: T[] = [];
     const tokens = subject.split('.');
     this.#walk(this.#root, tokens, 0, out);
+    if (!cache) return out;
     if (this.#cache.size >= CACHE_MAX) this.#cache.clear();
     this.#cache.set(subject, out);
     return out;

@@ -201,8 +201,10 @@ export const jsonCodec: Codec = {
   },
   encode(frame) {
     if (frame.op === 'res') {
+      // Built around the base64 body like encodeMessage (the request path's hot frame); same
+      // bytes as JSON.stringify of {op, id, subject, body, reply_to}.
       const m = frame.msg;
-      return JSON.stringify({ op: 'res', id: frame.id, subject: m.subject, body: toBase64(m.body), reply_to: m.replyTo ?? null });
+      return `{"op":"res","id":${JSON.stringify(frame.id)},"subject":${JSON.stringify(m.subject)},"body":"${toBase64(m.body)}","reply_to":${m.replyTo == null ? 'null' : JSON.stringify(m.replyTo)}}`;
     }
     return JSON.stringify(frame);
   },
