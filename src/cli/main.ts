@@ -99,6 +99,24 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
   });
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  watchNpmParent(stop);
+}
+
+/**
+ * Under `npx wsbridge` (and npm scripts that do not `exec`), npm starts us through `sh -c`, and
+ * a SIGTERM sent to npm reaches that shell, which dies without passing it on. We notice by being
+ * re-parented, and stop as if we had got the signal ourselves. Outside npm, a parent that exits
+ * is not our business (a gateway may well outlive the shell that started it).
+ */
+function watchNpmParent(stop: (why: string) => void): void {
+  if (process.env.npm_command === undefined && process.env.npm_lifecycle_event === undefined) return;
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    stop('SIGTERM (npm, our parent, exited)');
+  }, 500);
+  timer.unref();
 }
 
 if (import.meta.main) await main();
