@@ -102,8 +102,8 @@ test('a port already in use exits 1 with a message naming LISTEN', async () => {
   blocker.close();
 });
 
-test('--help lists every command and setting; --version prints the version', async () => {
-  const { exit, output } = await spawnCli(['--help'], {}, null);
+test('--help-all lists every command and setting; --version prints the version', async () => {
+  const { exit, output } = await spawnCli(['--help-all'], {}, null);
   assert.equal((await exit).code, 0);
   for (const s of ['serve', 'connect', '--max-message-bytes', '--admin-token', '--header', 'AUTH_TOKEN', 'CONNECT_TIMEOUT_SEC']) assert.ok(output().includes(s), s);
   const v = await spawnCli(['--version'], {}, null);

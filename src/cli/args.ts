@@ -2,7 +2,7 @@
 // command (serve | connect <url>). Produces a Config or a ConfigError; never exits by itself.
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
-import { SETTINGS, flagName } from '../config/settings.ts';
+import { SETTINGS, SETTING_BY_KEY, flagName } from '../config/settings.ts';
 import { loadConfig, ConfigError } from '../config/load.ts';
 import type { Config } from '../config/load.ts';
 
@@ -13,33 +13,100 @@ function version(): string {
   return pkg.version;
 }
 
-function help(command?: string): string {
-  const rows = SETTINGS.filter((s) => s.key !== 'MODE').map((s) => {
-    const def = s.default === undefined ? '' : ` (default ${Array.isArray(s.default) ? s.default.join(',') || 'none' : String(s.default)})`;
-    return `  --${flagName(s.key).padEnd(26)} ${s.key}${def}\n      ${s.doc}`;
-  });
-  const usage = command === 'connect'
-    ? 'Usage: wsbridge connect <ws-or-wss-url> [options]\n\nDials a remote WebSocket server and routes its frames onto the bus (client mode).'
-    : command === 'serve'
-      ? 'Usage: wsbridge serve [options]\n\nAccepts WebSocket clients on ws://HOST:PORT/ws (server mode).'
-      : 'Usage: wsbridge <command> [options]\n\nCommands:\n  serve                 accept WebSocket clients (server mode; the default)\n  connect <url>         dial a remote ws:// or wss:// server (client mode)\n  pub <subject> [text]  publish one message to a running gateway\n  sub <pattern>         print messages as they arrive\n  req <subject> [text]  send a request and print the reply\n  sessions              list sessions (operator API)\n\n`wsbridge <command> --help` describes each command.';
-  return `${usage}
+// Settings by topic, for --help-all. Every setting is in exactly one (test/cli-help.test.ts).
+export const TOPICS: ReadonlyArray<{ title: string; keys: readonly string[] }> = [
+  { title: 'Listener and HTTP endpoints', keys: ['LISTEN', 'PORT', 'URI', 'ADMIN_TOKEN', 'ENABLE_SESSION_TRACKING', 'METRICS_TOKEN', 'DEMO_PAGE', 'ALLOWED_ORIGINS'] },
+  { title: 'TLS', keys: ['TLS_CERT', 'TLS_KEY', 'TLS_CLIENT_CA'] },
+  { title: 'Authentication of clients', keys: ['SERVER_AUTH_TOKEN', 'AUTH_TOKEN', 'JWT_SECRET', 'JWT_PUBLIC_KEY_FILE', 'JWT_JWKS', 'JWT_ISSUER', 'JWT_AUDIENCE', 'AUTH_DEADLINE_MS'] },
+  { title: 'Limits and timeouts', keys: ['MAX_CONNECTIONS', 'MAX_CONNECTIONS_PER_IP', 'RATE_LIMIT_MSGS', 'RATE_LIMIT_BYTES', 'IDLE_TIMEOUT_SEC', 'HANDSHAKE_TIMEOUT_MS', 'PING_INTERVAL_SEC', 'MAX_MESSAGE_BYTES', 'MAX_BUFFERED_BYTES', 'SLOW_CONSUMER_POLICY', 'MAX_SUBSCRIPTIONS', 'MAX_PENDING_REQUESTS', 'REQUEST_TIMEOUT_MS', 'MAX_REQUEST_TIMEOUT_MS', 'SHUTDOWN_TIMEOUT_MS', 'PERMESSAGE_DEFLATE', 'DEFLATE_THRESHOLD_BYTES'] },
+  { title: 'Remote server (client mode)', keys: ['CONNECT_TIMEOUT_SEC', 'SUBPROTOCOLS', 'RECONNECT_BASE_MS', 'RECONNECT_MAX_MS', 'RECONNECT_MAX_ATTEMPTS', 'KEEPALIVE_INTERVAL_SEC', 'RAW_SUBJECT', 'FORWARD', 'OFFLINE_QUEUE_MAX'] },
+  { title: 'WebAssembly components', keys: ['COMPONENT_POOL_SIZE', 'COMPONENT_TIMEOUT_MS', 'COMPONENT_MAX_QUEUE', 'COMPONENT_CACHE_DIR', 'OUTBOUND_ALLOW', 'OUTBOUND_MAX_CONNECTIONS', 'OUTBOUND_RECEIVE_QUEUE', 'OUTBOUND_TIMEOUT_MS'] },
+  { title: 'NATS: scale-out, presence, history', keys: ['NATS_URL', 'NATS_PREFIX', 'NATS_USER', 'NATS_PASSWORD', 'NATS_TOKEN', 'NATS_NKEY_SEED_FILE', 'NATS_CREDS_FILE', 'NATS_TLS_CA_FILE', 'PRESENCE_TTL_SEC', 'HISTORY_SUBJECTS', 'HISTORY_MAX_AGE_SEC', 'HISTORY_MAX_MSGS'] },
+  { title: 'Logs', keys: ['LOG_LEVEL', 'LOG_FORMAT'] },
+];
 
-Options (each also an env var and a config-file key; flags > env > config file > defaults):
+const TOOL_LIST = `Talk to a running gateway:
+  pub <subject> [text]     publish one message
+  sub <pattern>            print messages as they arrive
+  req <subject> [text]     send a request and print the reply
+  sessions                 list sessions (operator API)`;
+
+const USAGE: Record<string, string> = {
+  '': `Usage: wsbridge <command> [options]
+
+Run a gateway:
+  serve                    accept WebSocket clients (server mode; the default)
+  connect <url>            dial a remote ws:// or wss:// server (client mode)
+${TOOL_LIST}`,
+  serve: 'Usage: wsbridge serve [options]\n\nAccepts WebSocket clients on ws://HOST:PORT/ws (server mode), with the operator API, /metrics,\n/healthz and the demo page on the same port.',
+  connect: 'Usage: wsbridge connect <ws-or-wss-url> [options]\n\nDials a remote WebSocket server and routes its frames onto the bus (client mode); with --listen,\nlocal WebSocket clients can use them too.',
+};
+
+// The options most people need, per command; the rest is in --help-all.
+const COMMON: Record<string, string> = {
+  '': `Common options:
+  --listen HOST:PORT           where to accept clients (default 127.0.0.1:8080; env LISTEN or PORT)
   --config <file.json>         JSON config file (env WSBRIDGE_CONFIG)
-  --header Name=value          handshake header for client mode (env HEADER_<Name>); repeatable
-  --nats nats://host:port      same as --nats-url: scale out over NATS
+  --component <file.wasm> --subscribe <pattern>
+                               run a WebAssembly component for the subjects it handles
+  --nats nats://host:port      scale out over NATS
+  --log-level <level>          fatal, error, warn, info (default), debug, trace, silent
+  -h, --help                   this text;  --help-all: every setting, by topic
+  -v, --version                print the version`,
+  serve: `Common options:
+  --listen HOST:PORT           where to accept clients (default 127.0.0.1:8080; env LISTEN or PORT)
+  --config <file.json>         JSON config file (env WSBRIDGE_CONFIG)
+  --admin-token <token>        turn on the operator API under /api/
+  --server-auth-token <token>, --jwt-secret <secret>
+                               require clients to authenticate
+  --tls-cert <pem> --tls-key <pem>
+                               serve wss:// and https://
+  --component <file.wasm>      run a WebAssembly component; options after it apply to it:
+    --subscribe <pattern>        subjects it handles (repeatable)
+    --queue <group>  --pool-size <n>  --id <name>
+  --nats nats://host:port      scale out over NATS
+  --log-level <level>          fatal, error, warn, info (default), debug, trace, silent
+  --log-format <format>        auto (default: readable on a terminal), json, pretty`,
+  connect: `Common options:
+  --auth-token <token>         sent as Authorization: Bearer <token>
+  --header Name=value          handshake header (env HEADER_<Name>); repeatable
+  --raw-subject <subject>      where frames that are not wsbridge envelopes arrive (default ws.in)
+  --forward <patterns>         local subjects sent to the remote server (default >)
+  --listen HOST:PORT           also accept local WebSocket clients
+  --config <file.json>         JSON config file, also for several links (env WSBRIDGE_CONFIG)
+  --nats nats://host:port      put the feed on NATS
+  --log-level <level>          fatal, error, warn, info (default), debug, trace, silent`,
+};
+
+function settingRow(key: string): string {
+  const s = SETTING_BY_KEY.get(key)!;
+  const def = s.default === undefined ? '' : ` (default ${Array.isArray(s.default) ? s.default.join(',') || 'none' : String(s.default) || "''"})`;
+  return `  --${flagName(s.key).padEnd(26)} ${s.key}${def}\n      ${s.doc}`;
+}
+
+function help(command: string, all: boolean): string {
+  const usage = USAGE[command] ?? USAGE['']!;
+  if (!all) {
+    const more = command === '' ? '`wsbridge <command> --help` for one command, `--help-all` for every setting by topic.' : `\`wsbridge ${command} --help-all\` for every setting of ${command}, by topic.`;
+    return `${usage}\n\n${COMMON[command] ?? COMMON['']!}\n\nEach option is also an env var and a config-file key (flags > env > config file > defaults).\n${more}\nFull reference: docs/configuration.md\n`;
+  }
+  // serve shows what applies to server mode, connect what applies to client mode.
+  const scopes = command === 'connect' ? ['both', 'client'] : command === 'serve' ? ['both', 'server'] : ['both', 'server', 'client'];
+  const sections = TOPICS.map((t) => {
+    const keys = t.keys.filter((k) => scopes.includes(SETTING_BY_KEY.get(k)!.scope) || (command === 'connect' && ['LISTEN', 'URI'].includes(k)));
+    return keys.length ? `${t.title}:\n${keys.map(settingRow).join('\n')}` : '';
+  }).filter(Boolean);
+  const special = `Command line only:
+  --config <file.json>         JSON config file (env WSBRIDGE_CONFIG)
+  --nats nats://host:port      same as --nats-url${command !== 'serve' ? '\n  --header Name=value          handshake header for client mode (env HEADER_<Name>); repeatable' : ''}${command !== 'connect' ? `
   --component <file.wasm>      run a WebAssembly component (repeatable); the options below
     --subscribe <pattern>        apply to the --component before them: subjects it handles
     --queue <group>              (repeatable), its queue group, its instance pool size and
     --pool-size <n>              its link id (default: the file name)
-    --id <name>
-${rows.join('\n')}
-  -h, --help                   this text
-  -v, --version                print the version
-
-Full reference: docs/configuration.md
-`;
+    --id <name>` : ''}
+  -h, --help                   the short help;  --help-all: this text
+  -v, --version                print the version`;
+  return `${usage}\n\nOptions (each also an env var and a config-file key; flags > env > config file > defaults):\n\n${[special, ...sections].join('\n\n')}\n\nFull reference: docs/configuration.md\n`;
 }
 
 export interface Parsed {
@@ -58,6 +125,7 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
     'pool-size': { type: 'string', multiple: true },
     id: { type: 'string', multiple: true },
     help: { type: 'boolean', short: 'h' },
+    'help-all': { type: 'boolean' },
     version: { type: 'boolean', short: 'v' },
   };
   for (const s of SETTINGS) if (s.key !== 'MODE') options[flagName(s.key)] = { type: 'string' };
@@ -85,8 +153,9 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
   }
   const command = positionals[0] ?? (env.MODE === 'client' ? 'connect' : 'serve');
   if (values.version) return { exit: 0, out: `${version()}\n` };
-  if (values.help) return { exit: 0, out: help(positionals[0]) };
-  if (!(COMMANDS as readonly string[]).includes(command)) throw new ConfigError(`unknown command ${JSON.stringify(command)}: expected serve or connect`);
+  const known = (COMMANDS as readonly string[]).includes(command);
+  if (!known) throw new ConfigError(`unknown command ${JSON.stringify(command)}: expected serve, connect, pub, sub, req or sessions`);
+  if (values.help || values['help-all']) return { exit: 0, out: help(positionals[0] ?? '', values['help-all'] === true) };
 
   const flags: Record<string, string | undefined> = { MODE: command === 'connect' ? 'client' : 'server' };
   for (const s of SETTINGS) {

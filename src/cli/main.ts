@@ -1,19 +1,21 @@
 #!/usr/bin/env node
-// The `wsbridge` command: `serve` (server mode) and `connect <url>` (client mode). Parses flags,
-// layers them over env and the config file, starts a Gateway, and shuts it down on SIGTERM/SIGINT.
+// The `wsbridge` command: `serve` (server mode), `connect <url>` (client mode) and the shell tools
+// (pub, sub, req, sessions). Parses flags, layers them over env and the config file, starts a
+// Gateway, and shuts it down on SIGTERM/SIGINT. Heavy modules (the gateway, NATS, the component
+// runtime, the SDK) are imported only by the command that needs them, so `--help` and the tools
+// start fast.
 import { parseCli } from './args.ts';
 import type { Parsed } from './args.ts';
 import { ConfigError } from '../config/load.ts';
-import { Gateway, NatsUnavailableError } from '../gateway/gateway.ts';
-import { createLogger } from '../observability/logger.ts';
-import { runTool, TOOLS, UsageError } from './tools.ts';
-import { ComponentLoadError } from '../components/component-config.ts';
 
-async function main(): Promise<void> {
-  const first = process.argv[2];
-  if (first !== undefined && (TOOLS as readonly string[]).includes(first)) {
+const TOOL_NAMES: readonly string[] = ['pub', 'sub', 'req', 'sessions'];
+
+export async function main(argv: string[] = process.argv.slice(2)): Promise<void> {
+  const first = argv[0];
+  if (first !== undefined && TOOL_NAMES.includes(first)) {
+    const { runTool, UsageError } = await import('./tools.ts');
     try {
-      process.exitCode = await runTool(first, process.argv.slice(3), { out: process.stdout, err: process.stderr, env: process.env, stdin: process.stdin });
+      process.exitCode = await runTool(first, argv.slice(1), { out: process.stdout, err: process.stderr, env: process.env, stdin: process.stdin });
     } catch (err) {
       process.stderr.write(`wsbridge ${first}: ${(err as Error).message}\n`);
       process.exitCode = err instanceof UsageError ? 2 : 1;
@@ -22,7 +24,7 @@ async function main(): Promise<void> {
   }
   let parsed: Parsed | { exit: number; out: string };
   try {
-    parsed = parseCli(process.argv.slice(2), process.env);
+    parsed = parseCli(argv, process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`wsbridge: ${err.message}\n`);
@@ -35,8 +37,13 @@ async function main(): Promise<void> {
     process.exit(parsed.exit);
   }
   const { config } = parsed;
-  const log = createLogger(config.logLevel);
-  let gw: Gateway;
+  const [{ Gateway, NatsUnavailableError }, { createLogger }, { ComponentLoadError }] = await Promise.all([
+    import('../gateway/gateway.ts'),
+    import('../observability/logger.ts'),
+    import('../components/component-config.ts'),
+  ]);
+  const log = createLogger(config.logLevel, { format: config.logFormat });
+  let gw: Awaited<ReturnType<typeof Gateway.start>>;
   try {
     gw = await Gateway.start(config, { log });
   } catch (err) {
@@ -54,7 +61,10 @@ async function main(): Promise<void> {
     process.stderr.write(`wsbridge: cannot listen on ${where} (LISTEN): ${reason}\n`);
     process.exit(1);
   }
-  if (gw.server) process.stdout.write(`wsbridge listening on ${gw.server.url}\n`);
+  if (gw.server) {
+    process.stdout.write(`wsbridge listening on ${gw.server.url}\n`);
+    if (config.demoPage) process.stdout.write(`wsbridge demo page on ${gw.server.url.replace(/^ws/, 'http').replace(/\/ws$/, '/')}\n`);
+  }
   for (const link of gw.links) {
     process.stdout.write(`wsbridge connecting to ${link.config.uri}\n`);
     link.on('open', () => process.stdout.write(`wsbridge connected to ${link.config.uri}\n`));
@@ -89,6 +99,24 @@ async function main(): Promise<void> {
   });
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  watchNpmParent(stop);
 }
 
-await main();
+/**
+ * Under `npx wsbridge` (and npm scripts that do not `exec`), npm starts us through `sh -c`, and
+ * a SIGTERM sent to npm reaches that shell, which dies without passing it on. We notice by being
+ * re-parented, and stop as if we had got the signal ourselves. Outside npm, a parent that exits
+ * is not our business (a gateway may well outlive the shell that started it).
+ */
+function watchNpmParent(stop: (why: string) => void): void {
+  if (process.env.npm_command === undefined && process.env.npm_lifecycle_event === undefined) return;
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    stop('SIGTERM (npm, our parent, exited)');
+  }, 500);
+  timer.unref();
+}
+
+if (import.meta.main) await main();

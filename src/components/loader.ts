@@ -6,7 +6,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { transpile } from '@bytecodealliance/jco';
+// jco-transpile is jco's own transpiler without its build toolchain (componentize-js), so an
+// installed wsbridge does not carry that toolchain.
+import { transpileBytes } from '@bytecodealliance/jco-transpile';
 import { ComponentLoadError } from './component-config.ts';
 import { SUPPORTED_IMPORTS, ASYNC_IMPORTS, ASYNC_EXPORTS } from './host-imports.ts';
 
@@ -47,14 +49,14 @@ export async function loadComponent(path: string, cacheDir: string): Promise<Loa
     cached = false;
     let out;
     try {
-      out = await transpile(bytes, {
+      out = await transpileBytes(bytes, {
         name: 'component',
         instantiation: 'async',
         asyncMode: 'jspi',
         asyncImports: ASYNC_IMPORTS,
         asyncExports: ASYNC_EXPORTS,
-        noTypescript: true,
-        quiet: true,
+        emitTypescriptDeclarations: false,
+        noComponentErrorWrapping: false,
         wasiShim: false,
       });
     } catch (err) {

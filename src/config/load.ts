@@ -67,6 +67,7 @@ export interface Config {
   maxRequestTimeoutMs: number;
   shutdownTimeoutMs: number;
   logLevel: LogLevel;
+  logFormat: 'auto' | 'json' | 'pretty';
   links: LinkConfig[];
   components: ComponentConfig[];
   componentCacheDir: string;
@@ -239,6 +240,13 @@ export function loadConfig(sources: ConfigSources): Config {
     listen = hp;
   }
 
+  // PORT (hosting platforms set it) replaces the port of a LISTEN/URI from a lower layer.
+  const portRaw = raw.get('PORT');
+  if (mode === 'server' && portRaw && listen) {
+    const rank = (r: Raw | undefined) => (r === undefined ? 0 : r.source === 'flag' ? 3 : r.source === 'env' ? 2 : 1);
+    if (rank(portRaw) > Math.max(rank(raw.get('LISTEN')), rank(uriRaw))) listen = { ...listen, port: get<number>('PORT') };
+  }
+
   const config: Config = {
     mode,
     listen,
@@ -278,6 +286,7 @@ export function loadConfig(sources: ConfigSources): Config {
     maxRequestTimeoutMs: get('MAX_REQUEST_TIMEOUT_MS'),
     shutdownTimeoutMs: get('SHUTDOWN_TIMEOUT_MS'),
     logLevel: get('LOG_LEVEL'),
+    logFormat: get('LOG_FORMAT'),
     links: [],
     components: [],
     outboundAllow: get('OUTBOUND_ALLOW'),

@@ -27,6 +27,7 @@ const int = (min: number, max: number): SettingType => ({ kind: 'int', min, max 
 export const SETTINGS: readonly Setting[] = [
   { key: 'MODE', type: { kind: 'enum', values: ['server', 'client'] }, default: 'server', scope: 'both', doc: 'server: accept WebSocket clients; client: dial URI. The CLI commands `serve` and `connect` set it.' },
   { key: 'URI', type: { kind: 'string' }, default: undefined, scope: 'both', perLink: true, doc: 'Server mode: the bind address HOST:PORT (same as LISTEN). Client mode: the ws:// or wss:// URL to dial (default ws://127.0.0.1:8080/ws).' },
+  { key: 'PORT', type: int(0, 65_535), default: undefined, scope: 'server', doc: 'The port of LISTEN, as hosting platforms set it: replaces the port of a LISTEN (or URI) that comes from a lower layer (default or config file under env PORT; not a LISTEN given in env or by flag). The host stays LISTEN\'s.' },
   { key: 'LISTEN', type: { kind: 'hostport' }, default: '127.0.0.1:8080', scope: 'both', doc: 'Address for the WebSocket endpoint (/ws), the operator API (/api/) and /healthz. In client mode, no listener unless set.' },
   { key: 'ADMIN_TOKEN', type: { kind: 'string' }, default: undefined, scope: 'both', doc: 'Bearer token for the operator API under /api/. Unset: the API answers 404.' },
   { key: 'ENABLE_SESSION_TRACKING', type: { kind: 'bool' }, default: true, scope: 'server', doc: 'When false, the operator API does not list, target or close individual sessions (404 session_tracking_disabled). Reply subjects keep working.' },
@@ -63,7 +64,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'REQUEST_TIMEOUT_MS', type: int(1, 3_600_000), default: 5000, scope: 'both', doc: 'Timeout of a request that gives no timeout_ms.' },
   { key: 'MAX_REQUEST_TIMEOUT_MS', type: int(1, 3_600_000), default: 60_000, scope: 'both', doc: 'Upper bound applied to any timeout_ms.' },
   { key: 'SHUTDOWN_TIMEOUT_MS', type: int(0, 600_000), default: 5000, scope: 'both', doc: 'On SIGTERM/SIGINT, how long to wait for sessions to finish their close handshake before cutting them.' },
-  { key: 'LOG_LEVEL', type: { kind: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, default: 'info', scope: 'both', doc: 'pino log level; logs go to stderr as JSON lines.' },
+  { key: 'LOG_LEVEL', type: { kind: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, default: 'info', scope: 'both', doc: 'pino log level. Logs go to stderr (see LOG_FORMAT).' },
+  { key: 'LOG_FORMAT', type: { kind: 'enum', values: ['auto', 'json', 'pretty'] }, default: 'auto', scope: 'both', doc: 'json: one JSON object per line; pretty: readable lines (pino-pretty), coloured when stderr is a terminal and NO_COLOR is unset; auto: pretty when stderr is a terminal, else json.' },
   { key: 'COMPONENT_POOL_SIZE', type: int(1, 1024), default: 4, scope: 'both', doc: 'Instances per component unless the component sets pool_size. One instance runs one call at a time, also while suspended in an async import.' },
   { key: 'COMPONENT_TIMEOUT_MS', type: int(1, 3_600_000), default: 30_000, scope: 'both', doc: 'Deadline of one handle-message call; past it the call fails and its instance is replaced. It cannot interrupt a guest busy in a loop without awaiting the host.' },
   { key: 'COMPONENT_MAX_QUEUE', type: int(0, 1_000_000), default: 10_000, scope: 'both', doc: 'Messages waiting for a free instance, per component; past it a message is refused (counted as a handler error).' },

@@ -1,53 +1,143 @@
 // The demo page: every control uses the wsbridge SDK, served by the gateway at /sdk/client.js.
+// What the page shows (subscriptions, the chat room) is page state: after Disconnect → Connect
+// the new client subscribes to all of it again and rejoins the room.
 import { connect } from '/sdk/client.js';
 
 const $ = (id) => document.getElementById(id);
 const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
-const add = (list, text, cls) => {
+const MAX_LINES = 200;
+
+/** Adds a line to a list: newest first (logs), or at the bottom (chat, which reads top-down). */
+const add = (list, text, cls, { atBottom = false } = {}) => {
+  const ul = $(list);
   const li = document.createElement('li');
   li.textContent = text;
   if (cls) li.className = cls;
-  $(list).prepend(li);
-  while ($(list).children.length > 200) $(list).lastChild.remove();
+  if (atBottom) {
+    ul.append(li);
+    while (ul.children.length > MAX_LINES) ul.firstChild.remove();
+    ul.scrollTop = ul.scrollHeight;
+  } else {
+    ul.prepend(li);
+    while (ul.children.length > MAX_LINES) ul.lastChild.remove();
+  }
+  return li;
 };
+
+// Frame log: a body that is UTF-8 text is shown as "text" (as the protocol's text field would
+// carry it); anything else (binary, control characters) stays base64 in "body".
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+function readableFrame(frame) {
+  if (!('body' in frame)) return JSON.stringify(frame);
+  let text;
+  try {
+    const b = frame.body;
+    const bytes = typeof b === 'string' ? Uint8Array.from(atob(b), (c) => c.charCodeAt(0)) : b;
+    text = strictUtf8.decode(bytes);
+  } catch {
+    return JSON.stringify(frame);
+  }
+  if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(text)) return JSON.stringify(frame);
+  const shown = {};
+  for (const [k, v] of Object.entries(frame)) {
+    if (k === 'body') shown.text = text;
+    else shown[k] = v;
+  }
+  return JSON.stringify(shown);
+}
 
 let client;
-let chatOff = null;
-function start() {
-  client = connect(wsUrl, {
-    onFrame: (dir, frame) => add('frames', `${dir === 'in' ? '←' : '→'} ${JSON.stringify(frame)}`, dir),
-  });
-  client.onSessionChange((s) => {
-    $('state').textContent = s.state;
-    $('state').className = `badge ${s.state === 'open' ? 'ok' : s.state === 'closed' ? 'bad' : ''}`;
-    $('session').textContent = s.session ?? '–';
-    $('toggle').textContent = s.state === 'closed' ? 'Connect' : 'Disconnect';
-  });
-  client.onDirect((m) => add('messages', `${m.subject}: ${m.text()}`));
-}
-start();
+let attempt = 0;
 
-$('toggle').onclick = () => {
-  if (client.session.state === 'closed') start();
-  else client.close();
-};
+function showState(s) {
+  const badge = $('state');
+  const label = {
+    connecting: 'connecting…',
+    open: 'open',
+    reconnecting: `reconnecting… (attempt ${attempt})`,
+    closed: `closed${s.closeCode ? ` (${s.closeCode}${s.closeReason ? `: ${s.closeReason}` : ''})` : ''}`,
+  }[s.state];
+  badge.textContent = label;
+  badge.className = `badge ${{ open: 'ok', closed: 'bad', reconnecting: 'warn' }[s.state] ?? ''}`;
+  $('session').textContent = s.session ?? '–';
+  $('toggle').textContent = s.state === 'closed' ? 'Connect' : 'Disconnect';
+}
+
+function start() {
+  attempt = 0;
+  client = connect(wsUrl, {
+    onFrame: (dir, frame) => add('frames', `${dir === 'in' ? '←' : '→'} ${readableFrame(frame)}`, dir),
+  });
+  client.onConnectError((e) => (attempt = e.attempt));
+  client.onSessionChange(showState);
+  showState(client.session);
+  client.onDirect((m) => add('messages', `${m.subject}: ${m.text()}`));
+  // A new client starts with nothing: give it the page's subscriptions and chat room again.
+  for (const [pattern, entry] of pageSubs) subscribeOnPage(pattern, entry);
+  if (chat) void joinRoom(chat.room, chat.nick);
+}
+
+// --- Subscriptions --------------------------------------------------------------------------
+const pageSubs = new Map(); // pattern → { li, state, sub }
+
+function subscribeOnPage(pattern, entry) {
+  const sub = client.subscribe(pattern, (m) => add('messages', `${m.subject}: ${m.text()}`));
+  entry.sub = sub;
+  entry.state.textContent = 'subscribing…';
+  entry.li.className = '';
+  const refused = (err) => {
+    if (entry.sub !== sub || err.code === 'closed' || err.code === 'unsubscribed') return;
+    // The server said no: the pattern is not subscribed; say why, where it was listed.
+    pageSubs.delete(pattern);
+    entry.li.className = 'bad';
+    entry.state.textContent = `refused: ${err.code}`;
+    entry.button.textContent = 'dismiss';
+    entry.button.onclick = () => entry.li.remove();
+    $('sub-error').textContent = `${pattern}: ${err.code}: ${err.message}`;
+  };
+  sub.ready.then(() => {
+    if (entry.sub === sub) entry.state.textContent = 'subscribed';
+  }, refused);
+  sub.onError(refused);
+}
 
 $('sub').onsubmit = (e) => {
   e.preventDefault();
   const pattern = $('sub-pattern').value.trim();
-  const off = client.subscribe(pattern, (m) => add('messages', `${m.subject}: ${m.text()}`));
+  $('sub-error').textContent = '';
+  if (!pattern) return;
+  if (pageSubs.has(pattern)) {
+    $('sub-error').textContent = `${pattern}: already subscribed`;
+    return;
+  }
   const li = document.createElement('li');
-  li.textContent = `${pattern} `;
-  const b = document.createElement('button');
-  b.textContent = 'unsubscribe';
-  b.onclick = () => { off(); li.remove(); };
-  li.append(b);
+  const name = document.createElement('code');
+  name.textContent = pattern;
+  const state = document.createElement('span');
+  state.className = 'state';
+  const button = document.createElement('button');
+  button.textContent = 'unsubscribe';
+  const entry = { li, state, button, sub: null };
+  button.onclick = () => {
+    entry.sub?.();
+    pageSubs.delete(pattern);
+    li.remove();
+  };
+  li.append(name, ' ', state, ' ', button);
   $('subs').append(li);
+  pageSubs.set(pattern, entry);
+  if (client.session.state === 'closed') state.textContent = 'subscribes when connected';
+  else subscribeOnPage(pattern, entry);
 };
 
+// --- Publish and request ----------------------------------------------------------------------
 $('pub').onsubmit = (e) => {
   e.preventDefault();
-  client.publish($('pub-subject').value.trim(), $('pub-text').value);
+  try {
+    client.publish($('pub-subject').value.trim(), $('pub-text').value);
+  } catch (err) {
+    add('replies', `publish → ${err.code ?? 'error'}: ${err.message}`, 'bad');
+  }
 };
 
 $('req').onsubmit = async (e) => {
@@ -62,42 +152,90 @@ $('req').onsubmit = async (e) => {
   }
 };
 
-// Chat: the chat component (chat.<room>.join|send) re-publishes to room.<room>. Without it the
-// page still chats, by publishing straight to room.<room>.
-let room = null;
-let nick = '';
-$('chat-join').onsubmit = async (e) => {
-  e.preventDefault();
-  room = $('room').value.trim() || 'lobby';
-  nick = $('nick').value.trim() || `guest-${Math.random().toString(36).slice(2, 6)}`;
-  chatOff?.();
-  chatOff = client.subscribe(`room.${room}`, (m) => {
-    let ev;
-    try { ev = m.json(); } catch { ev = { event: 'message', text: m.text() }; }
-    if (ev.event === 'message') add('chat-lines', ev.text);
-    else add('chat-lines', `· ${ev.event} (${ev.members} in the room)`);
-  });
+// --- Chat -------------------------------------------------------------------------------------
+// The chat component (chat.<room>.join|leave|send) re-publishes to room.<room> with the member
+// count. Without it (no_responders on join) the page still chats by publishing to room.<room>.
+let chat = null; // { room, nick, viaComponent }
+let chatSub = null;
+const chatLine = (text, cls) => add('chat-lines', text, cls, { atBottom: true });
+
+function onRoomEvent(m) {
+  let ev;
   try {
-    const r = await client.request(`chat.${room}.join`, '', { timeoutMs: 500 });
-    add('chat-lines', `· joined ${room}: ${r.json().members} member(s)`);
+    ev = m.json();
   } catch {
-    add('chat-lines', `· joined ${room} (no chat component: messages go straight to room.${room})`);
-    room = `!${room}`;
+    ev = { event: 'message', text: m.text() };
   }
+  if (typeof ev.members === 'number') $('members').textContent = String(ev.members);
+  if (ev.event === 'message') chatLine(String(ev.text));
+  else if (ev.event === 'join') chatLine(`· ${ev.name || 'someone'} joined`);
+  else if (ev.event === 'leave') chatLine(`· ${ev.name || 'someone'} left`);
+}
+
+function leaveRoom() {
+  if (chat?.viaComponent && client?.session.state === 'open') client.publish(`chat.${chat.room}.leave`, chat.nick);
+  chatSub?.();
+  chatSub = null;
+}
+
+async function joinRoom(room, nick) {
+  chat = { room, nick, viaComponent: true };
+  $('chat-room').textContent = room;
+  chatSub = client.subscribe(`room.${room}`, onRoomEvent);
+  try {
+    // A cold server builds or loads the component first: give it time.
+    const r = await client.request(`chat.${room}.join`, nick, { timeoutMs: 10_000 });
+    $('members').textContent = String(r.json().members);
+  } catch (err) {
+    if (err.code === 'no_responders') {
+      chat.viaComponent = false;
+      chatLine(`· joined ${room} (no chat component: messages go straight to room.${room})`);
+    } else if (err.code !== 'closed' && err.code !== 'disconnected') {
+      chatLine(`· could not join ${room}: ${err.code}: ${err.message}`, 'bad');
+    }
+  }
+}
+
+$('chat-join').onsubmit = (e) => {
+  e.preventDefault();
+  const room = $('room').value.trim() || 'lobby';
+  const nick = $('nick').value.trim() || chat?.nick || `guest-${Math.random().toString(36).slice(2, 6)}`;
+  $('nick').value = nick;
+  if (chat && chat.room === room && chatSub) return;
+  leaveRoom();
+  void joinRoom(room, nick);
 };
+
 $('chat-send').onsubmit = (e) => {
   e.preventDefault();
-  if (!room) return add('chat-lines', '· join a room first');
-  const text = `${nick}: ${$('chat-text').value}`;
-  if (room.startsWith('!')) client.publish(`room.${room.slice(1)}`, JSON.stringify({ event: 'message', text }));
-  else client.publish(`chat.${room}.send`, text);
-  $('chat-text').value = '';
+  if (!chat) return chatLine('· join a room first');
+  const text = `${chat.nick}: ${$('chat-text').value}`;
+  try {
+    if (chat.viaComponent) client.publish(`chat.${chat.room}.send`, text);
+    else client.publish(`room.${chat.room}`, JSON.stringify({ event: 'message', text }));
+    $('chat-text').value = '';
+  } catch (err) {
+    chatLine(`· not sent: ${err.code ?? 'error'}: ${err.message}`, 'bad');
+  }
 };
+
+// --- Connection -------------------------------------------------------------------------------
+$('toggle').onclick = () => {
+  if (client.session.state === 'closed') return start();
+  // Say goodbye to the room first, so its member count goes down.
+  leaveRoom();
+  client.close();
+};
+addEventListener('pagehide', () => leaveRoom());
+
+start();
 
 async function refreshCount() {
   try {
     $('count').textContent = (await (await fetch('/healthz')).json()).sessions;
-  } catch { $('count').textContent = '?'; }
+  } catch {
+    $('count').textContent = '?';
+  }
 }
 refreshCount();
 setInterval(refreshCount, 2000);

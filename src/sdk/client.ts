@@ -1,9 +1,11 @@
 // wsbridge client SDK: one typed ES module for browsers and Node (it uses the standard WebSocket
 // global both have). No imports, so a browser can load it as-is; MessagePack is opt-in by
-// passing a codec (for example msgpackr's pack/unpack).
+// passing a codec (for example msgpackr's pack/unpack). Its types need neither lib "dom" nor
+// @types/node: the WebSocket it expects is described structurally below.
 //
 //   const c = connect('ws://127.0.0.1:8080/ws');
-//   const off = c.subscribe('chat.*', (m) => console.log(m.subject, m.text()));
+//   const sub = c.subscribe('chat.*', (m) => console.log(m.subject, m.text()));
+//   await sub.ready;                        // rejects with the server's code if refused
 //   c.publish('chat.lobby', 'hello');
 //   const answer = await c.request('svc.time', 'now?', { timeoutMs: 1000 });
 
@@ -28,22 +30,51 @@ export interface MsgpackCodec {
   decode(bytes: Uint8Array): unknown;
 }
 
+/** What the SDK needs of a WebSocket: the standard browser / Node ≥ 22 global satisfies it. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  binaryType: string;
+  // Handler parameters are `any` so that both the standard WebSocket and the ws package fit.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  onmessage: ((ev: any) => void) | null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  onclose: ((ev: any) => void) | null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  onerror: ((ev: any) => void) | null;
+  send(data: string | Uint8Array): void;
+  close(code?: number, reason?: string): void;
+}
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+/** A token, or a function asked for a fresh one before every dial and every in-band refresh. */
+export type TokenSource = string | (() => string | Promise<string>);
+
 export interface ConnectOptions {
-  /** Sent as the `token` query parameter (browsers cannot set handshake headers). */
-  token?: string;
+  /**
+   * Sent as the `token` query parameter (browsers cannot set handshake headers). A function is
+   * called before every (re)connect; for a JWT with `exp` it is also called `refreshBeforeMs`
+   * before expiry and the new token is sent in-band (`{"op":"auth"}`), so the session lives on.
+   */
+  token?: TokenSource;
+  /** With a token function and a JWT: how long before `exp` to refresh it in-band (default 30 000). */
+  refreshBeforeMs?: number;
   protocol?: 'json' | 'msgpack';
   /** Required with protocol 'msgpack'. */
   msgpack?: MsgpackCodec;
   /** Reconnect with exponential backoff and jitter; false to stay closed after a drop. */
   reconnect?: false | { baseMs?: number; maxMs?: number };
-  /** Default timeout of request(). */
+  /** Default timeout of request() and publishAck(). */
   requestTimeoutMs?: number;
+  /** Frames kept while disconnected (publishes, requests); past it new ones are refused with `outbox_full`. Default 1000. */
+  outboxMax?: number;
   /** Every frame in and out, decoded, for logs and debugging. */
   onFrame?: (direction: 'in' | 'out', frame: Record<string, unknown>) => void;
   /** Told when a resumed subscription could not get everything it missed (the window moved on). */
   onHistoryLost?: (info: { subject: string; since: number; firstSeq: number }) => void;
+  /** A subscription or onDirect handler threw or rejected. Default: console.error. */
+  onHandlerError?: (err: unknown, msg: Message) => void;
   /** A WebSocket constructor, where there is no global one. */
-  WebSocket?: typeof WebSocket;
+  WebSocket?: WebSocketConstructor;
 }
 
 export interface SessionInfo {
@@ -51,6 +82,22 @@ export interface SessionInfo {
   session: string | null;
   replyTo: string | null;
   state: 'connecting' | 'open' | 'reconnecting' | 'closed';
+  /** Close code of the last connection that ended (1006: it never opened or dropped), else null. */
+  closeCode: number | null;
+  /** Close reason the server gave for it ('' when none). */
+  closeReason: string;
+}
+
+/** Why a connection attempt failed or a connection dropped (see onConnectError). */
+export interface ConnectErrorInfo {
+  /** WebSocket close code: 1006 when the server was unreachable or the handshake was refused. */
+  code: number;
+  reason: string;
+  /** Consecutive failed attempts so far. */
+  attempt: number;
+  /** Whether the client will dial again (and after how long). */
+  willRetry: boolean;
+  retryInMs: number | null;
 }
 
 export class RequestError extends Error {
@@ -59,6 +106,18 @@ export class RequestError extends Error {
     super(message);
     this.name = 'RequestError';
     this.code = code;
+  }
+}
+
+/** ready() rejected: the client is closed. `closeCode`/`closeReason` say why. */
+export class ConnectionClosedError extends RequestError {
+  readonly closeCode: number;
+  readonly closeReason: string;
+  constructor(closeCode: number, closeReason: string, message: string) {
+    super('closed', message);
+    this.name = 'ConnectionClosedError';
+    this.closeCode = closeCode;
+    this.closeReason = closeReason;
   }
 }
 
@@ -75,8 +134,53 @@ export interface SubscribeOptions {
   ack?: { durable: string; ackWaitMs?: number };
 }
 
+export type SubscriptionState = 'pending' | 'active' | 'refused' | 'closed';
+
+/**
+ * What subscribe() returns: call it to unsubscribe. `ready` resolves when the server accepted
+ * the pattern and rejects with a RequestError carrying the server's code (invalid_subject,
+ * permission_denied, limit_exceeded, …) when it refused; a refused pattern is forgotten (never
+ * re-sent on reconnect). A pattern refused later, on a re-subscribe after reconnecting, goes to
+ * state 'refused' and calls onError.
+ */
+export interface Subscription {
+  (): void;
+  readonly pattern: string;
+  readonly state: SubscriptionState;
+  readonly error: RequestError | undefined;
+  readonly ready: Promise<void>;
+  onError(listener: (err: RequestError) => void): void;
+}
+
+interface SubEntry {
+  queue: string | undefined;
+  ack: SubscribeOptions['ack'];
+  handlers: Set<Handler>;
+  lastSeq: number | undefined;
+  state: SubscriptionState;
+  error: RequestError | undefined;
+  ready: Deferred;
+  errorListeners: Set<(err: RequestError) => void>;
+}
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve(): void;
+  reject(e: Error): void;
+  settled: boolean;
+}
+
+interface Pending {
+  resolve(m: Message): void;
+  reject(e: Error): void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  /** Still in the outbox (never sent): rejecting it removes it from there. */
+  queued: boolean;
+}
+
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function toBytes(body: Body | undefined): Uint8Array {
   if (body === undefined) return new Uint8Array(0);
@@ -108,39 +212,89 @@ function message(subject: string, body: Uint8Array, replyTo: string | null, seq?
   };
 }
 
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (e: Error) => void;
+  const d = { settled: false } as Deferred;
+  d.promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Nobody has to listen: an unobserved rejection must not take a Node process down.
+  d.promise.catch(() => {});
+  d.resolve = () => {
+    d.settled = true;
+    resolve();
+  };
+  d.reject = (e) => {
+    d.settled = true;
+    reject(e);
+  };
+  return d;
+}
+
+/** The `exp` claim (ms since the epoch) of a JWT, or undefined when it is not one. */
+function jwtExpiry(token: string): number | undefined {
+  const part = token.split('.')[1];
+  if (token.split('.').length !== 3 || !part) return undefined;
+  try {
+    const json = fromUtf8.decode(fromBase64(part.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(part.length / 4) * 4, '=')));
+    const exp = (JSON.parse(json) as { exp?: unknown }).exp;
+    return typeof exp === 'number' ? exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export class Client {
   readonly url: string;
   #opts: ConnectOptions;
-  #ws: WebSocket | undefined;
-  #info: SessionInfo = { session: null, replyTo: null, state: 'connecting' };
-  #subs = new Map<string, { queue: string | undefined; handlers: Set<Handler>; lastSeq: number | undefined; ack: SubscribeOptions['ack'] }>();
-  #pending = new Map<string, { resolve(m: Message): void; reject(e: Error): void; timer: ReturnType<typeof setTimeout> | undefined }>();
+  #ws: WebSocketLike | undefined;
+  #info: SessionInfo = { session: null, replyTo: null, state: 'connecting', closeCode: null, closeReason: '' };
+  #subs = new Map<string, SubEntry>();
+  /** Sub frames awaiting ok/error, by id. */
+  #subAcks = new Map<string, SubEntry>();
+  #pending = new Map<string, Pending>();
   #nextId = 0;
   #attempt = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #outbox: Array<Record<string, unknown>> = [];
+  #refreshTimer: ReturnType<typeof setTimeout> | undefined;
+  #outbox: Array<{ frame: Record<string, unknown>; id: string | undefined }> = [];
   #sessionListeners = new Set<(info: SessionInfo) => void>();
+  #connectErrorListeners = new Set<(e: ConnectErrorInfo) => void>();
   #direct = new Set<Handler>();
   #closed = false;
-  #ready: { promise: Promise<void>; resolve(): void };
+  #everOpen = false;
+  #token: string | undefined;
+  #ready: Deferred;
 
   constructor(url: string, opts: ConnectOptions = {}) {
     if (opts.protocol === 'msgpack' && !opts.msgpack) throw new Error("protocol 'msgpack' needs the msgpack codec option");
+    if (!opts.WebSocket && typeof (globalThis as { WebSocket?: unknown }).WebSocket !== 'function') throw new Error('no WebSocket global here: pass the WebSocket option (for example from the ws package)');
     this.url = url;
     this.#opts = opts;
-    this.#ready = this.#deferred();
-    this.#dial();
+    this.#ready = deferred();
+    void this.#dial();
   }
 
-  #deferred(): { promise: Promise<void>; resolve(): void } {
-    let resolve!: () => void;
-    const promise = new Promise<void>((r) => (resolve = r));
-    return { promise, resolve };
-  }
-
-  /** Resolves once the server's welcome frame has arrived (the session exists). */
-  ready(): Promise<void> {
-    return this.#ready.promise;
+  /**
+   * Resolves once the server's welcome frame has arrived (the session exists). Rejects with a
+   * ConnectionClosedError (its closeCode and closeReason say why) when the client is closed:
+   * close() was called, or the connection ended with `reconnect: false`, or the server refused
+   * the credential (1008) and there is no token function to get another. With `timeoutMs`, also
+   * rejects with RequestError 'timeout' when no session exists by then (the client keeps trying).
+   */
+  ready(opts: { timeoutMs?: number } = {}): Promise<void> {
+    const p = this.#ready.promise;
+    if (opts.timeoutMs === undefined || this.#ready.settled) return p;
+    const ms = Math.min(Math.max(0, opts.timeoutMs), MAX_TIMER_MS);
+    return new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new RequestError('timeout', `no session within ${ms} ms (state ${this.#info.state})`)), ms);
+      p.then(
+        () => (clearTimeout(t), resolve()),
+        (e: Error) => (clearTimeout(t), reject(e)),
+      );
+    });
   }
 
   get session(): SessionInfo {
@@ -153,76 +307,199 @@ export class Client {
     return () => this.#sessionListeners.delete(listener);
   }
 
+  /** Called when a connection attempt fails or a connection drops, with the close code and reason. */
+  onConnectError(listener: (e: ConnectErrorInfo) => void): () => void {
+    this.#connectErrorListeners.add(listener);
+    return () => this.#connectErrorListeners.delete(listener);
+  }
+
+  /** The subscriptions this client holds (and re-sends after a reconnect), with their state. */
+  get subscriptions(): Array<{ pattern: string; state: SubscriptionState; queue?: string }> {
+    return [...this.#subs].map(([pattern, s]) => ({ pattern, state: s.state, ...(s.queue ? { queue: s.queue } : {}) }));
+  }
+
+  /** Frames waiting for a connection (publishes, publishAcks, requests), oldest first. */
+  get outbox(): Array<Readonly<Record<string, unknown>>> {
+    return this.#outbox.map((o) => ({ ...o.frame }));
+  }
+
+  /** Drops everything waiting in the outbox; waiting publishAck/request calls reject with `discarded`. Returns how many. */
+  discardOutbox(): number {
+    const n = this.#outbox.length;
+    for (const o of this.#outbox.splice(0)) if (o.id !== undefined) this.#settle(o.id, new RequestError('discarded', 'discarded from the outbox before it was sent'));
+    return n;
+  }
+
   #setInfo(info: Partial<SessionInfo>): void {
     this.#info = { ...this.#info, ...info };
     for (const l of this.#sessionListeners) l({ ...this.#info });
   }
 
-  #dial(): void {
-    const Ctor = this.#opts.WebSocket ?? globalThis.WebSocket;
+  async #dial(): Promise<void> {
+    const Ctor = this.#opts.WebSocket ?? (globalThis as unknown as { WebSocket: WebSocketConstructor }).WebSocket;
     const url = new URL(this.url);
-    if (this.#opts.token !== undefined) url.searchParams.set('token', this.#opts.token);
+    const src = this.#opts.token;
+    if (src !== undefined) {
+      try {
+        this.#token = typeof src === 'function' ? await src() : src;
+      } catch (err) {
+        // Could not get a token: count it as a failed attempt, and retry like any other.
+        return this.#dropped(undefined, 1006, `token function failed: ${(err as Error).message}`);
+      }
+      if (this.#closed) return;
+      url.searchParams.set('token', this.#token);
+    }
     const proto = this.#opts.protocol === 'msgpack' ? 'wsbridge.v1.msgpack' : 'wsbridge.v1.json';
-    const ws = new Ctor(url.toString(), proto);
+    let ws: WebSocketLike;
+    try {
+      ws = new Ctor(url.toString(), proto);
+    } catch (err) {
+      return this.#dropped(undefined, 1006, (err as Error).message);
+    }
     ws.binaryType = 'arraybuffer';
     this.#ws = ws;
-    ws.onmessage = (ev: MessageEvent) => this.#receive(ev.data as string | ArrayBuffer);
-    ws.onclose = () => this.#dropped(ws);
+    ws.onmessage = (ev) => this.#receive(ev.data as string | ArrayBuffer);
+    ws.onclose = (ev) => this.#dropped(ws, ev.code, ev.reason);
     ws.onerror = () => {}; // a close event follows
   }
 
-  #dropped(ws: WebSocket): void {
-    if (this.#ws !== ws) return;
+  #dropped(ws: WebSocketLike | undefined, code: number, reason: string): void {
+    if (ws !== undefined && this.#ws !== ws) return;
     this.#ws = undefined;
-    for (const [id, p] of this.#pending) {
-      clearTimeout(p.timer);
-      p.reject(new RequestError('disconnected', 'the connection closed before the reply arrived'));
-      this.#pending.delete(id);
+    clearTimeout(this.#refreshTimer);
+    // What was sent is lost with the session; what never left stays queued for the next one.
+    for (const [id, p] of this.#pending) if (!p.queued) this.#settle(id, new RequestError('disconnected', 'the connection closed before the answer arrived'));
+    for (const [id, s] of this.#subAcks) {
+      this.#subAcks.delete(id);
+      if (s.state === 'pending' || s.state === 'active') s.state = 'pending';
     }
-    if (this.#closed || this.#opts.reconnect === false) {
-      this.#setInfo({ session: null, replyTo: null, state: 'closed' });
+    for (const s of this.#subs.values()) if (s.state === 'active') s.state = 'pending';
+    const failures = this.#attempt++;
+    // A refused credential with a fixed token will be refused again: stop instead of looping.
+    const fatal = code === 1008 && typeof this.#opts.token !== 'function';
+    const stop = this.#closed || this.#opts.reconnect === false || fatal;
+    let delay: number | null = null;
+    if (!stop) {
+      const r = this.#opts.reconnect || {};
+      const base = r.baseMs ?? 250;
+      const max = r.maxMs ?? 10_000;
+      const d = Math.min(max, base * 2 ** Math.min(failures, 20));
+      delay = Math.min(MAX_TIMER_MS, d / 2 + Math.random() * (d / 2));
+    }
+    if (!this.#closed) {
+      const info: ConnectErrorInfo = { code, reason, attempt: this.#attempt, willRetry: !stop, retryInMs: delay };
+      for (const l of this.#connectErrorListeners) l(info);
+    }
+    if (stop) {
+      this.#shutdown(code, reason);
       return;
     }
-    const r = this.#opts.reconnect ?? {};
-    const base = r.baseMs ?? 250;
-    const max = r.maxMs ?? 10_000;
-    const d = Math.min(max, base * 2 ** Math.min(this.#attempt++, 20));
-    this.#ready = this.#deferred();
-    this.#setInfo({ session: null, replyTo: null, state: 'reconnecting' });
-    this.#timer = setTimeout(() => this.#dial(), d / 2 + Math.random() * (d / 2));
+    if (this.#ready.settled) this.#ready = deferred();
+    this.#setInfo({ session: null, replyTo: null, state: 'reconnecting', closeCode: code, closeReason: reason });
+    this.#timer = setTimeout(() => void this.#dial(), delay!);
+  }
+
+  /** Closed for good: everything waiting rejects and is never sent. */
+  #shutdown(code: number, reason: string): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    clearTimeout(this.#refreshTimer);
+    const detail = `close code ${code}${reason ? `: ${reason}` : ''}`;
+    const why = this.#info.state !== 'open' && !this.#everOpen ? `cannot connect to ${this.url} (${detail})` : `connection to ${this.url} closed (${detail})`;
+    this.#outbox.length = 0;
+    for (const id of [...this.#pending.keys()]) this.#settle(id, new RequestError('disconnected', why));
+    for (const s of this.#subs.values()) if (s.state !== 'refused') s.state = 'closed';
+    for (const s of this.#subs.values()) if (!s.ready.settled) s.ready.reject(new ConnectionClosedError(code, reason, why));
+    this.#subAcks.clear();
+    if (this.#ready.settled) this.#ready = deferred();
+    this.#ready.reject(new ConnectionClosedError(code, reason, why));
+    this.#setInfo({ session: null, replyTo: null, state: 'closed', closeCode: code, closeReason: reason });
+  }
+
+  #settle(id: string, outcome: Error | Message): void {
+    const p = this.#pending.get(id);
+    if (!p) return;
+    this.#pending.delete(id);
+    clearTimeout(p.timer);
+    if (p.queued) {
+      const i = this.#outbox.findIndex((o) => o.id === id);
+      if (i >= 0) this.#outbox.splice(i, 1);
+    }
+    if (outcome instanceof Error) p.reject(outcome);
+    else p.resolve(outcome);
+  }
+
+  #deliver(handlers: Iterable<Handler>, msg: Message): Promise<unknown> {
+    const runs: Array<Promise<unknown>> = [];
+    for (const h of handlers) {
+      let r: unknown;
+      try {
+        r = h(msg);
+      } catch (err) {
+        this.#handlerFailed(err, msg);
+        runs.push(Promise.reject(err));
+        continue;
+      }
+      const p = Promise.resolve(r);
+      p.catch((err: unknown) => this.#handlerFailed(err, msg));
+      runs.push(p);
+    }
+    const all = Promise.all(runs);
+    all.catch(() => {});
+    return all;
+  }
+
+  #handlerFailed(err: unknown, msg: Message): void {
+    try {
+      if (this.#opts.onHandlerError) this.#opts.onHandlerError(err, msg);
+      else console.error(`wsbridge: handler for ${msg.subject} failed:`, err);
+    } catch {
+      // an error reporter that throws must not take the client down either
+    }
   }
 
   #receive(data: string | ArrayBuffer): void {
-    const frame = (typeof data === 'string' ? JSON.parse(data) : this.#opts.msgpack!.decode(new Uint8Array(data))) as Record<string, unknown>;
+    let frame: Record<string, unknown>;
+    try {
+      frame = (typeof data === 'string' ? JSON.parse(data) : this.#opts.msgpack!.decode(new Uint8Array(data))) as Record<string, unknown>;
+    } catch {
+      return; // not a wsbridge frame
+    }
     this.#opts.onFrame?.('in', frame);
     const op = frame.op;
     if (op === undefined) {
       const msg = message(String(frame.subject), this.#body(frame.body), (frame.reply_to as string | null) ?? null, frame.seq, frame.redelivered);
       let matched = false;
-      for (const [pattern, sub] of this.#subs) {
-        if (!matches(pattern, msg.subject)) continue;
-        matched = true;
-        // Remembered for resume: after a reconnect the subscription asks for what came after it.
-        if (msg.seq !== undefined && (sub.lastSeq === undefined || msg.seq > sub.lastSeq)) sub.lastSeq = msg.seq;
-        if (sub.ack && msg.seq !== undefined) {
-          const seq = msg.seq;
-          Promise.all([...sub.handlers].map((h) => h(msg))).then(() => this.#send({ op: 'ack', seq }), () => {});
-          continue;
+      // The gateway's own subjects (this session's reply subject) never match a subscription.
+      if (!msg.subject.startsWith('_WSB.')) {
+        for (const [pattern, sub] of this.#subs) {
+          if ((sub.state !== 'active' && sub.state !== 'pending') || !matches(pattern, msg.subject)) continue;
+          matched = true;
+          // Remembered for resume: after a reconnect the subscription asks for what came after it.
+          if (msg.seq !== undefined && (sub.lastSeq === undefined || msg.seq > sub.lastSeq)) sub.lastSeq = msg.seq;
+          const done = this.#deliver(sub.handlers, msg);
+          if (sub.ack && msg.seq !== undefined) {
+            const seq = msg.seq;
+            done.then(() => this.#send({ op: 'ack', seq }, false), () => {});
+          }
         }
-        for (const h of sub.handlers) void h(msg);
       }
       // Messages to this session's reply subject, targeted sends and broadcasts.
-      if (!matched) for (const h of this.#direct) h(msg);
+      if (!matched) void this.#deliver(this.#direct, msg);
       return;
     }
     if (op === 'welcome') {
       this.#attempt = 0;
+      this.#everOpen = true;
       this.#setInfo({ session: String(frame.session), replyTo: String(frame.reply_to), state: 'open' });
       // Subscriptions outlive connections: say them again, then flush what waited.
-      for (const [subject, sub] of this.#subs) {
-        this.#send(this.#subFrame(subject, sub));
+      for (const [subject, sub] of this.#subs) if (sub.state === 'pending') this.#sendSub(subject, sub);
+      for (const o of this.#outbox.splice(0)) {
+        const p = o.id !== undefined ? this.#pending.get(o.id) : undefined;
+        if (p) p.queued = false;
+        this.#send(o.frame, false);
       }
-      for (const f of this.#outbox.splice(0)) this.#send(f);
+      this.#scheduleRefresh();
       this.#ready.resolve();
       return;
     }
@@ -231,13 +508,31 @@ export class Client {
       return;
     }
     const id = frame.id as string | undefined;
-    const p = id !== undefined ? this.#pending.get(id) : undefined;
-    if (!p || id === undefined) return;
-    this.#pending.delete(id);
-    clearTimeout(p.timer);
-    if (op === 'res') p.resolve(message(String(frame.subject), this.#body(frame.body), (frame.reply_to as string | null) ?? null, frame.seq));
-    else if (op === 'error') p.reject(new RequestError(String(frame.code), String(frame.message)));
-    else p.resolve(message('', new Uint8Array(0), null));
+    if (id === undefined) return;
+    const sub = this.#subAcks.get(id);
+    if (sub) {
+      this.#subAcks.delete(id);
+      this.#subAnswered(sub, op === 'error' ? new RequestError(String(frame.code), String(frame.message)) : undefined);
+      return;
+    }
+    if (!this.#pending.has(id)) return;
+    if (op === 'res') this.#settle(id, message(String(frame.subject), this.#body(frame.body), (frame.reply_to as string | null) ?? null, frame.seq));
+    else if (op === 'error') this.#settle(id, new RequestError(String(frame.code), String(frame.message)));
+    else this.#settle(id, message('', new Uint8Array(0), null));
+  }
+
+  #subAnswered(sub: SubEntry, err: RequestError | undefined): void {
+    if (!err) {
+      if (sub.state === 'pending') sub.state = 'active';
+      if (!sub.ready.settled) sub.ready.resolve();
+      return;
+    }
+    // Refused: forget the pattern so it is never re-sent, and say so.
+    sub.state = 'refused';
+    sub.error = err;
+    for (const [pattern, s] of this.#subs) if (s === sub) this.#subs.delete(pattern);
+    if (!sub.ready.settled) sub.ready.reject(err);
+    for (const l of sub.errorListeners) l(err);
   }
 
   #body(b: unknown): Uint8Array {
@@ -249,24 +544,35 @@ export class Client {
     return this.#opts.protocol === 'msgpack' ? body : toBase64(body);
   }
 
-  #send(frame: Record<string, unknown>): void {
-    const ws = this.#ws;
-    if (!ws || ws.readyState !== 1 || this.#info.state !== 'open') {
-      this.#outbox.push(frame);
-      return;
-    }
-    this.#opts.onFrame?.('out', frame);
-    ws.send(this.#opts.protocol === 'msgpack' ? this.#opts.msgpack!.encode(frame) : JSON.stringify(frame));
+  #isOpen(): boolean {
+    return this.#ws !== undefined && this.#ws.readyState === 1 && this.#info.state === 'open';
   }
 
-  /** Publishes; while disconnected the frame waits and goes out after reconnecting. */
+  /** Sends now, or (when `queue`) keeps the frame in the bounded outbox until the next session. */
+  #send(frame: Record<string, unknown>, queue: boolean, id?: string): boolean {
+    if (!this.#isOpen()) {
+      if (!queue || this.#closed) return false;
+      if (this.#outbox.length >= (this.#opts.outboxMax ?? 1000)) throw new RequestError('outbox_full', `${this.#outbox.length} frames already wait for a connection (outboxMax)`);
+      this.#outbox.push({ frame, id });
+      return true;
+    }
+    this.#opts.onFrame?.('out', frame);
+    this.#ws!.send(this.#opts.protocol === 'msgpack' ? this.#opts.msgpack!.encode(frame) : JSON.stringify(frame));
+    return true;
+  }
+
+  /**
+   * Publishes; while disconnected the frame waits in the outbox and goes out after reconnecting.
+   * Throws RequestError 'outbox_full' when outboxMax frames already wait, 'closed' after close().
+   */
   publish(subject: string, body?: Body, opts: { replyTo?: string } = {}): void {
-    this.#send({ subject, body: this.#wire(toBytes(body)), ...(opts.replyTo ? { reply_to: opts.replyTo } : {}) });
+    if (this.#closed) throw new RequestError('closed', 'the client is closed');
+    this.#send({ subject, body: this.#wire(toBytes(body)), ...(opts.replyTo ? { reply_to: opts.replyTo } : {}) }, true);
   }
 
   /** Publishes and resolves when the server has accepted the message onto its bus. */
-  async publishAck(subject: string, body?: Body, opts: { replyTo?: string } = {}): Promise<void> {
-    await this.#call({ subject, body: this.#wire(toBytes(body)), ...(opts.replyTo ? { reply_to: opts.replyTo } : {}) }, this.#opts.requestTimeoutMs ?? 5000);
+  async publishAck(subject: string, body?: Body, opts: { replyTo?: string; timeoutMs?: number } = {}): Promise<void> {
+    await this.#call({ subject, body: this.#wire(toBytes(body)), ...(opts.replyTo ? { reply_to: opts.replyTo } : {}) }, opts.timeoutMs ?? this.#opts.requestTimeoutMs ?? 5000);
   }
 
   /** Messages no subscription matched: answers on this session's reply subject, targeted sends, broadcasts. */
@@ -275,56 +581,129 @@ export class Client {
     return () => this.#direct.delete(handler);
   }
 
-  #subFrame(subject: string, sub: { queue: string | undefined; lastSeq: number | undefined; ack: SubscribeOptions['ack'] }): Record<string, unknown> {
+  #sendSub(subject: string, sub: SubEntry): void {
+    const id = `s${++this.#nextId}`;
     // An acked subscription resumes through its durable; a plain one with the last seq it saw.
-    if (sub.ack) return { op: 'sub', subject, ack: true, durable: sub.ack.durable, ...(sub.ack.ackWaitMs ? { ack_wait_ms: sub.ack.ackWaitMs } : {}) };
-    return { op: 'sub', subject, ...(sub.queue ? { queue: sub.queue } : {}), ...(sub.lastSeq !== undefined ? { since: sub.lastSeq } : {}) };
+    const frame = sub.ack
+      ? { op: 'sub', subject, ack: true, durable: sub.ack.durable, ...(sub.ack.ackWaitMs ? { ack_wait_ms: sub.ack.ackWaitMs } : {}), id }
+      : { op: 'sub', subject, ...(sub.queue ? { queue: sub.queue } : {}), ...(sub.lastSeq !== undefined ? { since: sub.lastSeq } : {}), id };
+    if (this.#send(frame, false)) this.#subAcks.set(id, sub);
   }
 
-  /** Subscribes `handler` to a pattern (`*`, `>` wildcards); returns the unsubscribe function. */
-  subscribe(pattern: string, handler: Handler, opts: SubscribeOptions = {}): () => void {
+  /**
+   * Subscribes `handler` to a pattern (`*`, `>` wildcards). Returns a Subscription: call it to
+   * unsubscribe; `await sub.ready` to know the server accepted it (it rejects with the server's
+   * error code when refused, and the pattern is forgotten).
+   */
+  subscribe(pattern: string, handler: Handler, opts: SubscribeOptions = {}): Subscription {
+    if (this.#closed) throw new RequestError('closed', 'the client is closed');
     let sub = this.#subs.get(pattern);
     if (!sub) {
-      sub = { queue: opts.queue, handlers: new Set(), lastSeq: undefined, ack: opts.ack };
+      sub = { queue: opts.queue, ack: opts.ack, handlers: new Set(), lastSeq: undefined, state: 'pending', error: undefined, ready: deferred(), errorListeners: new Set() };
       this.#subs.set(pattern, sub);
-      if (this.#info.state === 'open') this.#send(this.#subFrame(pattern, sub));
+      if (this.#isOpen()) this.#sendSub(pattern, sub);
     }
     sub.handlers.add(handler);
     const s = sub;
-    return () => {
+    const unsubscribe = () => {
       s.handlers.delete(handler);
       if (s.handlers.size === 0 && this.#subs.get(pattern) === s) {
         this.#subs.delete(pattern);
-        if (this.#info.state === 'open') this.#send({ op: 'unsub', subject: pattern });
+        // Sent (answered or not): the server holds it, so tell it.
+        const sent = s.state === 'active' || [...this.#subAcks.values()].includes(s);
+        s.state = 'closed';
+        if (!s.ready.settled) s.ready.reject(new RequestError('unsubscribed', `unsubscribed from ${pattern} before the server answered`));
+        if (sent) this.#send({ op: 'unsub', subject: pattern }, false);
       }
     };
+    return Object.defineProperties(unsubscribe, {
+      pattern: { value: pattern, enumerable: true },
+      state: { get: () => s.state, enumerable: true },
+      error: { get: () => s.error, enumerable: true },
+      ready: { get: () => s.ready.promise, enumerable: true },
+      onError: { value: (l: (err: RequestError) => void) => void s.errorListeners.add(l) },
+    }) as unknown as Subscription;
   }
 
-  /** Sends a request; resolves with the first reply, rejects with RequestError (code timeout, no_responders, disconnected, …). */
+  /** Sends a request; resolves with the first reply, rejects with RequestError (code timeout, no_responders, disconnected, outbox_full, …). */
   request(subject: string, body?: Body, opts: { timeoutMs?: number } = {}): Promise<Message> {
     const timeoutMs = opts.timeoutMs ?? this.#opts.requestTimeoutMs ?? 5000;
     return this.#call({ op: 'req', subject, body: this.#wire(toBytes(body)), timeout_ms: timeoutMs }, timeoutMs + 1000);
   }
 
-  #call(frame: Record<string, unknown>, localTimeoutMs: number): Promise<Message> {
+  /**
+   * Replaces the session's credential in-band (`{"op":"auth"}`): resolves on the server's ok,
+   * rejects with 'unauthorized' (the old identity stays). The token is also used on reconnects
+   * unless the token option is a function.
+   */
+  async auth(token: string): Promise<void> {
+    await this.#call({ op: 'auth', token }, this.#opts.requestTimeoutMs ?? 5000, false);
+    this.#token = token;
+    if (typeof this.#opts.token !== 'function') this.#opts = { ...this.#opts, token };
+    this.#scheduleRefresh();
+  }
+
+  #scheduleRefresh(): void {
+    clearTimeout(this.#refreshTimer);
+    const src = this.#opts.token;
+    const exp = this.#token !== undefined ? jwtExpiry(this.#token) : undefined;
+    if (typeof src !== 'function' || exp === undefined) return;
+    const left = exp - Date.now();
+    if (left <= 0) return; // the server closes it; the reconnect asks the function again
+    const at = Math.min(MAX_TIMER_MS, Math.max(0, left - Math.min(this.#opts.refreshBeforeMs ?? 30_000, left / 2)));
+    this.#refreshTimer = setTimeout(() => {
+      void (async () => {
+        const old = this.#token;
+        let next: string;
+        try {
+          next = await src();
+        } catch {
+          return; // no new token: the server closes at exp, and the reconnect asks again
+        }
+        if (next === old || this.#closed || !this.#isOpen()) return;
+        try {
+          await this.auth(next);
+        } catch {
+          // refused or disconnected: the reconnect path handles both
+        }
+      })();
+    }, at);
+  }
+
+  #call(frame: Record<string, unknown>, localTimeoutMs: number, queue = true): Promise<Message> {
+    if (this.#closed) return Promise.reject(new RequestError('closed', 'the client is closed'));
     const id = `c${++this.#nextId}`;
     return new Promise<Message>((resolve, reject) => {
-      // The server answers timeouts itself; the local timer covers a server that never answers.
-      const timer = setTimeout(() => {
+      const p: Pending = { resolve, reject, timer: undefined, queued: false };
+      this.#pending.set(id, p);
+      try {
+        p.queued = !this.#isOpen();
+        if (!this.#send({ ...frame, id }, queue, id)) {
+          this.#pending.delete(id);
+          reject(new RequestError('disconnected', 'not connected'));
+          return;
+        }
+      } catch (err) {
         this.#pending.delete(id);
-        reject(new RequestError('timeout', `no answer within ${localTimeoutMs} ms`));
-      }, localTimeoutMs);
-      this.#pending.set(id, { resolve, reject, timer });
-      this.#send({ ...frame, id });
+        reject(err as Error);
+        return;
+      }
+      // The server answers timeouts itself; the local timer covers a server that never answers
+      // and a frame that waited in the outbox for too long (it is then removed, never sent).
+      p.timer = setTimeout(() => this.#settle(id, new RequestError('timeout', `no answer within ${localTimeoutMs} ms`)), Math.min(localTimeoutMs, MAX_TIMER_MS));
     });
   }
 
-  /** Closes for good (no reconnect). */
+  /** Closes for good (no reconnect): ready() and everything waiting reject; nothing queued is sent. */
   close(): void {
-    this.#closed = true;
-    clearTimeout(this.#timer);
-    if (this.#ws) this.#ws.close(1000);
-    else this.#setInfo({ session: null, replyTo: null, state: 'closed' });
+    if (this.#closed) return;
+    const ws = this.#ws;
+    this.#ws = undefined;
+    if (ws) {
+      ws.onclose = null;
+      ws.close(1000);
+    }
+    this.#shutdown(1000, 'closed by the client');
   }
 }
 

@@ -1,11 +1,14 @@
 // The demo page and the browser build of the client SDK, served by the gateway itself (no CDN).
-// The SDK is src/sdk/client.ts: served from dist/ when the build is there and current, else its
-// types are stripped once at first request (Node's own stripTypeScriptTypes).
-import { existsSync, readFileSync, statSync } from 'node:fs';
+// Running the build (dist/server/demo-assets.js, an installed package), the SDK is the compiled
+// dist/sdk/client.js next to it. Running the sources (src/server/demo-assets.ts, npm start), it is
+// src/sdk/client.ts with its types stripped once at first request (Node's stripTypeScriptTypes,
+// which warns that it is experimental; an installed copy never calls it).
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { ServerResponse } from 'node:http';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+const fromSource = import.meta.url.endsWith('.ts');
 
 interface Asset {
   type: string;
@@ -13,15 +16,13 @@ interface Asset {
 }
 
 let cache: Map<string, Asset> | undefined;
+const ASSET_PATHS = new Set(['/', '/demo.js', '/sdk/client.js', '/favicon.ico']);
+// Two linked nodes: small enough to inline, and browsers accept SVG at /favicon.ico.
+const FAVICON = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" fill="#1b1f24"/><path d="M10 16h12" stroke="#6cf" stroke-width="3"/><circle cx="9" cy="16" r="4.5" fill="#0b6"/><circle cx="23" cy="16" r="4.5" fill="#06c"/></svg>';
 
 function sdkSource(): string {
-  // From src/server/ (running the sources) or dist/server/ (running the build).
-  const built = [here('../sdk/client.js'), here('../../dist/sdk/client.js')].find((p) => existsSync(p));
-  const source = [here('../sdk/client.ts'), here('../../src/sdk/client.ts')].find((p) => existsSync(p));
-  if (built && (!source || statSync(built).mtimeMs >= statSync(source).mtimeMs)) return readFileSync(built, 'utf8');
-  if (!source) throw new Error('client SDK source not found');
-  // Loaded lazily: the API is marked experimental and warns once when first used.
-  return stripTypes(readFileSync(source, 'utf8'));
+  if (!fromSource) return readFileSync(here('../sdk/client.js'), 'utf8');
+  return stripTypes(readFileSync(here('../sdk/client.ts'), 'utf8'));
 }
 
 let stripTypes: (code: string) => string = () => {
@@ -29,19 +30,23 @@ let stripTypes: (code: string) => string = () => {
 };
 
 async function load(): Promise<Map<string, Asset>> {
-  const mod = (await import('node:module')) as unknown as { stripTypeScriptTypes(code: string): string };
-  stripTypes = (code) => mod.stripTypeScriptTypes(code);
+  if (fromSource) {
+    const mod = (await import('node:module')) as unknown as { stripTypeScriptTypes(code: string): string };
+    stripTypes = (code) => mod.stripTypeScriptTypes(code);
+  }
+  // The page itself: src/demo/ (the build copies it to dist/demo/).
   const demo = (name: string) => readFileSync([here(`../demo/${name}`), here(`../../src/demo/${name}`)].find((p) => existsSync(p))!);
   return new Map<string, Asset>([
     ['/', { type: 'text/html; charset=utf-8', body: demo('index.html') }],
     ['/demo.js', { type: 'text/javascript; charset=utf-8', body: demo('demo.js') }],
     ['/sdk/client.js', { type: 'text/javascript; charset=utf-8', body: Buffer.from(sdkSource()) }],
+    ['/favicon.ico', { type: 'image/svg+xml', body: Buffer.from(FAVICON) }],
   ]);
 }
 
 /** Serves a demo asset; returns false when `path` is not one. */
 export async function serveDemoAsset(path: string, res: ServerResponse): Promise<boolean> {
-  if (path !== '/' && path !== '/demo.js' && path !== '/sdk/client.js') return false;
+  if (!ASSET_PATHS.has(path)) return false;
   cache ??= await load();
   const a = cache.get(path)!;
   res.writeHead(200, { 'content-type': a.type, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' });

@@ -189,6 +189,7 @@ export class GatewayServer {
     const origin = req.headers.origin;
     if (origin !== undefined && this.#config.allowedOrigins.length > 0 && !this.#config.allowedOrigins.includes(origin)) {
       this.#gw.hub.stats.authFailures++;
+      this.#gw.log.info({ remote: req.socket.remoteAddress, origin }, 'origin refused (ALLOWED_ORIGINS)');
       socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
@@ -202,6 +203,7 @@ export class GatewayServer {
       (identity) => this.wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, req, identity)),
       () => {
         this.#gw.hub.stats.authFailures++;
+        this.#gw.log.info({ remote: req.socket.remoteAddress }, 'authentication failed (handshake token)');
         socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nWWW-Authenticate: Bearer realm="wsbridge"\r\nContent-Length: 0\r\n\r\n');
       },
     );
@@ -251,6 +253,7 @@ export class GatewayServer {
         }
         const refuse = () => {
           hub.stats.authFailures++;
+          log.info({ session: id, remote }, 'authentication failed (first frame)');
           session.close(CloseCodes.policyViolation, 'authentication failed');
         };
         if (token === undefined) return refuse();
@@ -292,11 +295,11 @@ export class GatewayServer {
       else this.#perIp.delete(ip);
       hub.closed(code);
       hub.remove(session);
-      log.debug({ session: id, code }, 'session closed');
+      log.info({ session: id, code }, 'session closed');
     });
     if (identity) session.authenticate(identity);
     if (!pendingAuth) hub.add(session);
-    log.debug({ session: id, remote, protocol: session.codec.name, who: identity?.subject }, 'session opened');
+    log.info({ session: id, remote, protocol: session.codec.name, who: identity?.subject }, 'session opened');
   }
 
   /** Server pings (dead peers are dropped) and the idle timeout, one timer each for all sessions. */
