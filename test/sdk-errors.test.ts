@@ -66,7 +66,12 @@ test('a refused _WSB.> does not swallow messages to the reply subject: onDirect 
     const everything = c.subscribe('>', (m) => assert.ok(!m.subject.startsWith('_WSB.'), `> got ${m.subject}`));
     await everything.ready;
     const direct = waitFor<string>((cb) => c.onDirect((m) => cb(m.text())), () => true, 5000, 'direct message');
-    other.send({ subject: c.session.replyTo, text: 'for you' });
+    // The other session is handed c's reply subject by receiving c's message, then answers it.
+    assert.equal((await other.call({ op: 'sub', subject: 'ask.c', id: 's' })).op, 'ok');
+    c.publish('ask.c', 'question');
+    const q = await other.next((f) => f.subject === 'ask.c');
+    assert.equal(q.reply_to, c.session.replyTo);
+    other.send({ subject: q.reply_to, text: 'for you' });
     assert.equal(await direct, 'for you');
   } finally {
     c.close();
