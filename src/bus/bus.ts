@@ -11,6 +11,11 @@ export interface BusMessage extends BrokerMessage {
   /** Stream sequence, for messages on history subjects (NATS JetStream). */
   seq?: number | undefined;
   redelivered?: number | undefined;
+  /**
+   * Set on a reply that reports a failure instead of an answer (body empty): the requester's
+   * request rejects with RequestError(errorCode). A component host sends 'handler_failed'.
+   */
+  errorCode?: string | undefined;
 }
 
 /** A message on an acknowledged subscription, until it is acked (or given back). */
@@ -52,7 +57,13 @@ export interface SubscribeOptions {
   queue?: string | undefined;
 }
 
-export type RequestErrorCode = 'timeout' | 'no_responders' | 'bus_unavailable';
+export type RequestErrorCode = 'timeout' | 'no_responders' | 'bus_unavailable' | 'handler_failed';
+
+/** The rejection for a reply that carries `errorCode`: it names no more than the code. */
+export function replyError(subject: string, errorCode: string): RequestError {
+  const code: RequestErrorCode = errorCode === 'handler_failed' ? 'handler_failed' : 'bus_unavailable';
+  return new RequestError(code, code === 'handler_failed' ? `the handler of ${subject} failed` : `the responder on ${subject} failed (${errorCode})`);
+}
 
 export class RequestError extends Error {
   readonly code: RequestErrorCode;

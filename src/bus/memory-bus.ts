@@ -2,7 +2,7 @@
 // in subscription order, and a throwing handler never stops delivery to the others.
 import { randomBytes } from 'node:crypto';
 import { SubjectTrie } from './subject-trie.ts';
-import { RequestError } from './bus.ts';
+import { RequestError, replyError } from './bus.ts';
 import type { Bus, BusHandler, BusMessage, BusSubscription, SubscribeOptions } from './bus.ts';
 import { INTERNAL_PREFIX } from '../protocol/subject.ts';
 
@@ -26,6 +26,7 @@ class MemorySubscription implements BusSubscription {
 }
 
 interface Pending {
+  subject: string;
   resolve(msg: BusMessage): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout;
@@ -126,7 +127,8 @@ export class MemoryBus implements Bus {
       if (!p) return; // late reply after a timeout: dropped, as NATS does
       this.#pending.delete(token);
       clearTimeout(p.timer);
-      p.resolve(reply);
+      if (reply.errorCode) p.reject(replyError(p.subject, reply.errorCode));
+      else p.resolve(reply);
     });
     const token = (this.#nextRequest++).toString(36);
     return new Promise<BusMessage>((resolve, reject) => {
@@ -134,7 +136,7 @@ export class MemoryBus implements Bus {
         this.#pending.delete(token);
         reject(new RequestError('timeout', `no reply on ${subject} within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.#pending.set(token, { resolve, reject, timer });
+      this.#pending.set(token, { subject, resolve, reject, timer });
       const delivered = this.#deliver({ subject, body, replyTo: this.#inboxPrefix + token }, true);
       if (delivered === 0 && this.#pending.has(token)) {
         this.#pending.delete(token);

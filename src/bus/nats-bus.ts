@@ -16,7 +16,7 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { MemoryBus } from './memory-bus.ts';
 import { SubjectTrie } from './subject-trie.ts';
 import { patternCovers } from '../protocol/subject.ts';
-import { RequestError } from './bus.ts';
+import { RequestError, replyError } from './bus.ts';
 import type { AckHandle, AckedSubscription, Bus, BusHandler, BusMessage, BusSubscription, ReplayResult, ReplaySink, SubscribeOptions } from './bus.ts';
 import type { Logger } from '../observability/logger.ts';
 
@@ -45,6 +45,8 @@ const RAW_PREFIX = '_WSB.RAW.';
 const NODE_HEADER = 'Wsb-Node';
 const REPLY_HEADER = 'Wsb-Reply';
 const ORIGIN_HEADER = 'Wsb-Origin';
+/** A reply that reports a failure (BusMessage.errorCode) instead of an answer. */
+const ERROR_HEADER = 'Wsb-Error';
 
 export class NatsBus implements Bus {
   readonly nodeId = randomBytes(8).toString('base64url');
@@ -137,6 +139,7 @@ export class NatsBus implements Bus {
             body: m.data,
             replyTo: m.reply ? this.#fromNats(m.reply) : null,
             origin: h?.get(ORIGIN_HEADER) || undefined,
+            errorCode: h?.get(ERROR_HEADER) || undefined,
           };
           if (queue !== undefined) {
             this.local.deliverToQueue(subject, queue, msg);
@@ -165,6 +168,7 @@ export class NatsBus implements Bus {
     const h = headers();
     if (stamp) h.set(NODE_HEADER, this.nodeId);
     if (msg.origin) h.set(ORIGIN_HEADER, msg.origin);
+    if (msg.errorCode) h.set(ERROR_HEADER, msg.errorCode);
     return h;
   }
 
@@ -225,8 +229,11 @@ export class NatsBus implements Bus {
     try {
       // Not stamped: local responders receive it through NATS like everyone else.
       const m = await this.nc.request(this.#toNats(subject), body, { timeout: timeoutMs, headers: this.#headers({ subject, body }, false) });
+      const failed = m.headers?.get(ERROR_HEADER);
+      if (failed) throw replyError(subject, failed);
       return { subject: this.#fromNats(m.subject), body: m.data, replyTo: m.reply ? this.#fromNats(m.reply) : null };
     } catch (err) {
+      if (err instanceof RequestError) throw err;
       const cause = (err as Error).cause;
       if (err instanceof NoRespondersError || cause instanceof NoRespondersError || (err instanceof NatsRequestError && err.isNoResponders())) {
         throw new RequestError('no_responders', `no subscribers on ${subject}`);
