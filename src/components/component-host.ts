@@ -5,6 +5,7 @@
 // hears `handler_failed` at once instead of waiting out its timeout.
 import { loadComponent } from './loader.ts';
 import { InstancePool } from './pool.ts';
+import { ComponentLoadError } from './component-config.ts';
 import type { Gateway } from '../gateway/gateway.ts';
 import type { ComponentConfig } from './component-config.ts';
 import type { BrokerMessage, Result } from '../gateway/messaging.ts';
@@ -42,7 +43,11 @@ export async function startComponent(gw: Gateway, cfg: ComponentConfig, cacheDir
     timeoutMs: cfg.timeoutMs,
     maxQueue: cfg.maxQueue,
   });
-  await pool.warm();
+  try {
+    await pool.warm();
+  } catch (e) {
+    throw new ComponentLoadError(`component ${cfg.path}: cannot start an instance (${(e as Error).message.split('\n')[0]})`);
+  }
   gw.linkSource(cfg.id, {
     handleMessage: (msg) => {
       const started = performance.now();

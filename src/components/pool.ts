@@ -154,6 +154,8 @@ export class InstancePool {
   #waiting: Call[] = [];
   #waitingHead = 0;
   #seq = 0;
+  /** Calls accepted and not yet answered. */
+  #pending = 0;
   #closed = false;
   #sweeper: NodeJS.Timeout | undefined;
   #cap = new SharedArrayBuffer(4);
@@ -201,19 +203,25 @@ export class InstancePool {
   call(msg: BrokerMessage): Promise<Result<void, string>> {
     if (this.#closed) return Promise.resolve(err('component is unloaded'));
     this.stats.calls++;
+    // Every call not yet finished counts, wherever it waits (here or sent ahead to a worker):
+    // one running per instance, maxQueue more.
+    if (this.#pending >= this.#opts.size + this.#opts.maxQueue) {
+      this.stats.rejected++;
+      return Promise.resolve(err('component overloaded: too many queued messages'));
+    }
+    this.#pending++;
     return new Promise((resolve) => {
-      const call: Call = { seq: this.#seq++, msg, resolve };
+      const call: Call = {
+        seq: this.#seq++,
+        msg,
+        resolve: (r) => {
+          this.#pending--;
+          resolve(r);
+        },
+      };
       const w = this.#pick();
-      if (w) {
-        w.send(call);
-        return;
-      }
-      if (this.#waiting.length - this.#waitingHead >= this.#opts.maxQueue) {
-        this.stats.rejected++;
-        resolve(err('component overloaded: too many queued messages'));
-        return;
-      }
-      this.#waiting.push(call);
+      if (w) w.send(call);
+      else this.#waiting.push(call);
     });
   }
 
