@@ -25,16 +25,25 @@ const WIT_DEPS: Array<{ uses: RegExp; files: string[]; dir: string }> = [
   { uses: /golem:websocket\/|wasi:io\/poll/, files: ['wasi-io-poll-0.2.3.wit'], dir: 'wasi-io' },
 ];
 
+/**
+ * StarlingMonkey features left out unless a folder's build.json says otherwise. Clocks, randomness
+ * and stdio stay: with `--disable all`, Date.now() is frozen at build time, Math.random() repeats
+ * the same sequence in every instance and timers cannot fire. A folder may opt out for speed
+ * (`{"disable": ["all"]}`) when it needs none of them.
+ */
+const DEFAULT_DISABLE = ['http', 'fetch-event'];
+
 function engineFlags(engine: Engine, disable: string[]): string[] {
-  // `--disable all` leaves exactly the world's own imports (no WASI) for StarlingMonkey; a
-  // folder's build.json may keep some WASI features ({"disable": ["http", "fetch-event"]}).
   // The QuickJS flags stub WASI out and build a synchronous guest.
   return engine === 'quickjs' ? ['--backend', 'qjs', '--backend-qjs-stub-wasi', '--backend-qjs-disable-async'] : ['--disable', ...disable];
 }
 
 function toolVersion(): string {
   const pkg = (p: string) => (JSON.parse(readFileSync(join(ROOT, 'node_modules', p, 'package.json'), 'utf8')) as { version: string }).version;
-  return `jco ${pkg('@bytecodealliance/jco')} componentize-js ${pkg('@bytecodealliance/componentize-js')}`;
+  // `jco componentize` runs jco's own componentize-js when it has one, not the top-level one.
+  const nested = '@bytecodealliance/jco/node_modules/@bytecodealliance/componentize-js';
+  const cjs = existsSync(join(ROOT, 'node_modules', nested, 'package.json')) ? nested : '@bytecodealliance/componentize-js';
+  return `jco ${pkg('@bytecodealliance/jco')} componentize-js ${pkg(cjs)}`;
 }
 
 export interface BuildResult {
@@ -54,7 +63,7 @@ export async function buildComponent(srcDir: string, opts: { engine?: Engine; ou
   if (!world) throw new Error(`${srcDir}/world.wit: no world found`);
   const deps = WIT_DEPS.filter((d) => d.uses.test(worldText));
   const buildJson = join(srcDir, 'build.json');
-  const disable = existsSync(buildJson) ? (JSON.parse(readFileSync(buildJson, 'utf8')) as { disable: string[] }).disable : ['all'];
+  const disable = existsSync(buildJson) ? (JSON.parse(readFileSync(buildJson, 'utf8')) as { disable: string[] }).disable : DEFAULT_DISABLE;
 
   const hash = createHash('sha256');
   hash.update(`${engine}\n${disable.join(',')}\n${toolVersion()}\n${worldText}\n`);

@@ -215,13 +215,14 @@ test('golem: blocking receive waits for the server; receive-with-timeout both wa
 test('golem: subscribe() pollables and wasi:io/poll, driven through the host imports', async () => {
   // componentize-js gives JS guests no wasi:io/poll ready/poll (it keeps the interface for its
   // event loop), so this drives the same import objects a component from another toolchain gets.
-  const { golemWebsocketImports, Pollable } = await import('../src/components/outbound/golem-websocket.ts');
+  const { golemWebsocketImports } = await import('../src/components/outbound/golem-websocket.ts');
+  const { HostPollable: Pollable, pollInterface } = await import('../src/components/event-loop.ts');
   const { ComponentSockets } = await import('../src/components/outbound/context.ts');
   const owned = new Set<{ destroy(): void }>();
   const sockets = new ComponentSockets({ allow: [], maxConnections: 2, receiveQueue: 10 }, { open: 0, opened: 0, bytesIn: 0, bytesOut: 0 }, { timeoutMs: 2000, maxMessageBytes: 1 << 20 });
   const imports = golemWebsocketImports(sockets.forInstance(owned)) as Record<string, any>;
   const { WebsocketConnection } = imports['golem:websocket/client@1.5.0'];
-  const { poll } = imports['wasi:io/poll@0.2.3'];
+  const { poll } = pollInterface;
   const s = await server();
   const conn = await WebsocketConnection.connect(s.url, [['X-Poll', '1']]);
   const { ws } = await s.conn;

@@ -12,8 +12,8 @@ export interface BusMessage extends BrokerMessage {
   seq?: number | undefined;
   redelivered?: number | undefined;
   /**
-   * On a reply to a request: the request failed at the responder (for example `handler_failed`,
-   * `no_responders` from NATS). The requester's answer is that error, not the (empty) body.
+   * Set on a reply that reports a failure instead of an answer (body empty): the requester's
+   * request rejects with RequestError(errorCode). A component host sends 'handler_failed'.
    */
   errorCode?: string | undefined;
 }
@@ -58,6 +58,12 @@ export interface SubscribeOptions {
 }
 
 export type RequestErrorCode = 'timeout' | 'no_responders' | 'bus_unavailable' | 'handler_failed';
+
+/** The rejection for a reply that carries `errorCode`: it names no more than the code. */
+export function replyError(subject: string, errorCode: string): RequestError {
+  const code: RequestErrorCode = errorCode === 'handler_failed' ? 'handler_failed' : 'bus_unavailable';
+  return new RequestError(code, code === 'handler_failed' ? `the handler of ${subject} failed` : `the responder on ${subject} failed (${errorCode})`);
+}
 
 export class RequestError extends Error {
   readonly code: RequestErrorCode;

@@ -5,8 +5,7 @@
 // it only then). Used for client `req` frames, component `consumer.request` and the TypeScript API.
 import { randomFillSync } from 'node:crypto';
 import type { Bus, BusMessage, BusSubscription } from './bus.ts';
-import { RequestError } from './bus.ts';
-import type { RequestErrorCode } from './bus.ts';
+import { RequestError, replyError } from './bus.ts';
 import { INBOX_PREFIX } from '../security/subject-policy.ts';
 
 export type RequestDone = (err: RequestError | null, reply: BusMessage | null) => void;
@@ -26,7 +25,6 @@ export const SWEEP_MS = 10;
 const TOKEN_BYTES = 16;
 const POOL_TOKENS = 256;
 
-const KNOWN_ERRORS: ReadonlySet<string> = new Set<RequestErrorCode>(['timeout', 'no_responders', 'bus_unavailable', 'handler_failed']);
 
 export class RequestInbox {
   /** `_WSB.R.<node>.`: every request's reply subject is this plus a random token. */
@@ -122,7 +120,7 @@ export class RequestInbox {
     const code = reply.errorCode;
     if (code === undefined) p.done(null, reply);
     else if (code === 'no_responders') p.done(new RequestError('no_responders', `no subscribers on ${p.subject}`), null);
-    else p.done(new RequestError(KNOWN_ERRORS.has(code) ? (code as RequestErrorCode) : 'handler_failed', `the responder on ${p.subject} failed (${KNOWN_ERRORS.has(code) ? code : 'handler_failed'})`), null);
+    else p.done(replyError(p.subject, code), null);
   }
 
   #sweep(): void {

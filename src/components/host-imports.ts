@@ -5,26 +5,46 @@ import type { BrokerMessage, Result } from '../gateway/messaging.ts';
 
 import { WASI_IMPORTS } from './wasi.ts';
 
-/** Interfaces a component may import (jco names them without versions). */
+/**
+ * Contracts a component may import, bound by exact version (jco reports imports with their
+ * versions). WASI is matched as any 0.2.x release: toolchains emit the patch release they were
+ * built against (componentize-js 0.23: @0.2.12), and every 0.2.x is compatible.
+ */
 export const SUPPORTED_IMPORTS: ReadonlySet<string> = new Set([
-  'wasmcloud:messaging/consumer', 'wasmcloud:messaging/types',
-  'wasmcloud:websocket/client', 'wasmcloud:websocket/types', 'golem:websocket/client',
-  ...WASI_IMPORTS,
+  'wasmcloud:messaging/consumer@0.2.0', 'wasmcloud:messaging/types@0.2.0',
+  'wasmcloud:websocket/client@0.1.1-draft', 'wasmcloud:websocket/types@0.1.1-draft', 'golem:websocket/client@1.5.0',
 ]);
+const WASI = new Set<string>(WASI_IMPORTS);
 
-/** Imports that may suspend the instance (JSPI) while the host awaits. */
-export const ASYNC_IMPORTS = [
-  'wasmcloud:messaging/consumer@0.2.0#request',
-  // Suspends only when the host returns a promise: with a cluster bus, until NATS accepted it.
-  'wasmcloud:messaging/consumer@0.2.0#publish',
-  'wasmcloud:websocket/client@0.1.1-draft#connect',
-  'golem:websocket/client@1.5.0#[static]websocket-connection.connect',
-  'golem:websocket/client@1.5.0#[method]websocket-connection.receive',
-  'golem:websocket/client@1.5.0#[method]websocket-connection.receive-with-timeout',
-  'wasi:io/poll@0.2.3#poll',
-  'wasi:io/poll@0.2.3#[method]pollable.block',
-];
-export const ASYNC_EXPORTS = ['wasmcloud:messaging/handler@0.2.0#handle-message'];
+/** Whether wsbridge provides this versioned interface. */
+export function providesImport(name: string): boolean {
+  if (SUPPORTED_IMPORTS.has(name)) return true;
+  const at = name.indexOf('@');
+  return at > 0 && WASI.has(name.slice(0, at)) && /^0\.2\.\d+$/.test(name.slice(at + 1));
+}
+
+/** The export wsbridge calls, by exact version. */
+export const HANDLER_EXPORT = 'wasmcloud:messaging/handler@0.2.0';
+
+/**
+ * Imports that may suspend the instance (JSPI) while the host awaits. jco matches these names
+ * without their version (`iface#fn`), so they apply whatever patch release a component carries.
+ * `publish` is listed only when the bus acknowledges publishes (NATS): jco makes every listed
+ * import suspend on every call, which costs ~30 µs.
+ */
+export function asyncImports(publishAcked: boolean): string[] {
+  return [
+    'wasmcloud:messaging/consumer#request',
+    ...(publishAcked ? ['wasmcloud:messaging/consumer#publish'] : []),
+    'wasmcloud:websocket/client#connect',
+    'golem:websocket/client#[static]websocket-connection.connect',
+    'golem:websocket/client#[method]websocket-connection.receive',
+    'golem:websocket/client#[method]websocket-connection.receive-with-timeout',
+    'wasi:io/poll#poll',
+    'wasi:io/poll#[method]pollable.block',
+  ];
+}
+export const ASYNC_EXPORTS = ['wasmcloud:messaging/handler#handle-message'];
 
 /** A guest-facing broker message: jco represents `option<string>` none as undefined. */
 interface GuestMessage {

@@ -261,15 +261,12 @@ export class Gateway {
   /** Removes a component's links: its subscriptions end; a remote connection closes with its last link. */
   async deleteLink(componentId: string): Promise<void> {
     const running = this.wasm.get(componentId);
-    if (running) {
-      this.wasm.delete(componentId);
-      running.pool.close();
-    }
+    this.wasm.delete(componentId);
     const c = this.#components.get(componentId);
-    if (!c) return;
     this.#components.delete(componentId);
-    for (const s of c.subscriptions) s.unsubscribe();
-    await Promise.all([...c.linkKeys].map((k) => this.#releaseLink(componentId, k)));
+    // Subscriptions first, so no message reaches the instances while they close.
+    for (const s of c?.subscriptions ?? []) s.unsubscribe();
+    await Promise.all([running?.pool.close(), ...[...(c?.linkKeys ?? [])].map((k) => this.#releaseLink(componentId, k))]);
   }
 
   #component(id: string): LinkedComponent {
@@ -394,7 +391,7 @@ export class Gateway {
       this.#links.clear();
       for (const c of this.#components.values()) for (const s of c.subscriptions) s.unsubscribe();
       this.#components.clear();
-      for (const w of this.wasm.values()) w.pool.close();
+      await Promise.all([...this.wasm.values()].map((w) => w.pool.close()));
       this.wasm.clear();
       await this.hub.close();
       this.inbox.close();

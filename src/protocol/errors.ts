@@ -11,7 +11,7 @@ export const ErrorCodes = {
   not_subscribed: 'unsub for a subject this session is not subscribed to',
   timeout: 'no reply arrived within timeout_ms',
   no_responders: 'nobody is subscribed to the request subject',
-  handler_failed: 'the responder failed while handling the request (it threw, trapped, was overloaded or missed its deadline)',
+  handler_failed: 'the component handling the request failed (threw, trapped, was overloaded or passed its deadline)',
   too_many_requests: 'the session has too many requests in flight',
   limit_exceeded: 'a per-session limit (such as max subscriptions) was reached',
   bus_unavailable: 'the message bus cannot take the message right now',

@@ -4,7 +4,8 @@
 //   wsprobe.connect  body: {"url", "subprotocols"?, "headers"?: [{name, value}], "timeout_ms"?,
 //                           "max_message_size"?, "keepalive_ms"?}
 //                    → {"state", "url", "subprotocol"} or {"error"}
-//   wsprobe.send     body: {"text"} | {"binary": [bytes]} | {"ping": [bytes]} → {"state"}
+//   wsprobe.send     body: {"text"} | {"binary": [bytes]} | {"ping": [bytes]} | {"close": {code?, reason?}}
+//                    → {"state"} or {"error"}
 //   wsprobe.receive  → {"message": null | {"text"} | {"binary"} | {"ping"} | {"pong"} | {"close": {code, reason}}}
 //                      (non-blocking: null when nothing has arrived yet)
 //   wsprobe.close    body: {"code"?, "reason"?} → {"state"}
@@ -53,6 +54,7 @@ const steps = {
     if (args.text !== undefined) conn.send({ tag: 'text', val: args.text });
     else if (args.binary !== undefined) conn.send({ tag: 'binary', val: new Uint8Array(args.binary) });
     else if (args.ping !== undefined) conn.send({ tag: 'ping', val: new Uint8Array(args.ping) });
+    else if (args.close !== undefined) conn.send({ tag: 'close', val: { code: args.close.code, reason: args.close.reason } });
     return { state: conn.getState() };
   },
   receive() {

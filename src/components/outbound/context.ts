@@ -13,41 +13,64 @@ export interface OutboundContext {
   open(opts: SocketOptions): Promise<OutboundSocket>;
 }
 
-/** Per component: its open connections, across all its instances. */
+/**
+ * The component's connection budget, shared by all its instances (and so by all its worker
+ * threads): a slot is taken before dialling and given back when the connection ends.
+ */
+export interface ConnectionCap {
+  tryAcquire(): boolean;
+  release(): void;
+}
+
+/** A cap for instances that share one thread. */
+export function localCap(max: number): ConnectionCap {
+  let used = 0;
+  return {
+    tryAcquire: () => (used < max ? (used++, true) : false),
+    release: () => void used--,
+  };
+}
+
+/** Per component (or per worker of it): its connections, counted against a shared cap. */
 export class ComponentSockets {
-  readonly open = new Set<OutboundSocket>();
-  pending = 0;
   readonly policy: OutboundPolicy;
   readonly stats: OutboundStats;
   readonly defaults: { timeoutMs: number; maxMessageBytes: number };
-  constructor(policy: OutboundPolicy, stats: OutboundStats, defaults: { timeoutMs: number; maxMessageBytes: number }) {
+  #cap: ConnectionCap;
+  constructor(policy: OutboundPolicy, stats: OutboundStats, defaults: { timeoutMs: number; maxMessageBytes: number }, cap: ConnectionCap = localCap(policy.maxConnections)) {
     this.policy = policy;
     this.stats = stats;
     this.defaults = defaults;
+    this.#cap = cap;
   }
 
-  /** A context for one instance; `owned` collects its sockets so they close with it. */
-  forInstance(owned: Set<{ destroy(): void }>): OutboundContext {
+  /**
+   * A context for one instance; `owned` collects its sockets so they close with it, and a socket
+   * that finishes its handshake after the instance was given up is closed at once.
+   */
+  forInstance(owned: Set<{ destroy(): void }>, retired: () => boolean = () => false): OutboundContext {
     return {
       policy: this.policy,
       defaults: this.defaults,
       refusal: (url) => outboundRefusal(url, this.policy),
       open: async (opts) => {
-        if (this.open.size + this.pending >= this.policy.maxConnections) {
+        if (!this.#cap.tryAcquire()) {
           throw { kind: 'failed', message: `connection limit reached: ${this.policy.maxConnections} per component (OUTBOUND_MAX_CONNECTIONS)` };
         }
-        this.pending++;
-        let sock: OutboundSocket;
+        let released = false;
+        let sock: OutboundSocket | undefined;
         const ended = () => {
-          this.open.delete(sock);
-          owned.delete(sock);
+          if (!released) {
+            released = true;
+            this.#cap.release();
+          }
+          if (sock) owned.delete(sock);
         };
-        try {
-          sock = await OutboundSocket.open(opts, this.stats, ended);
-        } finally {
-          this.pending--;
+        sock = await OutboundSocket.open(opts, this.stats, ended);
+        if (retired()) {
+          sock.destroy();
+          throw { kind: 'failed', message: 'instance retired while connecting' };
         }
-        this.open.add(sock);
         owned.add(sock);
         return sock;
       },

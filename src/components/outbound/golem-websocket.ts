@@ -1,49 +1,18 @@
 // Host side of golem:websocket/client@1.5.0 (wit/golem-websocket.wit). `connect`, `receive` and
 // `receive-with-timeout` are async imports: the instance suspends until a message arrives.
 // `subscribe` returns a wasi:io/poll pollable that is ready while a message is queued (readiness
-// never consumes a message). A component importing this contract gets wsbridge's wasi:io/poll.
+// never consumes a message); its pollables are the event loop's (event-loop.ts), so the guest can
+// wait on sockets and timers in one wasi:io/poll call. Dropping a connection handle closes it.
+import { HostPollable } from '../event-loop.ts';
 import type { OutboundSocket, ConnectFailure, Inbound } from './socket.ts';
 import type { OutboundContext } from './context.ts';
-import { validCloseCode } from './wasmcloud-websocket.ts';
+import { closeFrameError } from './wasmcloud-websocket.ts';
 
 type GolemError = { tag: 'connection-failure' | 'send-failure' | 'receive-failure' | 'protocol-error' | 'other'; val: string } | { tag: 'closed'; val: { code: number; reason: string } | undefined };
 type Message = { tag: 'text'; val: string } | { tag: 'binary'; val: Uint8Array };
 
 const fail = (e: GolemError): never => {
   throw { payload: e };
-};
-
-/** wasi:io/poll@0.2.3 pollables backed by wsbridge readiness sources. */
-export class Pollable {
-  #ready: () => boolean;
-  #wait: () => Promise<void>;
-  constructor(ready: () => boolean, wait: () => Promise<void>) {
-    this.#ready = ready;
-    this.#wait = wait;
-  }
-  ready(): boolean {
-    return this.#ready();
-  }
-  async block(): Promise<void> {
-    if (!this.#ready()) await this.#wait();
-  }
-  wait(): Promise<void> {
-    return this.#wait();
-  }
-}
-
-export const pollInterface = {
-  Pollable,
-  /** Waits until at least one pollable is ready; returns the indices of the ready ones. */
-  async poll(list: Pollable[]): Promise<Uint32Array> {
-    if (list.length === 0) throw new Error('wasi:io/poll.poll: empty list');
-    for (;;) {
-      const ready: number[] = [];
-      list.forEach((p, i) => p.ready() && ready.push(i));
-      if (ready.length > 0) return new Uint32Array(ready);
-      await Promise.race(list.map((p) => p.wait()));
-    }
-  },
 };
 
 function closedError(sock: OutboundSocket): GolemError {
@@ -123,14 +92,20 @@ export function golemWebsocketImports(ctx: OutboundContext): Record<string, unkn
     }
 
     close(code?: number, reason?: string): void {
-      if (code !== undefined && !validCloseCode(code)) fail({ tag: 'protocol-error', val: `close code ${code} may not be sent (RFC 6455 §7.4)` });
+      const invalid = closeFrameError(code, reason);
+      if (invalid) fail({ tag: 'protocol-error', val: invalid });
       if (this.#sock.state === 'closed') fail(closedError(this.#sock));
       this.#sock.close(code, reason);
     }
 
-    subscribe(): Pollable {
+    subscribe(): HostPollable {
       const s = this.#sock;
-      return new Pollable(() => s.hasQueued || s.state === 'closed', () => s.wait());
+      return new HostPollable(() => s.hasQueued || s.state === 'closed', () => s.wait());
+    }
+
+    /** The guest dropped its handle: the connection goes with it (jco calls this on drop). */
+    [Symbol.dispose](): void {
+      this.#sock.destroy();
     }
   }
 
@@ -138,7 +113,5 @@ export function golemWebsocketImports(ctx: OutboundContext): Record<string, unkn
   return {
     'golem:websocket/client': client,
     'golem:websocket/client@1.5.0': client,
-    'wasi:io/poll': pollInterface,
-    'wasi:io/poll@0.2.3': pollInterface,
   };
 }

@@ -221,7 +221,8 @@ export class OutboundSocket {
     if (this.state === 'closed' || this.state === 'closing') return;
     this.state = 'closing';
     this.#stopKeepalive();
-    this.#ws.close(code, reason);
+    // A reason needs a code on the wire: close(none, some(reason)) sends 1000 with the reason.
+    this.#ws.close(code ?? (reason ? 1000 : undefined), reason);
   }
 
   /** Ends the connection without a handshake (instance dropped, gateway shutting down). */

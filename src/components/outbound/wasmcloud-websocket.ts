@@ -47,9 +47,19 @@ export function wasmcloudWebsocketImports(ctx: OutboundContext): Record<string, 
       switch (message.tag) {
         case 'text': s.sendText(message.val); return;
         case 'binary': s.sendBinary(message.val); return;
-        case 'ping': s.ping(message.val); return;
-        case 'pong': s.pong(message.val); return;
-        case 'close': s.close(message.val.code, message.val.reason); return;
+        case 'ping':
+        case 'pong':
+          // A control frame carries at most 125 bytes (RFC 6455 §5.5); ws would throw.
+          if (message.val.length > 125) fail({ tag: 'invalid-message', val: `${message.tag} payload of ${message.val.length} bytes: at most 125` });
+          if (message.tag === 'ping') s.ping(message.val);
+          else s.pong(message.val);
+          return;
+        case 'close': {
+          const invalid = closeFrameError(message.val.code, message.val.reason);
+          if (invalid) fail({ tag: 'protocol-error', val: invalid });
+          s.close(message.val.code, message.val.reason);
+          return;
+        }
       }
     }
     receive(): Message | undefined {
@@ -63,9 +73,13 @@ export function wasmcloudWebsocketImports(ctx: OutboundContext): Record<string, 
       return undefined;
     }
     close(code?: number, reason?: string): void {
-      if (code !== undefined && !validCloseCode(code)) fail({ tag: 'protocol-error', val: `close code ${code} may not be sent (RFC 6455 §7.4)` });
-      if (reason !== undefined && Buffer.byteLength(reason) > 123) fail({ tag: 'protocol-error', val: 'close reason longer than 123 bytes' });
+      const invalid = closeFrameError(code, reason);
+      if (invalid) fail({ tag: 'protocol-error', val: invalid });
       this.#sock.close(code, reason);
+    }
+    /** The guest dropped its handle: the connection goes with it (jco calls this on drop). */
+    [Symbol.dispose](): void {
+      this.#sock.destroy();
     }
     getState(): string {
       return this.#sock.state;
@@ -118,6 +132,13 @@ export function wasmcloudWebsocketImports(ctx: OutboundContext): Record<string, 
     'wasmcloud:websocket/types': {},
     'wasmcloud:websocket/types@0.1.1-draft': {},
   };
+}
+
+/** Why a close frame with this code and reason may not be sent, or null when it may. */
+export function closeFrameError(code: number | undefined, reason: string | undefined): string | null {
+  if (code !== undefined && !validCloseCode(code)) return `close code ${code} may not be sent (RFC 6455 §7.4)`;
+  if (reason !== undefined && Buffer.byteLength(reason) > 123) return `close reason of ${Buffer.byteLength(reason)} bytes: at most 123 (RFC 6455 §5.5)`;
+  return null;
 }
 
 /** Close codes an endpoint may send: 1000–1003, 1007–1014, 3000–4999. */
