@@ -168,3 +168,27 @@ test('stdin of a component is empty, never the gateway\'s', async () => {
   assert.throws(() => stdin.read(10n), (e: any) => e.tag === 'closed');
   assert.throws(() => stdin.blockingRead(10n), (e: any) => e.tag === 'closed');
 });
+
+test('over NATS: a requester on another node gets handler_failed (Wsb-Error header), and publish waits for the ack', async () => {
+  const { startNats } = await import('./nats-helpers.ts');
+  const nats = await startNats();
+  const a = await startGateway({ NATS_URL: nats.url, COMPONENT_CACHE_DIR: CACHE });
+  const b = await startGateway({ NATS_URL: nats.url, COMPONENT_CACHE_DIR: CACHE });
+  try {
+    await b.addComponent({ id: 'faulty', path: faulty, subscriptions: [{ subject: 'faulty.*', queue: undefined }], poolSize: 1, timeoutMs: 10_000, maxQueue: 10, env: {}, preopens: {} });
+    const c = await TestClient.connect(a);
+    // faulty.ok answers through consumer.publish, which with NATS suspends until NATS has it.
+    const okReply = await c.call({ op: 'req', id: 'ok', subject: 'faulty.ok', text: '', timeout_ms: 10_000 });
+    assert.equal(okReply.op, 'res');
+    const t0 = performance.now();
+    const r = await c.call({ op: 'req', id: 'x', subject: 'faulty.throw', text: '', timeout_ms: 20_000 });
+    assert.equal(r.op, 'error');
+    assert.equal(r.code, 'handler_failed');
+    assert.ok(performance.now() - t0 < 5000);
+    c.close();
+  } finally {
+    await a.shutdown();
+    await b.shutdown();
+    await nats.stop();
+  }
+});

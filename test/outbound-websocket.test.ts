@@ -247,3 +247,86 @@ test('golem: subscribe() pollables and wasi:io/poll, driven through the host imp
   for (const r of owned) r.destroy();
   s.wss.close();
 });
+
+test('golem: a JS guest waits on a subscribe() pollable (pollable.block suspends until a message arrives)', async () => {
+  const s = await server();
+  await step(gw, 'golemprobe.connect', { url: s.url });
+  const { ws } = await s.conn;
+  const waiting = step(gw, 'golemprobe.wait');
+  ws.send('wake the pollable');
+  assert.deepEqual(await waiting, { ready: true, message: { text: 'wake the pollable' } });
+  await step(gw, 'golemprobe.close', {});
+  s.wss.close();
+});
+
+test('invalid frames are errors, not traps: ping over 125 bytes, close code 1005, close reason over 123 bytes', async () => {
+  const running = gw.wasm.get('ws-probe')!;
+  const trapsBefore = running.pool.stats.traps;
+  const s = await server();
+  await step(gw, 'wsprobe.connect', { url: s.url });
+  const { ws } = await s.conn;
+  assert.equal((await step(gw, 'wsprobe.send', { ping: Array(126).fill(1) })).error.tag, 'invalid-message');
+  assert.equal((await step(gw, 'wsprobe.send', { close: { code: 1005 } })).error.tag, 'protocol-error');
+  assert.equal((await step(gw, 'wsprobe.send', { close: { code: 1000, reason: 'x'.repeat(124) } })).error.tag, 'protocol-error');
+  assert.equal((await step(gw, 'wsprobe.close', { code: 1000, reason: 'é'.repeat(62) })).error.tag, 'protocol-error', '124 bytes in UTF-8');
+  assert.equal(running.pool.stats.traps, trapsBefore, 'the instance never trapped');
+  // The connection is still usable, and a valid close through send() works.
+  const closed = new Promise<[number, string]>((resolve) => ws.once('close', (c, r) => resolve([c, r.toString()])));
+  assert.equal((await step(gw, 'wsprobe.send', { close: { code: 4005, reason: 'via send' } })).state, 'closing');
+  assert.deepEqual(await closed, [4005, 'via send']);
+  s.wss.close();
+});
+
+test('golem: close(none, some(reason)) keeps the reason (sent with 1000)', async () => {
+  const s = await server();
+  await step(gw, 'golemprobe.connect', { url: s.url });
+  const { ws } = await s.conn;
+  const closed = new Promise<[number, string]>((resolve) => ws.once('close', (c, r) => resolve([c, r.toString()])));
+  await step(gw, 'golemprobe.close', { reason: 'only a reason' });
+  assert.deepEqual(await closed, [1000, 'only a reason']);
+  s.wss.close();
+});
+
+test('dropping a connection handle (what jco calls on resource drop) closes the socket and frees its slot', async () => {
+  const { wasmcloudWebsocketImports } = await import('../src/components/outbound/wasmcloud-websocket.ts');
+  const { golemWebsocketImports } = await import('../src/components/outbound/golem-websocket.ts');
+  const { ComponentSockets } = await import('../src/components/outbound/context.ts');
+  const stats = { open: 0, opened: 0, bytesIn: 0, bytesOut: 0 };
+  const sockets = new ComponentSockets({ allow: [], maxConnections: 1, receiveQueue: 10 }, stats, { timeoutMs: 2000, maxMessageBytes: 1 << 20 });
+  const wc = (wasmcloudWebsocketImports(sockets.forInstance(new Set())) as Record<string, any>)['wasmcloud:websocket/client'];
+  const golem = (golemWebsocketImports(sockets.forInstance(new Set())) as Record<string, any>)['golem:websocket/client'];
+  const s = await server();
+  try {
+    // With a cap of 1, each connect below succeeds only if the previous dropped handle gave its slot back.
+    for (const open of [(url: string) => wc.connect({ url }), (url: string) => golem.WebsocketConnection.connect(url), (url: string) => wc.connect({ url })]) {
+      const conn = new Promise<WebSocket>((resolve) => s.wss.once('connection', (ws) => resolve(ws)));
+      const c = await open(s.url);
+      const ws = await conn;
+      const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+      c[Symbol.dispose]();
+      assert.equal(await closed, 1001);
+      for (let i = 0; i < 1000 && stats.open > 0; i++) await new Promise((r) => setImmediate(r));
+      assert.equal(stats.open, 0);
+    }
+  } finally {
+    for (const c of s.wss.clients) c.terminate();
+    s.wss.close();
+  }
+});
+
+test('a connect still in flight when its instance is retired is closed as soon as it opens', async () => {
+  const { ComponentSockets } = await import('../src/components/outbound/context.ts');
+  const sockets = new ComponentSockets({ allow: [], maxConnections: 5, receiveQueue: 10 }, { open: 0, opened: 0, bytesIn: 0, bytesOut: 0 }, { timeoutMs: 2000, maxMessageBytes: 1 << 20 });
+  let retired = false;
+  const owned = new Set<{ destroy(): void }>();
+  const ctx = sockets.forInstance(owned, () => retired);
+  const s = await server();
+  const opening = ctx.open({ url: s.url, headers: {}, subprotocols: [], timeoutMs: 2000, maxMessageBytes: 1024, keepaliveMs: 0, receiveQueue: 10, surfaceControlFrames: false });
+  retired = true;
+  const { ws } = await s.conn;
+  const closed = new Promise<number>((resolve) => ws.once('close', (c) => resolve(c)));
+  await assert.rejects(opening, (e: any) => /retired/.test(e.message));
+  assert.equal(await closed, 1001);
+  assert.equal(owned.size, 0);
+  s.wss.close();
+});

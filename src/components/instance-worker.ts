@@ -102,12 +102,14 @@ const cap: ConnectionCap = {
 const outboundStats: OutboundStats = { open: 0, opened: 0, bytesIn: 0, bytesOut: 0 };
 const sockets = new ComponentSockets(setup.outbound.policy, outboundStats, setup.outbound.defaults, cap);
 let reported = '';
-setInterval(() => {
+/** Sends the socket counters when they changed: after every call, and every 200 ms. */
+function reportStats(): void {
   const now = `${outboundStats.open},${outboundStats.opened},${outboundStats.bytesIn},${outboundStats.bytesOut}`;
   if (now === reported) return;
   reported = now;
   emit(EVENT.stats, outboundStats.open, outboundStats.opened, outboundStats.bytesIn, outboundStats.bytesOut);
-}, 200).unref();
+}
+setInterval(reportStats, 200).unref();
 
 // ── the instance ────────────────────────────────────────────────────────────────────────────
 const names = new Set(setup.imports.map((i) => i.slice(0, i.indexOf('@') >>> 0)));
@@ -174,6 +176,7 @@ async function run(): Promise<void> {
       }
     }
     state[1] = -1;
+    reportStats();
     emit(EVENT.done, seq, outcome, text);
     if (outcome === OUTCOME.trap) {
       // Its memory may be inconsistent: a fresh instance takes over, in this same thread.

@@ -8,8 +8,8 @@
 //   golemprobe.receive    → {"message"} (blocks)
 //   golemprobe.receive-with-timeout  body: {"ms"} → {"message": null | …}
 //   golemprobe.close      body: {"code"?, "reason"?}
-// (`subscribe() -> pollable` is not used here: componentize-js keeps wasi:io/poll for its own
-// event loop and gives JS no `ready`/`poll`; components from other toolchains can use it.)
+//   golemprobe.wait       → subscribe(), pollable.block() until a message is queued, then
+//                           {"ready": pollable.ready(), "message"} (the instance suspends meanwhile)
 import { publish } from 'wasmcloud:messaging/consumer@0.2.0';
 import { WebsocketConnection } from 'golem:websocket/client@1.5.0';
 
@@ -54,6 +54,12 @@ const steps = {
   close(args) {
     conn.close(args.code, args.reason);
     return { closed: true };
+  },
+  wait() {
+    const pollable = conn.subscribe();
+    pollable.block();
+    const ready = pollable.ready();
+    return { ready, message: describe(conn.receive()) };
   },
 };
 
