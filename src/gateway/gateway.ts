@@ -15,7 +15,7 @@ import { silentLogger } from '../observability/logger.ts';
 import type { Logger } from '../observability/logger.ts';
 import { subjectError } from '../protocol/subject.ts';
 import { checkPublish, checkReplyTo, checkRequest, isReserved, NODE_PREFIX, ReplyGrants, scopedStateName } from '../security/subject-policy.ts';
-import type { Actor, Denial } from '../security/subject-policy.ts';
+import type { Actor, Denial, GrantLimits } from '../security/subject-policy.ts';
 import { ok, err } from './messaging.ts';
 import type { ComponentConfig } from '../components/component-config.ts';
 import type { RunningComponent } from '../components/component-host.ts';
@@ -38,6 +38,15 @@ interface LinkedComponent {
 
 /** The operator API and the TypeScript API: user subjects and the gateway's reply subjects. */
 export const OPERATOR: Actor = { role: 'operator' };
+
+/**
+ * A component answers many messages at once (its pool and queue): it may hold more grants than a
+ * session, at least 4096, so a burst of requests never forgets the first ones before they are
+ * answered.
+ */
+function componentGrantLimits(l: GrantLimits): GrantLimits {
+  return { ...l, maxGrants: Math.max(l.maxGrants, 4096) };
+}
 
 /** The wasmcloud:messaging error string for a refused subject: "<code>: <message>". */
 const refused = (d: Denial): Result<never, string> => err(`${d.code}: ${d.message}`);
@@ -271,7 +280,7 @@ export class Gateway {
 
   #component(id: string): LinkedComponent {
     let c = this.#components.get(id);
-    if (!c) this.#components.set(id, (c = { subscriptions: [], linkKeys: new Set(), actor: { role: 'component', grants: new ReplyGrants(this.config.grants) } }));
+    if (!c) this.#components.set(id, (c = { subscriptions: [], linkKeys: new Set(), actor: { role: 'component', grants: new ReplyGrants(componentGrantLimits(this.config.grants)) } }));
     return c;
   }
 

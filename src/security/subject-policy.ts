@@ -89,6 +89,10 @@ export class ReplyGrants {
    * to 1023 at once), until `ttlMs` after this delivery.
    */
   grant(replyTo: string): void {
+    // Only reply subjects in reserved space are capabilities; a user subject named as reply_to is
+    // answered under the receiver's own permissions. (So a sender cannot fill receivers' grant
+    // tables with made-up subjects: each sender has one reply subject, each request one inbox.)
+    if (!isReserved(replyTo)) return;
     const l = this.#limits;
     const g = this.#grants;
     const now = tick();
@@ -168,11 +172,7 @@ export function checkPublish(actor: Actor, subject: string): Denial | null {
     if (actor.role === 'operator' && isReplySubject(subject)) return null;
     return reserved('published to', subject);
   }
-  if (actor.publishPermission && !actor.publishPermission.allowsSubject(subject)) {
-    // A user subject handed as reply_to by someone who may publish there is a capability too.
-    if (actor.grants?.use(subject)) return null;
-    return denied('publish to', subject);
-  }
+  if (actor.publishPermission && !actor.publishPermission.allowsSubject(subject)) return denied('publish to', subject);
   return null;
 }
 
