@@ -44,7 +44,7 @@ async function main(): Promise<void> {
       process.stderr.write(`wsbridge: ${err.message}\n`);
       process.exit(1);
     }
-    if (err instanceof ComponentLoadError) {
+    if (err instanceof ComponentLoadError || err instanceof ConfigError) {
       process.stderr.write(`wsbridge: ${err.message}\n`);
       process.exit(2);
     }

@@ -129,19 +129,8 @@ export class SessionHub {
 
   remove(session: Session): void {
     if (!this.sessions.delete(session.id)) return;
-    session.closed = true;
     this.stats.sessionsClosed++;
-    if (session.hasSubscriptions) {
-      for (const release of session.subscriptions.values()) release();
-      session.subscriptions.clear();
-    }
-    for (const sub of session.replySubscriptions) sub.unsubscribe();
-    session.replySubscriptions = [];
-    // What the session received but did not acknowledge goes back for immediate redelivery.
-    if (session.hasUnacked) {
-      for (const h of session.unacked.values()) h.nak();
-      session.unacked.clear();
-    }
+    session.dispose();
     this.onChange();
   }
 
