@@ -3,11 +3,14 @@
 // URL). JWT claims `pub` and `subs` (arrays of subject patterns) limit publishing and subscribing;
 // `exp` ends the session with 1008 unless a new token arrives in-band first.
 import { readFileSync } from 'node:fs';
-import { createPublicKey, createHash, timingSafeEqual } from 'node:crypto';
-import { jwtVerify, createLocalJWKSet, createRemoteJWKSet } from 'jose';
+import { createPublicKey } from 'node:crypto';
+import { jwtVerify, createLocalJWKSet, createRemoteJWKSet, errors } from 'jose';
 import type { JWTVerifyGetKey, KeyObject } from 'jose';
 import { SubjectTrie } from '../bus/subject-trie.ts';
 import { patternCovers } from '../protocol/subject.ts';
+import { secretMatches } from './secret.ts';
+import { ConfigError } from '../config/load.ts';
+import type { Logger } from '../observability/logger.ts';
 
 export interface Identity {
   /** Who, for logs: the JWT `sub`, a token's name, or "token". */
@@ -63,6 +66,10 @@ export interface AuthConfig {
   jwks: string | undefined;
   jwtIssuer: string | undefined;
   jwtAudience: string | undefined;
+  /** REQUIRE_JWT_EXP: refuse JWTs without `exp`. */
+  requireExp: boolean;
+  /** JWT_MAX_LIFETIME_SEC (0: none): refuse JWTs whose `exp` lies further than this after `iat`. */
+  maxLifetimeSec: number;
 }
 
 export interface Authenticator {
@@ -75,48 +82,95 @@ function patterns(claim: unknown, name: string): Permission | null {
   return new Permission(claim as string[]);
 }
 
+type JwtKey = { key: Uint8Array | KeyObject | JWTVerifyGetKey; algorithms: string[]; remote: boolean };
+
+/**
+ * The JWT verification key of the configuration, or undefined without JWTs. A key file that
+ * cannot be read or parsed is a ConfigError naming the setting (found at startup, exit 2).
+ */
+export function jwtKey(c: AuthConfig): JwtKey | undefined {
+  if (c.jwtSecret !== undefined) return { key: new TextEncoder().encode(c.jwtSecret), algorithms: ['HS256'], remote: false };
+  const asymmetric = ['RS256', 'ES256', 'EdDSA'];
+  const read = (setting: string, file: string): string => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new ConfigError(`${setting}: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+    }
+  };
+  if (c.jwtPublicKeyFile !== undefined) {
+    const pem = read('JWT_PUBLIC_KEY_FILE', c.jwtPublicKeyFile);
+    try {
+      return { key: createPublicKey(pem) as unknown as KeyObject, algorithms: asymmetric, remote: false };
+    } catch (e) {
+      throw new ConfigError(`JWT_PUBLIC_KEY_FILE: ${c.jwtPublicKeyFile} is not a PEM public key (${(e as Error).message})`);
+    }
+  }
+  if (c.jwks !== undefined) {
+    if (/^https?:\/\//.test(c.jwks)) {
+      try {
+        return { key: createRemoteJWKSet(new URL(c.jwks)), algorithms: asymmetric, remote: true };
+      } catch (e) {
+        throw new ConfigError(`JWT_JWKS: ${c.jwks} is not a usable URL (${(e as Error).message})`);
+      }
+    }
+    const text = read('JWT_JWKS', c.jwks);
+    try {
+      const set = JSON.parse(text) as { keys?: unknown };
+      if (!Array.isArray(set.keys) || set.keys.length === 0) throw new Error('expected {"keys":[…]} with at least one key');
+      return { key: createLocalJWKSet(set as Parameters<typeof createLocalJWKSet>[0]), algorithms: asymmetric, remote: false };
+    } catch (e) {
+      throw new ConfigError(`JWT_JWKS: ${c.jwks} is not a JWKS file (${(e as Error).message})`);
+    }
+  }
+  return undefined;
+}
+
+/** Errors that say the token is bad, as opposed to the key source (a JWKS URL) failing. */
+function tokenFault(err: unknown): boolean {
+  return err instanceof errors.JOSEError && !(err instanceof errors.JWKSTimeout) && !(err instanceof errors.JWKSInvalid);
+}
+
 /** Builds the configured authenticator, or undefined when authentication is off. */
-export function createAuthenticator(c: AuthConfig): Authenticator | undefined {
+export function createAuthenticator(c: AuthConfig, log?: Logger): Authenticator | undefined {
   const verifiers: Array<(t: string) => Promise<Identity | undefined>> = [];
   if (c.token !== undefined) {
-    const want = createHash('sha256').update(c.token).digest();
-    verifiers.push(async (t) => (timingSafeEqual(createHash('sha256').update(t).digest(), want) ? { subject: 'token', principal: undefined, expiresAt: undefined, publish: null, subscribe: null } : undefined));
+    const want = c.token;
+    verifiers.push(async (t) => (secretMatches(t, want) ? { subject: 'token', principal: undefined, expiresAt: undefined, publish: null, subscribe: null } : undefined));
   }
   if (c.tokens !== undefined && c.tokens.length > 0) {
     const entries = c.tokens.map((e) => ({
-      digest: createHash('sha256').update(e.token).digest(),
+      token: e.token,
       identity: { subject: e.name, principal: `token:${e.name}`, expiresAt: undefined, publish: e.pub ? new Permission(e.pub) : null, subscribe: e.subs ? new Permission(e.subs) : null } satisfies Identity,
     }));
     verifiers.push(async (t) => {
       // Every entry is compared, in constant time, whichever matches.
-      const given = createHash('sha256').update(t).digest();
       let found: Identity | undefined;
-      for (const e of entries) if (timingSafeEqual(given, e.digest) && found === undefined) found = e.identity;
+      for (const e of entries) if (secretMatches(t, e.token) && found === undefined) found = e.identity;
       return found;
     });
   }
-  let key: Uint8Array | KeyObject | JWTVerifyGetKey | undefined;
-  let algorithms: string[] = [];
-  if (c.jwtSecret !== undefined) {
-    key = new TextEncoder().encode(c.jwtSecret);
-    algorithms = ['HS256'];
-  } else if (c.jwtPublicKeyFile !== undefined) {
-    key = createPublicKey(readFileSync(c.jwtPublicKeyFile)) as unknown as KeyObject;
-    algorithms = ['RS256', 'ES256', 'EdDSA'];
-  } else if (c.jwks !== undefined) {
-    key = /^https?:\/\//.test(c.jwks) ? createRemoteJWKSet(new URL(c.jwks)) : createLocalJWKSet(JSON.parse(readFileSync(c.jwks, 'utf8')));
-    algorithms = ['RS256', 'ES256', 'EdDSA'];
-  }
-  if (key !== undefined) {
-    const k = key;
+  const jwt = jwtKey(c);
+  if (jwt !== undefined) {
+    const { key, algorithms, remote } = jwt;
+    // A JWKS URL that cannot be fetched refuses every JWT: say so, at most once every 10 s.
+    let lastFetchLog = 0;
+    let unlogged = 0;
     verifiers.push(async (t) => {
       if (t.split('.').length !== 3) return undefined;
       try {
-        const { payload } = await jwtVerify(t, k as Parameters<typeof jwtVerify>[1], {
+        const { payload } = await jwtVerify(t, key as Parameters<typeof jwtVerify>[1], {
           algorithms,
           ...(c.jwtIssuer ? { issuer: c.jwtIssuer } : {}),
           ...(c.jwtAudience ? { audience: c.jwtAudience } : {}),
+          ...(c.requireExp || c.maxLifetimeSec > 0 ? { requiredClaims: ['exp'] } : {}),
         });
+        if (c.maxLifetimeSec > 0) {
+          // Counted from iat, or from now when iat is absent or in the future.
+          const now = Date.now() / 1000;
+          const from = Math.min(typeof payload.iat === 'number' ? payload.iat : now, now);
+          if (payload.exp! - from > c.maxLifetimeSec) return undefined;
+        }
         return {
           subject: typeof payload.sub === 'string' ? payload.sub : 'jwt',
           principal: typeof payload.sub === 'string' ? `jwt:${typeof payload.iss === 'string' ? payload.iss : ''}:${payload.sub}` : undefined,
@@ -124,7 +178,15 @@ export function createAuthenticator(c: AuthConfig): Authenticator | undefined {
           publish: patterns(payload.pub, 'pub'),
           subscribe: patterns(payload.subs, 'subs'),
         };
-      } catch {
+      } catch (err) {
+        if (remote && !tokenFault(err) && !(err instanceof AuthError)) {
+          const now = Date.now();
+          if (now - lastFetchLog >= 10_000) {
+            log?.error({ err: (err as Error).message, jwks: c.jwks, suppressed: unlogged }, 'JWKS fetch failed: JWTs cannot be verified (JWT_JWKS)');
+            lastFetchLog = now;
+            unlogged = 0;
+          } else unlogged++;
+        }
         return undefined;
       }
     });

@@ -51,7 +51,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
       process.stderr.write(`wsbridge: ${err.message}\n`);
       process.exit(1);
     }
-    if (err instanceof ComponentLoadError) {
+    if (err instanceof ComponentLoadError || err instanceof ConfigError) {
       process.stderr.write(`wsbridge: ${err.message}\n`);
       process.exit(2);
     }

@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import type { ComponentConfig } from '../components/component-config.ts';
 import { defaultComponentId } from '../components/component-config.ts';
 import type { AuthConfig, NamedToken } from '../auth/authenticator.ts';
+import { jwtKey } from '../auth/authenticator.ts';
+import { trustedProxyError } from '../server/client-address.ts';
 import type { GrantLimits } from '../security/subject-policy.ts';
 import { isReserved } from '../security/subject-policy.ts';
 
@@ -53,7 +55,8 @@ export interface Config {
   auth: AuthConfig;
   authDeadlineMs: number;
   tls: { cert: string; key: string; clientCa: string | undefined } | undefined;
-  limits: { maxConnections: number; maxConnectionsPerIp: number; rateMsgs: number; rateBytes: number; idleTimeoutSec: number; handshakeTimeoutMs: number; pingIntervalSec: number };
+  limits: { maxConnections: number; maxConnectionsPerIp: number; rateMsgs: number; rateBytes: number; idleTimeoutSec: number; handshakeTimeoutMs: number; pingIntervalSec: number; handshakeRatePerIp: number; authFailureBackoffMs: number };
+  trustedProxies: string[];
   deflate: { enabled: boolean; thresholdBytes: number };
   allowedOrigins: string[];
   maxMessageBytes: number;
@@ -262,6 +265,8 @@ export function loadConfig(sources: ConfigSources): Config {
       jwtIssuer: get('JWT_ISSUER'),
       jwtAudience: get('JWT_AUDIENCE'),
       tokens: namedTokens(file.tokens, `${fileSource}: tokens`),
+      requireExp: get('REQUIRE_JWT_EXP'),
+      maxLifetimeSec: get('JWT_MAX_LIFETIME_SEC'),
     },
     authDeadlineMs: get('AUTH_DEADLINE_MS'),
     tls: undefined,
@@ -273,7 +278,10 @@ export function loadConfig(sources: ConfigSources): Config {
       idleTimeoutSec: get('IDLE_TIMEOUT_SEC'),
       handshakeTimeoutMs: get('HANDSHAKE_TIMEOUT_MS'),
       pingIntervalSec: get('PING_INTERVAL_SEC'),
+      handshakeRatePerIp: get('HANDSHAKE_RATE_PER_IP'),
+      authFailureBackoffMs: get('AUTH_FAILURE_BACKOFF_MS'),
     },
+    trustedProxies: get('TRUSTED_PROXIES'),
     deflate: { enabled: get('PERMESSAGE_DEFLATE'), thresholdBytes: get('DEFLATE_THRESHOLD_BYTES') },
     allowedOrigins: get('ALLOWED_ORIGINS'),
     maxMessageBytes: get('MAX_MESSAGE_BYTES'),
@@ -340,6 +348,8 @@ export function loadConfig(sources: ConfigSources): Config {
   const tlsCert = get<string | undefined>('TLS_CERT');
   const tlsKey = get<string | undefined>('TLS_KEY');
   if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new ConfigError('TLS_CERT and TLS_KEY go together: set both or neither');
+  // Client certificates without TLS would silently serve plain ws:// to anyone.
+  if (get('TLS_CLIENT_CA') !== undefined && tlsCert === undefined) throw new ConfigError('TLS_CLIENT_CA needs TLS_CERT and TLS_KEY: mutual TLS is only possible over TLS');
   if (tlsCert !== undefined && tlsKey !== undefined) {
     for (const [k, f] of [['TLS_CERT', tlsCert], ['TLS_KEY', tlsKey], ['TLS_CLIENT_CA', get<string | undefined>('TLS_CLIENT_CA')]] as const) {
       if (f === undefined) continue;
@@ -353,6 +363,11 @@ export function loadConfig(sources: ConfigSources): Config {
   }
   if ([config.auth.jwtSecret, config.auth.jwtPublicKeyFile, config.auth.jwks].filter((x) => x !== undefined).length > 1) {
     throw new ConfigError('JWT_SECRET, JWT_PUBLIC_KEY_FILE and JWT_JWKS are alternatives: set one');
+  }
+  if (mode === 'server') jwtKey(config.auth); // a key file that cannot be read or parsed is a ConfigError here
+  for (const p of config.trustedProxies) {
+    const e = trustedProxyError(p);
+    if (e) throw new ConfigError(`TRUSTED_PROXIES: ${JSON.stringify(p)}: ${e}`);
   }
   if (config.requestTimeoutMs > config.maxRequestTimeoutMs) {
     throw new ConfigError(`REQUEST_TIMEOUT_MS (${config.requestTimeoutMs}) must not exceed MAX_REQUEST_TIMEOUT_MS (${config.maxRequestTimeoutMs})`);

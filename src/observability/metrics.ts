@@ -53,6 +53,15 @@ export function createMetrics(gw: Gateway): Registry {
   readCounter(registry, 'wsbridge_permission_denials_total', 'Publishes and subscriptions refused by token permissions.', () => hub.stats.permissionDenials);
   readCounter(registry, 'wsbridge_rate_limited_total', 'Frames dropped by the per-session rate limit.', () => hub.stats.rateLimited);
   readCounter(registry, 'wsbridge_connections_refused_total', 'Upgrades refused by MAX_CONNECTIONS / MAX_CONNECTIONS_PER_IP.', () => hub.stats.connectionsRefused);
+  new Counter({
+    name: 'wsbridge_handshakes_throttled_total', help: 'Upgrades answered 429 by the per-IP throttles, by reason: rate (HANDSHAKE_RATE_PER_IP) or auth_backoff (AUTH_FAILURE_BACKOFF_MS).', labelNames: ['reason'], registers: [registry],
+    collect() {
+      this.reset();
+      const t = gw.server?.gate.throttle.stats;
+      this.inc({ reason: 'rate' }, t?.rateLimited ?? 0);
+      this.inc({ reason: 'auth_backoff' }, t?.authBackoff ?? 0);
+    },
+  });
   readCounter(registry, 'wsbridge_dead_peers_total', 'Sessions dropped for not answering server pings.', () => hub.stats.deadPeers);
   readCounter(registry, 'wsbridge_idle_closes_total', 'Sessions closed by IDLE_TIMEOUT_SEC.', () => hub.stats.idleCloses);
   readCounter(registry, 'wsbridge_handler_calls_total', 'Calls of linked handlers and components.', () => gw.stats.handlerCalls);

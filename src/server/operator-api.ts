@@ -1,7 +1,7 @@
 // The operator HTTP API under /api/, guarded by ADMIN_TOKEN (Authorization: Bearer). Bodies of
 // POST requests are v1 message envelopes in JSON, decoded by the same codec as WebSocket frames.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { timingSafeEqual, createHash } from 'node:crypto';
+import { bearerMatches } from '../auth/secret.ts';
 import { jsonCodec, CloseError } from '../protocol/codec.ts';
 import { ProtocolError } from '../protocol/errors.ts';
 import type { BrokerMessage } from '../protocol/frames.ts';
@@ -19,15 +19,13 @@ function send(res: ServerResponse, status: number, body?: unknown, headers: Reco
   res.end(JSON.stringify(body));
 }
 
-function fail(res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
-  send(res, status, { error: { code, message } }, headers);
+/** The one 401 answer of the HTTP endpoints (operator API and /metrics), byte for byte. */
+export function unauthorized(res: ServerResponse): void {
+  fail(res, 401, 'unauthorized', 'missing or wrong bearer token', { 'www-authenticate': 'Bearer realm="wsbridge"' });
 }
 
-// Compare digests so that neither the length nor the content of the token leaks through timing.
-function tokenMatches(given: string, expected: string): boolean {
-  const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b);
+function fail(res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
+  send(res, status, { error: { code, message } }, headers);
 }
 
 async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
@@ -69,10 +67,8 @@ export async function handleOperatorApi(gw: Gateway, config: Config, req: Incomi
     fail(res, 404, 'api_disabled', 'the operator API is disabled: set ADMIN_TOKEN to enable it');
     return;
   }
-  const auth = req.headers.authorization ?? '';
-  const m = /^Bearer (.+)$/.exec(auth);
-  if (!m || !tokenMatches(m[1]!, config.adminToken)) {
-    fail(res, 401, 'unauthorized', 'missing or wrong bearer token', { 'www-authenticate': 'Bearer realm="wsbridge"' });
+  if (!bearerMatches(req.headers.authorization, config.adminToken)) {
+    unauthorized(res);
     return;
   }
   const method = req.method ?? 'GET';

@@ -96,20 +96,11 @@ export class SessionHub {
 
   remove(session: Session): void {
     if (!this.sessions.delete(session.id)) return;
-    session.closed = true;
     this.stats.sessionsClosed++;
     this.routes.remove(session);
-    if (session.hasSubscriptions) {
-      for (const release of session.subscriptions.values()) release();
-      session.subscriptions.clear();
-    }
     this.#requests.cancel(session);
-    session.grants = undefined;
-    // What the session received but did not acknowledge goes back for immediate redelivery.
-    if (session.hasUnacked) {
-      for (const h of session.unacked.values()) h.nak();
-      session.unacked.clear();
-    }
+    // Timers, subscriptions, grants, unacked messages (given back for immediate redelivery).
+    session.dispose();
     this.onChange();
   }
 

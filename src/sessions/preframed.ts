@@ -14,6 +14,7 @@ type FrameFn = (data: Buffer, opts: { fin: boolean; rsv1: boolean; opcode: numbe
 const frame = (wsModule as unknown as { Sender: { frame: FrameFn } }).Sender.frame;
 
 interface CorkableSocket { cork(): void; uncork(): void; readonly writableLength: number }
+interface WithBuffered { readonly bufferedAmount: number }
 interface WithSender { _sender: { sendFrame(list: Buffer[], cb?: () => void): void }; _socket: CorkableSocket | undefined }
 
 /** One unmasked, final frame holding `payload` (text or binary), as a single buffer. */
@@ -37,36 +38,51 @@ export function writeFrame(ws: WebSocket, framed: Buffer): void {
  * (a publisher's frames arrive and are routed in one tick; a client's pipelined requests are
  * answered in one tick) leaves in one writev instead of one syscall each. A lone frame still
  * leaves before the next I/O turn: this batches, it never delays. Once FLUSH_BYTES are held the
- * batch is written at once, so corking never holds back more than that: the kernel keeps
- * absorbing a burst as it would without it, and bufferedAmount (the slow-consumer measure)
- * only grows for a client that really reads too slowly.
+ * batch is written at once, so corking never holds back more than that.
  */
 export function corkUntilTickEnd(ws: WebSocket): void {
   const sock = (ws as unknown as WithSender)._socket;
   if (!sock) return;
-  if (corked.has(sock)) {
-    if (sock.writableLength >= FLUSH_BYTES) {
+  const before = corked.get(sock);
+  if (before !== undefined) {
+    if (sock.writableLength - before >= FLUSH_BYTES) {
       sock.uncork();
       sock.cork();
+      corked.set(sock, sock.writableLength);
     }
     return;
   }
   sock.cork();
-  corked.add(sock);
+  corked.set(sock, sock.writableLength);
   if (!flushScheduled) {
     flushScheduled = true;
     process.nextTick(uncorkAll);
   }
 }
 
-const FLUSH_BYTES = 16 * 1024;
-const corked = new Set<CorkableSocket>();
+/**
+ * Bytes really waiting to be sent to this socket: ws's bufferedAmount (the socket's write queue
+ * plus ws's own compression queue) minus what the cork holds back for the end of this tick. The
+ * corked bytes are leaving anyway; counting them made a low MAX_BUFFERED_BYTES close healthy
+ * readers. What is queued in one tick is still bounded, by FLUSH_BYTES.
+ */
+export function queuedBytes(ws: WebSocket): number {
+  const total = (ws as unknown as WithBuffered).bufferedAmount;
+  const sock = (ws as unknown as WithSender)._socket;
+  const before = sock === undefined ? undefined : corked.get(sock);
+  return before === undefined ? total : total - (sock!.writableLength - before);
+}
+
+/** Most bytes corkUntilTickEnd holds back for one socket (beyond MAX_BUFFERED_BYTES, see docs). */
+export const FLUSH_BYTES = 16 * 1024;
+/** Corked sockets → their writableLength when corked (what was queued before this tick's batch). */
+const corked = new Map<CorkableSocket, number>();
 let flushScheduled = false;
 function uncorkAll(): void {
   flushScheduled = false;
-  // Each socket leaves the set before its uncork: should one throw, the rest stay listed and
+  // Each socket leaves the map before its uncork: should one throw, the rest stay listed and
   // the next cork schedules another flush, so no session is left corked.
-  for (const sock of corked) {
+  for (const sock of corked.keys()) {
     corked.delete(sock);
     sock.uncork();
   }

@@ -1,6 +1,8 @@
 // One WebSocket connection in server mode: its identity, its subscriptions, its counters, and the
 // outbound path with the slow-consumer policy. Routing decisions live in SessionHub.
-import { canWriteFrames, corkUntilTickEnd, writeFrame, WebSocket } from './preframed.ts';
+import { canWriteFrames, corkUntilTickEnd, queuedBytes, writeFrame, WebSocket } from './preframed.ts';
+import { setLongTimeout } from './long-timeout.ts';
+import type { LongTimeout } from './long-timeout.ts';
 import type { Codec, WireData } from '../protocol/codec.ts';
 import type { ServerFrame } from '../protocol/frames.ts';
 import { CloseCodes } from '../protocol/errors.ts';
@@ -57,6 +59,8 @@ export interface SessionInfo {
   protocol: string;
   subscriptions: string[];
   counters: SessionCounters;
+  /** Outbound bytes waiting to be sent to the client now (the slow-consumer measure). */
+  queued_bytes: number;
 }
 
 export class Session implements Actor {
@@ -95,7 +99,7 @@ export class Session implements Actor {
   get principal(): string {
     return this.identity?.principal ?? `session:${this.id}`;
   }
-  #expiry: NodeJS.Timeout | undefined;
+  #expiry: LongTimeout | undefined;
   /** Last time a frame arrived, for the idle timeout. */
   lastActivity = Date.now();
   /** Answered the last server ping. */
@@ -174,12 +178,14 @@ export class Session implements Actor {
   send(data: WireData, isReply = false, shared?: SharedFrame): boolean {
     if (this.closed) return false;
     const ws = this.#ws;
-    // Under the drop policy, answers to the client's own ops (ok, error, pong, res) still go out:
-    // they are as many as the client asked for, and dropping them would hang its requests.
-    if (ws.bufferedAmount > this.#limits.maxBufferedBytes && !(isReply && this.#limits.slowConsumerPolicy === 'drop')) {
+    // Every frame counts against the bound, answers to the client's own ops (ok, error, pong,
+    // res) included: a client that sends pings and never reads would otherwise grow the queue
+    // without end. Under the drop policy a delivery is dropped; an answer cannot be (the client
+    // would wait for it forever), so the session is closed instead.
+    if (queuedBytes(ws) > this.#limits.maxBufferedBytes) {
       this.counters.dropped++;
       this.#limits.totals.dropped++;
-      if (this.#limits.slowConsumerPolicy === 'close') {
+      if (this.#limits.slowConsumerPolicy === 'close' || isReply) {
         this.onSlow(this, 'close');
         this.close(CloseCodes.tryAgainLater, 'slow consumer');
       } else if (this.counters.dropped === 1) {
@@ -221,18 +227,38 @@ export class Session implements Actor {
   /** Sets the identity and closes the session with 1008 when its credential expires. */
   authenticate(identity: Identity): void {
     this.identity = identity;
-    clearTimeout(this.#expiry);
-    if (identity.expiresAt !== undefined) {
-      this.#expiry = setTimeout(() => this.close(CloseCodes.policyViolation, 'credential expired'), Math.max(0, identity.expiresAt - Date.now()));
-      this.#expiry.unref();
-    }
+    this.#expiry?.clear();
+    this.#expiry = identity.expiresAt === undefined ? undefined : setLongTimeout(() => this.close(CloseCodes.policyViolation, 'credential expired'), identity.expiresAt);
   }
 
   close(code: number, reason: string): void {
-    clearTimeout(this.#expiry);
     if (this.closed) return;
     this.closed = true;
-    this.#ws.close(code, reason);
+    const ws = this.#ws;
+    // A socket paused while a first-frame token is verified must read the peer's close frame.
+    if (ws.isPaused) ws.resume();
+    ws.close(code, reason);
+  }
+
+  /**
+   * Releases everything the session holds, once its socket has closed: the expiry timer (whose
+   * callback would keep the session in memory until the credential expires), its subscriptions,
+   * its reply grants, and its unacknowledged messages (given back at once for redelivery). Safe
+   * to call more than once.
+   */
+  dispose(): void {
+    this.closed = true;
+    this.#expiry?.clear();
+    this.#expiry = undefined;
+    if (this.#subscriptions !== undefined) {
+      for (const release of this.#subscriptions.values()) release();
+      this.#subscriptions.clear();
+    }
+    this.grants = undefined;
+    if (this.#unacked !== undefined) {
+      for (const h of this.#unacked.values()) h.nak();
+      this.#unacked.clear();
+    }
   }
 
   info(): SessionInfo {
@@ -244,6 +270,7 @@ export class Session implements Actor {
       protocol: this.codec.name,
       subscriptions: [...this.subscriptions.keys()],
       counters: { ...this.counters },
+      queued_bytes: queuedBytes(this.#ws),
     };
   }
 }
