@@ -127,8 +127,9 @@ export function jwtKey(c: AuthConfig): JwtKey | undefined {
 }
 
 /** Errors that say the token is bad, as opposed to the key source (a JWKS URL) failing. */
+const TOKEN_FAULTS = [errors.JWSInvalid, errors.JWTInvalid, errors.JWSSignatureVerificationFailed, errors.JWTExpired, errors.JWTClaimValidationFailed, errors.JOSEAlgNotAllowed, errors.JOSENotSupported, errors.JWKSNoMatchingKey, errors.JWKSMultipleMatchingKeys, errors.JWKInvalid];
 function tokenFault(err: unknown): boolean {
-  return err instanceof errors.JOSEError && !(err instanceof errors.JWKSTimeout) && !(err instanceof errors.JWKSInvalid);
+  return err instanceof AuthError || TOKEN_FAULTS.some((E) => err instanceof E);
 }
 
 /** Builds the configured authenticator, or undefined when authentication is off. */
@@ -179,7 +180,7 @@ export function createAuthenticator(c: AuthConfig, log?: Logger): Authenticator 
           subscribe: patterns(payload.subs, 'subs'),
         };
       } catch (err) {
-        if (remote && !tokenFault(err) && !(err instanceof AuthError)) {
+        if (remote && !tokenFault(err)) {
           const now = Date.now();
           if (now - lastFetchLog >= 10_000) {
             log?.error({ err: (err as Error).message, jwks: c.jwks, suppressed: unlogged }, 'JWKS fetch failed: JWTs cannot be verified (JWT_JWKS)');
