@@ -38,12 +38,10 @@ function engineFlags(engine: Engine, disable: string[]): string[] {
   return engine === 'quickjs' ? ['--backend', 'qjs', '--backend-qjs-stub-wasi', '--backend-qjs-disable-async'] : ['--disable', ...disable];
 }
 
-function toolVersion(): string {
+function toolVersion(engine: Engine): string {
   const pkg = (p: string) => (JSON.parse(readFileSync(join(ROOT, 'node_modules', p, 'package.json'), 'utf8')) as { version: string }).version;
-  // `jco componentize` runs jco's own componentize-js when it has one, not the top-level one.
-  const nested = '@bytecodealliance/jco/node_modules/@bytecodealliance/componentize-js';
-  const cjs = existsSync(join(ROOT, 'node_modules', nested, 'package.json')) ? nested : '@bytecodealliance/componentize-js';
-  return `jco ${pkg('@bytecodealliance/jco')} componentize-js ${pkg(cjs)}`;
+  // StarlingMonkey builds use the top-level componentize-js; QuickJS builds go through jco.
+  return engine === 'starlingmonkey' ? `componentize-js ${pkg('@bytecodealliance/componentize-js')}` : `jco ${pkg('@bytecodealliance/jco')}`;
 }
 
 export interface BuildResult {
@@ -66,7 +64,7 @@ export async function buildComponent(srcDir: string, opts: { engine?: Engine; ou
   const disable = existsSync(buildJson) ? (JSON.parse(readFileSync(buildJson, 'utf8')) as { disable: string[] }).disable : DEFAULT_DISABLE;
 
   const hash = createHash('sha256');
-  hash.update(`${engine}\n${disable.join(',')}\n${toolVersion()}\n${worldText}\n`);
+  hash.update(`${engine}\n${disable.join(',')}\n${toolVersion(engine)}\n${worldText}\n`);
   hash.update(readFileSync(source));
   for (const d of deps) for (const f of d.files) hash.update(readFileSync(join(ROOT, 'wit', f)));
   const digest = hash.digest('hex');
@@ -84,7 +82,12 @@ export async function buildComponent(srcDir: string, opts: { engine?: Engine; ou
       for (const f of d.files) writeFileSync(join(work, 'wit/deps', d.dir, f), readFileSync(join(ROOT, 'wit', f)));
     }
     const tmpOut = join(work, 'out.wasm');
-    const args = ['--import', PREOPEN, JCO, 'componentize', resolve(source), '--wit', join(work, 'wit'), '--world-name', world, ...engineFlags(engine, disable), '-o', tmpOut];
+    // StarlingMonkey: componentize-js's own API, the top-level (0.23) release. `jco componentize`
+    // would run jco's nested 0.22, whose guest bindings cost ~5× more per call and leak memory
+    // with large bodies (ComponentizeJS#350). QuickJS: through jco's CLI (componentize-qjs).
+    const args = engine === 'starlingmonkey'
+      ? ['--import', PREOPEN, fileURLToPath(import.meta.url), '--componentize-child', JSON.stringify({ sourcePath: resolve(source), witPath: join(work, 'wit'), worldName: world, disableFeatures: disable.includes('all') ? ['stdio', 'random', 'clocks', 'http', 'fetch-event'] : disable, out: tmpOut })]
+      : ['--import', PREOPEN, JCO, 'componentize', resolve(source), '--wit', join(work, 'wit'), '--world-name', world, ...engineFlags(engine, disable), '-o', tmpOut];
     const output = await run(process.execPath, args);
     if (!existsSync(tmpOut)) throw new Error(`componentize ${srcDir} failed:\n${output}`);
     mkdirSync(outDir, { recursive: true });
@@ -116,7 +119,14 @@ export function componentDirs(parent: string): string[] {
     .map((d) => join(parent, d.name));
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url) && process.argv[2] === '--componentize-child') {
+  // The child build process (started with preview2-shim's preopens, so the bundled wasm-tools can
+  // read the WIT folder).
+  const o = JSON.parse(process.argv[3]!) as { sourcePath: string; witPath: string; worldName: string; disableFeatures: Array<'stdio' | 'random' | 'clocks' | 'http' | 'fetch-event'>; out: string };
+  const { componentize } = await import('@bytecodealliance/componentize-js');
+  const { component } = await componentize({ sourcePath: o.sourcePath, witPath: o.witPath, worldName: o.worldName, disableFeatures: o.disableFeatures });
+  writeFileSync(o.out, component);
+} else if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const argv = process.argv.slice(2);
   let engine: Engine = 'starlingmonkey';
   let outDir: string | undefined;

@@ -43,7 +43,7 @@ const require = createRequire(import.meta.url);
 // its entry point (…/jco-transpile/dist/index.js).
 const JCO_VERSION = (JSON.parse(readFileSync(join(dirname(require.resolve('@bytecodealliance/jco-transpile')), '..', 'package.json'), 'utf8')) as { version: string }).version;
 // Part of the cache key with jco's version: change it when the transpile options change.
-const TRANSPILER_TAG = 'jco-jspi-v3';
+const TRANSPILER_TAG = 'jco-jspi-v4';
 
 interface CacheMeta {
   imports: string[];
@@ -142,7 +142,7 @@ async function transpileInto(path: string, bytes: Buffer, dir: string, cacheDir:
   const tmp = `${dir}.${process.pid}.${Date.now()}.tmp`;
   for (const [file, data] of Object.entries(out.files)) {
     mkdirSync(dirname(join(tmp, file)), { recursive: true });
-    writeFileSync(join(tmp, file), data);
+    writeFileSync(join(tmp, file), file === 'component.js' ? withDebugFlagReadOnce(Buffer.from(data).toString('utf8')) : data);
   }
   writeFileSync(join(tmp, 'package.json'), '{"type":"module"}\n');
   writeFileSync(join(tmp, 'wsbridge.json'), JSON.stringify(meta));
@@ -153,6 +153,17 @@ async function transpileInto(path: string, bytes: Buffer, dir: string, cacheDir:
     rmSync(tmp, { recursive: true, force: true }); // another process won the race
   }
   return meta;
+}
+
+/**
+ * jco's generated `_debugLog` reads `process.env.JCO_DEBUG` on each of its ~200 call sites, dozens
+ * of times per call (process.env is a slow, C++-backed object): 10–16 µs per call measured. The
+ * flag is read once, when the module loads.
+ */
+function withDebugFlagReadOnce(js: string): string {
+  const check = 'if (!globalThis?.process?.env?.JCO_DEBUG) { return; }';
+  if (!js.includes(check)) return js;
+  return `const WSBRIDGE_JCO_DEBUG = !!globalThis?.process?.env?.JCO_DEBUG;\n${js.replaceAll(check, 'if (!WSBRIDGE_JCO_DEBUG) { return; }')}`;
 }
 
 /** Refuses a component whose contracts wsbridge does not provide at the exact version. */
