@@ -12,12 +12,12 @@ import { Gateway } from '../src/gateway/gateway.ts';
 import { loadConfig } from '../src/config/load.ts';
 import { ok } from '../src/gateway/messaging.ts';
 import type { BrokerMessage } from '../src/gateway/messaging.ts';
-import { once } from './helpers.ts';
+import { once, bounded } from './helpers.ts';
 import type { EventEmitter } from 'node:events';
 
 /** Like events.once, but for 'error' too (events.once rejects on 'error'). */
 function nextEvent<T extends unknown[]>(em: EventEmitter, name: string): Promise<T> {
-  return new Promise((resolve) => em.once(name, (...args: unknown[]) => resolve(args as T)));
+  return bounded(new Promise((resolve) => em.once(name, (...args: unknown[]) => resolve(args as T))), `the '${name}' event`);
 }
 
 interface Remote {
@@ -43,10 +43,10 @@ async function remoteServer(port = 0, opts: ConstructorParameters<typeof WebSock
   });
   return {
     wss, port: p, url: `ws://127.0.0.1:${p}/feed`, conns,
-    nextConn: () => new Promise((resolve) => waiting.push(resolve)),
+    nextConn: () => bounded(new Promise((resolve) => waiting.push(resolve)), 'a connection to the remote server'),
     nextFrame: (conn) => conn.received.length > 0
       ? Promise.resolve(conn.received.shift()!)
-      : new Promise((resolve) => conn.ws.once('message', () => resolve(conn.received.shift()!))),
+      : bounded(new Promise((resolve) => conn.ws.once('message', () => resolve(conn.received.shift()!))), 'a frame at the remote server'),
   };
 }
 
@@ -62,7 +62,7 @@ function recorder() {
     got,
     handler: { handleMessage: (m: BrokerMessage) => { got.push(m); waiters.splice(0).forEach((w) => w()); return ok(undefined); } },
     async waitFor(n: number) {
-      while (got.length < n) await new Promise<void>((r) => waiters.push(r));
+      while (got.length < n) await bounded(new Promise<void>((r) => waiters.push(r)), `message ${got.length + 1} of ${n}`);
     },
   };
 }
@@ -165,7 +165,7 @@ test('reconnects with backoff after the server restarts, and flushes what was qu
   await first;
   const reconnecting = once(link, 'reconnecting');
   for (const c of remote.wss.clients) c.terminate();
-  await new Promise<void>((r) => remote.wss.close(() => r()));
+  await bounded(new Promise<void>((r) => remote.wss.close(() => r())), 'the remote server closing');
   const [delay] = (await reconnecting) as [number];
   assert.ok(delay >= 25 && delay <= 50, `first delay within [base/2, base], got ${delay}`);
   gw.publish({ subject: 'while.down', body: Buffer.from('queued'), replyTo: null });

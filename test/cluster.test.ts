@@ -3,7 +3,7 @@
 // killed with SIGKILL leaving it), NATS restarts, and local traffic during a NATS outage.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnCli, TestClient, unb64 } from './helpers.ts';
+import { spawnCli, TestClient, unb64, bounded } from './helpers.ts';
 import { startNats } from './nats-helpers.ts';
 
 const nats = await startNats();
@@ -168,7 +168,7 @@ test('a plain NATS client (standing in for a wasmCloud messaging provider) answe
     return browser.next((f) => f.subject === 'chat.lobby', 100).catch(() => undefined);
   });
   // A browser publish reaches the plain NATS subscriber with its reply subject.
-  const got = new Promise<{ subject: string; reply: string | undefined }>((resolve) => nc.subscribe('lattice.in', { max: 1, callback: (_e, m) => resolve({ subject: m.subject, reply: m.reply }) }));
+  const got = bounded(new Promise<{ subject: string; reply: string | undefined }>((resolve) => nc.subscribe('lattice.in', { max: 1, callback: (_e, m) => resolve({ subject: m.subject, reply: m.reply }) })), 'the browser publish on NATS');
   await nc.flush();
   browser.send({ subject: 'lattice.in', text: 'to the component' });
   const m = await got;
@@ -241,7 +241,7 @@ test('SDK: after a reconnect a subscription resumes from the last sequence it sa
   let notify: () => void = () => {};
   sdk.subscribe('feed.>', (m) => { got.push(`${m.text()}@${m.seq}`); notify(); });
   await sdk.publishAck('feed.x', 'one');
-  while (got.length < 1) await new Promise<void>((r) => (notify = r));
+  while (got.length < 1) await bounded(new Promise<void>((r) => (notify = r)), 'the first feed message');
   // Its node goes away; messages are published elsewhere meanwhile; the node comes back.
   first.proc.kill('SIGTERM');
   await first.exit;
@@ -249,7 +249,7 @@ test('SDK: after a reconnect a subscription resumes from the last sequence it sa
   for (const t of ['two', 'three']) await w.call({ subject: 'feed.x', text: t, id: t });
   const again = await spawnCli(['serve', '--listen', `127.0.0.1:${port}`, '--nats', nats.url], { ...env, PRESENCE_TTL_SEC: '2' });
   after(() => { again.proc.kill('SIGTERM'); });
-  while (got.length < 3) await new Promise<void>((r) => (notify = r));
+  while (got.length < 3) await bounded(new Promise<void>((r) => (notify = r)), 'the missed feed messages after the node came back');
   assert.deepEqual(got.map((g) => g.split('@')[0]), ['one', 'two', 'three']);
   const seqs = got.map((g) => Number(g.split('@')[1]));
   assert.ok(seqs[0]! < seqs[1]! && seqs[1]! < seqs[2]!);
@@ -321,9 +321,11 @@ test('SDK: acked subscriptions ack after the handler resolves; a rejecting handl
   await sdk.ready();
   const attempts: Array<{ text: string; redelivered: number | undefined }> = [];
   let done: () => void = () => {};
-  const finished = new Promise<void>((r) => (done = r));
+  const finished = bounded(new Promise<void>((r) => (done = r)), 'photo-1 acked on its second try');
+  let delivered: () => void = () => {};
   sdk.subscribe('jobs.>', async (m) => {
     attempts.push({ text: m.text(), redelivered: m.redelivered });
+    delivered();
     if (m.text() !== 'photo-1') return;
     if (attempts.filter((a) => a.text === 'photo-1').length === 1) throw new Error('first try fails');
     done();
@@ -335,7 +337,7 @@ test('SDK: acked subscriptions ack after the handler resolves; a rejecting handl
   // Acked on the second try: a publish acknowledged after it is the only new delivery.
   const before = attempts.length;
   await sdk.publishAck('jobs.resize', 'photo-2');
-  while (!attempts.some((a) => a.text === 'photo-2')) await new Promise((r) => setTimeout(r, 20));
+  while (!attempts.some((a) => a.text === 'photo-2')) await bounded(new Promise<void>((r) => (delivered = r)), 'photo-2 delivered');
   assert.ok(attempts.slice(before).every((a) => a.text === 'photo-2'), 'photo-1 was not delivered again');
   sdk.close();
 });

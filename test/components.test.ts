@@ -120,6 +120,7 @@ test('queue group: two echo components share the work, each message answered exa
 
 test('a trap replaces the instance; a thrown error keeps it; the gateway and other sessions carry on', async () => {
   const running = await component('faulty', faulty, ['faulty.*'], { poolSize: 1 });
+  await component('echo-beside-faulty', echo, ['still.>']); // its own, so this test stands alone
   const c = await TestClient.connect(gw);
   const other = await TestClient.connect(gw);
   const okReply = async (id: string) => unb64((await c.call({ op: 'req', id, subject: 'faulty.ok', text: '' })).body);
@@ -132,7 +133,7 @@ test('a trap replaces the instance; a thrown error keeps it; the gateway and oth
   assert.equal(running.pool.stats.traps, 1);
   assert.equal(running.pool.stats.errors, 1);
   assert.equal(gw.stats.handlerErrors - errorsBefore, 2);
-  assert.equal((await other.call({ op: 'req', id: 'e', subject: 'echo.still', text: 'fine' })).op, 'res');
+  assert.equal((await other.call({ op: 'req', id: 'e', subject: 'still.echo', text: 'fine' })).op, 'res');
   c.close();
   other.close();
 });

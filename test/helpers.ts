@@ -1,8 +1,9 @@
 // Test helpers: real gateways on loopback, WebSocket clients that wait on frames (never sleeps),
 // and a spawned CLI process.
-import { once } from 'node:events';
+import { once as eventsOnce } from 'node:events';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import type { EventEmitter } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { Gateway } from '../src/gateway/gateway.ts';
@@ -28,6 +29,21 @@ export async function withGateway(settings: Record<string, string>, fn: (gw: Gat
   }
 }
 
+/** Every wait in the tests has a bound: `p`, or an error naming what did not happen within `ms`. */
+export function bounded<T>(p: Promise<T>, what: string, ms = 30_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+}
+
+/** events.once with a bound (default 30 s). */
+export function once(emitter: EventEmitter, name: string, ms = 30_000): Promise<unknown[]> {
+  return bounded(eventsOnce(emitter, name), `the '${name}' event`, ms);
+}
+
 export type Frame = Record<string, unknown>;
 
 /** A WebSocket client that queues decoded frames and lets a test await the next matching one. */
@@ -35,8 +51,13 @@ export class TestClient {
   readonly ws: WebSocket;
   readonly frames: Frame[] = [];
   #waiters: Array<{ pred: (f: Frame) => boolean; resolve: (f: Frame) => void }> = [];
-  readonly closed: Promise<{ code: number; reason: string }>;
+  readonly #closed: Promise<{ code: number; reason: string }>;
   welcome!: Frame;
+
+  /** The close code and reason; rejects if the socket is not closed within 30 s of asking. */
+  get closed(): Promise<{ code: number; reason: string }> {
+    return bounded(this.#closed, 'the socket closing');
+  }
 
   constructor(url: string, protocols?: string | string[], opts?: WebSocket.ClientOptions) {
     this.ws = new WebSocket(url, protocols, opts);
@@ -47,7 +68,7 @@ export class TestClient {
       else this.frames.push(f);
     });
     this.ws.on('error', () => {});
-    this.closed = new Promise((resolve) => this.ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    this.#closed = new Promise((resolve) => this.ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
   }
 
   static async connect(gw: Gateway | string, protocols?: string | string[], opts?: WebSocket.ClientOptions): Promise<TestClient> {
@@ -117,4 +138,3 @@ export async function spawnCli(args: string[], env: Record<string, string> = {},
   return { proc, match, output: () => out, exit };
 }
 
-export { once };

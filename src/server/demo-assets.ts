@@ -1,8 +1,8 @@
 // The demo page and the browser build of the client SDK, served by the gateway itself (no CDN).
 // Running the build (dist/server/demo-assets.js, an installed package), the SDK is the compiled
-// dist/sdk/client.js next to it. Running the sources (src/server/demo-assets.ts, npm start), it is
-// src/sdk/client.ts with its types stripped once at first request (Node's stripTypeScriptTypes,
-// which warns that it is experimental; an installed copy never calls it).
+// dist/sdk/client.js next to it. Running the sources (src/server/demo-assets.ts, npm start, the
+// tests), it is src/sdk/client.ts compiled once at first request by TypeScript, a dev dependency
+// there (Node's own stripTypeScriptTypes would print an ExperimentalWarning).
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { ServerResponse } from 'node:http';
@@ -31,8 +31,8 @@ let stripTypes: (code: string) => string = () => {
 
 async function load(): Promise<Map<string, Asset>> {
   if (fromSource) {
-    const mod = (await import('node:module')) as unknown as { stripTypeScriptTypes(code: string): string };
-    stripTypes = (code) => mod.stripTypeScriptTypes(code);
+    const ts = (await import('typescript')).default;
+    stripTypes = (code) => ts.transpileModule(code, { compilerOptions: { target: ts.ScriptTarget.ES2023, module: ts.ModuleKind.ESNext } }).outputText;
   }
   // The page itself: src/demo/ (the build copies it to dist/demo/).
   const demo = (name: string) => readFileSync([here(`../demo/${name}`), here(`../../src/demo/${name}`)].find((p) => existsSync(p))!);
