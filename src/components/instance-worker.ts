@@ -203,6 +203,7 @@ port.on('message', (m: ToWorker) => {
     for (const c of m.calls) queue.push(c);
     if (!running) {
       run().catch((e: unknown) => {
+        flush(); // the results of the calls before, first
         port.postMessage({ failed: `instance replacement failed: ${e instanceof Error ? e.message : String(e)}` } satisfies FromWorker);
       });
     }
