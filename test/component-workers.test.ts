@@ -192,3 +192,13 @@ test('over NATS: a requester on another node gets handler_failed (Wsb-Error head
     await nats.stop();
   }
 });
+
+test('contracts are bound by exact version: wasmcloud:messaging@0.2.1 is refused, naming it', async () => {
+  const { componentEmbed, componentNew } = await import('@bytecodealliance/jco');
+  const v021 = readFileSync(join(ROOT, 'wit/wasmcloud-messaging-0.2.0.wit'), 'utf8').replace(/^package ([^;]+)@0\.2\.0;/m, 'package $1@0.2.1 {');
+  const witSource = `package wsbridge:other;\nworld other {\n  import wasmcloud:messaging/consumer@0.2.1;\n  export wasmcloud:messaging/handler@0.2.1;\n}\n${v021}\n}\n`;
+  const dir = mkdtempSync(join(tmpdir(), 'wsbridge-v021-'));
+  const path = join(dir, 'other.wasm');
+  writeFileSync(path, await componentNew(await componentEmbed({ witSource, dummy: true, world: 'other' }), undefined));
+  await assert.rejects(loadComponent(path, CACHE), (e: Error) => e instanceof ComponentLoadError && /wasmcloud:messaging\/consumer@0\.2\.1/.test(e.message));
+});

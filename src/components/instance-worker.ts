@@ -48,7 +48,7 @@ function flush(): void {
 }
 function emit(...items: unknown[]): void {
   for (const i of items) events.push(i);
-  if (events.length >= 1024) flush();
+  if (events.length >= 96) flush(); // part of a long batch goes early: the gateway refills meanwhile
   else if (!flushScheduled) {
     flushScheduled = true;
     // After the calls queued now have run (they chain through microtasks): one message per burst.
@@ -203,6 +203,7 @@ port.on('message', (m: ToWorker) => {
     for (const c of m.calls) queue.push(c);
     if (!running) {
       run().catch((e: unknown) => {
+        flush(); // the results of the calls before, first
         port.postMessage({ failed: `instance replacement failed: ${e instanceof Error ? e.message : String(e)}` } satisfies FromWorker);
       });
     }
