@@ -70,6 +70,8 @@ export class RemoteLink extends EventEmitter {
       }));
     }
     this.#subs.push(this.#bus.subscribe(`${this.#replyPrefix}>`, (msg) => {
+      // An error reply (handler_failed) has no envelope form: the remote's request times out.
+      if (msg.errorCode !== undefined) return;
       this.#send(msg.subject.slice(this.#replyPrefix.length), msg);
     }));
     this.#connect();

@@ -215,7 +215,9 @@ export class Session implements Actor {
 
   /** Sends a message from the bus; its reply_to becomes a grant. */
   deliver(msg: BusMessage): boolean {
-    if (this.closed) return false;
+    // An error reply (a component's handler_failed) answers requests only: a session that
+    // published with its own reply subject gets no empty message for it.
+    if (this.closed || msg.errorCode !== undefined) return false;
     if (msg.replyTo) this.grant(msg.replyTo);
     return this.send(this.codec.encodeMessage(msg));
   }
