@@ -1,7 +1,8 @@
 // The published package, as a consumer gets it: `npm pack` (which builds dist/), installed into
 // a scratch project from the npm cache where it can (offline), then `npx wsbridge --help`, an SDK
-// and an API import, the SDK's types without lib "dom" or @types/node, `npx wsbridge serve`
-// (demo assets from dist/, no ExperimentalWarning, SIGTERM to the npx PID stops it), and the
+// and an API import, the SDK's types without lib "dom" or @types/node, `npx wsbridge serve` with
+// the example components the package carries (demo assets from dist/, no ExperimentalWarning,
+// SIGTERM to the npx PID stops it), and the
 // clear refusal under an old Node. Also what the tarball must not carry.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -46,7 +47,7 @@ test('npm pack → install in a scratch project → npx wsbridge --help, SDK and
   assert.equal(pack.code, 0, pack.err);
   const [info] = JSON.parse(pack.out.slice(pack.out.indexOf('['))) as Array<{ filename: string; size: number; unpackedSize: number; files: Array<{ path: string }> }>;
   const files = info!.files.map((f) => f.path);
-  for (const f of ['bin/wsbridge.js', 'dist/cli/main.js', 'dist/index.js', 'dist/sdk/client.js', 'dist/sdk/client.d.ts', 'dist/demo/index.html', 'dist/demo/demo.js', 'LICENSE', 'README.md']) assert.ok(files.includes(f), `${f} is packed`);
+  for (const f of ['bin/wsbridge.js', 'components/echo.wasm', 'components/chat.wasm', 'dist/cli/main.js', 'dist/index.js', 'dist/sdk/client.js', 'dist/sdk/client.d.ts', 'dist/demo/index.html', 'dist/demo/demo.js', 'LICENSE', 'README.md']) assert.ok(files.includes(f), `${f} is packed`);
   assert.ok(!files.some((f) => f.startsWith('src/') || f.startsWith('test/') || f.endsWith('.map')), 'no sources, tests or source maps');
   assert.match(readFileSync(join(ROOT, 'LICENSE'), 'utf8'), /Apache License\s+Version 2\.0, January 2004/);
   const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Record<string, Record<string, string> | string | boolean | undefined>;
@@ -113,7 +114,9 @@ export const ok: Promise<void> = s.ready.catch((e: unknown) => { if (e instanceo
 
   // npx wsbridge serve: the demo page and the SDK from dist/ without ExperimentalWarning;
   // SIGTERM to the npx PID stops the gateway and frees its port.
-  const serve = spawn('npx', ['wsbridge', 'serve', '--listen', '127.0.0.1:0'], { cwd: app, env: { ...env, LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  // With the example components the package carries (built with QuickJS, no toolchain needed).
+  const shipped = (n: string) => `node_modules/wsbridge/components/${n}.wasm`;
+  const serve = spawn('npx', ['wsbridge', 'serve', '--listen', '127.0.0.1:0', '--component', shipped('echo'), '--subscribe', 'echo.>', '--component', shipped('chat'), '--subscribe', 'chat.>', '--pool-size', '1'], { cwd: app, env: { ...env, LOG_FORMAT: 'json', COMPONENT_CACHE_DIR: join(work, 'cache') }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   t.after(() => {
     try {
       process.kill(-serve.pid!, 'SIGKILL');
@@ -137,6 +140,12 @@ export const ok: Promise<void> = s.ready.catch((e: unknown) => { if (e instanceo
   assert.match(await (await fetch(`${base}sdk/client.js`)).text(), /export function connect/);
   const port = Number(new URL(base).port);
   const session = await TestClient.connect(`ws://127.0.0.1:${port}/ws`);
+  const echoed = await session.call({ op: 'req', id: 'e', subject: 'echo.packaged', text: 'from the package' });
+  assert.equal(Buffer.from(String(echoed.body), 'base64').toString(), 'from the package');
+  await session.call({ op: 'sub', subject: 'room.lobby', id: 's' });
+  session.send({ subject: 'chat.lobby', text: 'hi from npx' });
+  const said = await session.next((f) => f.subject === 'room.lobby', 10_000);
+  assert.equal((JSON.parse(Buffer.from(String(said.body), 'base64').toString()) as { text: string }).text, 'hi from npx');
   process.kill(serve.pid!, 'SIGTERM'); // npx's own PID
   await exited(serve, 20_000);
   // npm exits first; the gateway notices within a second and closes its sessions (1001).
@@ -161,5 +170,5 @@ export const ok: Promise<void> = s.ready.catch((e: unknown) => { if (e instanceo
   } else {
     t.diagnostic(`no Node older than 24 at ${old} (${oldVersion || 'absent'}): the old-Node refusal is not exercised`);
   }
-  assert.ok(statSync(tarball).size < 2_000_000, 'the tarball stays small');
+  assert.ok(statSync(tarball).size < 3_000_000, 'the tarball stays small');
 });

@@ -272,3 +272,30 @@ test('token refresh: a token function keeps a JWT session alive past exp, in-ban
     manual.close();
   }
 }));
+
+test('a hostile server (non-object frames, bad base64) and a throwing listener do not take the client down', async () => {
+  const { WebSocketServer } = await import('ws');
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  await new Promise((r) => wss.once('listening', r));
+  wss.on('connection', (ws) => {
+    ws.send(JSON.stringify({ op: 'welcome', session: 's', reply_to: '_WSB.S.s', protocol: 'wsbridge.v1' }));
+    ws.on('message', (d) => {
+      const f = JSON.parse(d.toString()) as { op?: string; id?: string };
+      if (f.op !== 'sub') return;
+      ws.send(JSON.stringify({ op: 'ok', id: f.id }));
+      for (const junk of ['42', 'null', '"text"', '[1,2]', '{"subject":"x.a","body":"%%% not base64 %%%"}', '{"op":"res","id":{"no":"string"}}']) ws.send(junk);
+      ws.send(JSON.stringify({ subject: 'x.b', body: Buffer.from('still fine').toString('base64') }));
+    });
+  });
+  const c = connect(`ws://127.0.0.1:${(wss.address() as { port: number }).port}/ws`, { reconnect: false });
+  c.onSessionChange(() => { throw new Error('a careless listener'); });
+  try {
+    await c.ready();
+    const got = waitFor<string>((cb) => c.subscribe('x.*', (m) => cb(`${m.subject}: ${m.text()}`)), (v) => v.startsWith('x.b'), 5000, 'the good message after the junk');
+    assert.equal(await got, 'x.b: still fine');
+    assert.equal(c.session.state, 'open');
+  } finally {
+    c.close();
+    wss.close();
+  }
+});

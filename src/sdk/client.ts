@@ -332,7 +332,16 @@ export class Client {
 
   #setInfo(info: Partial<SessionInfo>): void {
     this.#info = { ...this.#info, ...info };
-    for (const l of this.#sessionListeners) l({ ...this.#info });
+    for (const l of this.#sessionListeners) this.#notify(l, { ...this.#info });
+  }
+
+  /** Calls an application callback; one that throws is reported and never breaks the client. */
+  #notify<T>(listener: (value: T) => void, value: T): void {
+    try {
+      listener(value);
+    } catch (err) {
+      console.error('wsbridge: a listener threw:', err);
+    }
   }
 
   async #dial(): Promise<void> {
@@ -388,7 +397,7 @@ export class Client {
     }
     if (!this.#closed) {
       const info: ConnectErrorInfo = { code, reason, attempt: this.#attempt, willRetry: !stop, retryInMs: delay };
-      for (const l of this.#connectErrorListeners) l(info);
+      for (const l of this.#connectErrorListeners) this.#notify(l, info);
     }
     if (stop) {
       this.#shutdown(code, reason);
@@ -459,13 +468,24 @@ export class Client {
   }
 
   #receive(data: string | ArrayBuffer): void {
+    // Whatever a server sends (a malformed frame, a body that is not base64) must not throw out
+    // of the socket's event handler: in Node that would take the whole process down.
+    try {
+      this.#handleFrame(data);
+    } catch (err) {
+      console.error('wsbridge: dropped a frame the client could not handle:', err);
+    }
+  }
+
+  #handleFrame(data: string | ArrayBuffer): void {
     let frame: Record<string, unknown>;
     try {
       frame = (typeof data === 'string' ? JSON.parse(data) : this.#opts.msgpack!.decode(new Uint8Array(data))) as Record<string, unknown>;
     } catch {
       return; // not a wsbridge frame
     }
-    this.#opts.onFrame?.('in', frame);
+    if (typeof frame !== 'object' || frame === null) return;
+    if (this.#opts.onFrame) this.#notify((f: Record<string, unknown>) => this.#opts.onFrame!('in', f), frame);
     const op = frame.op;
     if (op === undefined) {
       const msg = message(String(frame.subject), this.#body(frame.body), (frame.reply_to as string | null) ?? null, frame.seq, frame.redelivered);
@@ -532,7 +552,7 @@ export class Client {
     sub.error = err;
     for (const [pattern, s] of this.#subs) if (s === sub) this.#subs.delete(pattern);
     if (!sub.ready.settled) sub.ready.reject(err);
-    for (const l of sub.errorListeners) l(err);
+    for (const l of sub.errorListeners) this.#notify(l, err);
   }
 
   #body(b: unknown): Uint8Array {
@@ -556,7 +576,7 @@ export class Client {
       this.#outbox.push({ frame, id });
       return true;
     }
-    this.#opts.onFrame?.('out', frame);
+    if (this.#opts.onFrame) this.#notify((f: Record<string, unknown>) => this.#opts.onFrame!('out', f), frame);
     this.#ws!.send(this.#opts.protocol === 'msgpack' ? this.#opts.msgpack!.encode(frame) : JSON.stringify(frame));
     return true;
   }

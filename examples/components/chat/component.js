@@ -8,11 +8,27 @@
 import { publish } from 'wasmcloud:messaging/consumer@0.2.0';
 
 const members = new Map();
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
+
+// UTF-8 by hand: QuickJS-built guests (the npm package ships chat built that way) have no
+// TextEncoder/TextDecoder. encodeURIComponent/decodeURIComponent do the UTF-8 work.
+function encode(text) {
+  const bin = unescape(encodeURIComponent(text));
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+function decode(bytes) {
+  let bin = '';
+  for (let i = 0; i < bytes.length; i++) bin += String.fromCharCode(bytes[i]);
+  try {
+    return decodeURIComponent(escape(bin));
+  } catch {
+    return bin; // not valid UTF-8: keep the bytes as Latin-1 rather than fail the message
+  }
+}
 
 function send(subject, value) {
-  publish({ subject, body: encoder.encode(JSON.stringify(value)), replyTo: undefined });
+  publish({ subject, body: encode(JSON.stringify(value)), replyTo: undefined });
 }
 
 export const handler = {
@@ -24,7 +40,7 @@ export const handler = {
     if (action === 'join') members.set(room, ++n);
     else if (action === 'leave') members.set(room, (n = Math.max(0, n - 1)));
     else if (action !== 'send') throw `chat: unknown action ${action}`;
-    const text = decoder.decode(msg.body);
+    const text = decode(msg.body);
     const event = action === 'send' ? { event: 'message', text, members: n } : { event: action, name: text.slice(0, 64), members: n };
     send(`room.${room}`, event);
     if (action !== 'send' && msg.replyTo !== undefined) send(msg.replyTo, { members: n });
