@@ -78,7 +78,11 @@ export class GatewayServer {
     this.#stopSweepers = startSweepers(this.#connections.open, gw.hub.stats, config.limits, this.gate.throttle);
     this.http.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-      if (socket.writable) socket.end(timedOut ? 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      // Only HTTP-level errors get an HTTP answer. A TLS failure (no ClientHello before the
+      // handshake timeout, a bad record) arrives here too, on a socket that cannot carry one:
+      // ending it politely would leave it open for good.
+      const httpLevel = timedOut || (err.code?.startsWith('HPE_') ?? false);
+      if (httpLevel && socket.writable) socket.end(timedOut ? 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
       else socket.destroy();
     });
   }
