@@ -161,6 +161,25 @@ test('frames pipelined behind a first-frame auth in one TCP write: welcome first
   });
 });
 
+test('more than 100 frames piled up behind a first-frame auth close the session with 1008', async () => {
+  await withGateway({ JWT_SECRET: SECRET }, async (gw) => {
+    const token = await sign({ exp: now() + 600 });
+    const sock = net.connect(gw.server!.address.port, '127.0.0.1');
+    sock.on('error', () => {});
+    await once(sock, 'connect');
+    let data = Buffer.alloc(0);
+    sock.on('data', (d: Buffer) => (data = Buffer.concat([data, d])));
+    sock.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    const pings = Array.from({ length: 150 }, (_, i) => maskFrame(JSON.stringify({ op: 'ping', id: String(i) })));
+    sock.write(Buffer.concat([maskFrame(JSON.stringify({ op: 'auth', token })), ...pings]));
+    await new Promise((r) => sock.on('close', r));
+    const text = data.toString('latin1');
+    assert.match(text, /too many frames before welcome/);
+    assert.doesNotMatch(text, /"op":"welcome"/, 'no session was opened');
+    assert.equal(gw.hub.stats.sessionsOpened, 0);
+  });
+});
+
 test('a JWT session closed long before its exp is released (its expiry timer no longer holds it)', async () => {
   setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc') as () => void;
