@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import type net from 'node:net';
 import { startGateway, withGateway, TestClient } from './helpers.ts';
 import type { Gateway } from '../src/gateway/gateway.ts';
-import { FLUSH_BYTES } from '../src/sessions/preframed.ts';
+import { FLUSH_BYTES, WRITE_OVERHEAD_BYTES } from '../src/sessions/preframed.ts';
 
 const BOUND = 65536;
 const socketOf = (c: TestClient) => (c.ws as unknown as { _socket: net.Socket })._socket;
@@ -69,7 +69,10 @@ for (const policy of ['close', 'drop'] as const) {
       const id = deaf.welcome.session;
       const body = Buffer.alloc(1024, 2);
       const ping = JSON.stringify({ op: 'ping', id: 'p'.repeat(200) });
-      const limit = BOUND + FLUSH_BYTES + 4096; // bound + one tick's cork + one frame
+      // The bound, plus one tick's batch (its bytes and the per-write overhead of its frames, two
+      // writes each), plus one frame.
+      const pong = ping.length;
+      const limit = BOUND + FLUSH_BYTES + Math.ceil(FLUSH_BYTES / pong) * 2 * WRITE_OVERHEAD_BYTES + 4096;
       let most = 0;
       let sent = 0;
       for (let i = 0; i < 20_000 && gw.hub.stats.slowConsumerCloses === 0; i++) {
@@ -89,6 +92,26 @@ for (const policy of ['close', 'drop'] as const) {
     });
   });
 }
+
+test('tiny answers count with their bookkeeping, not only their bytes', async () => {
+  await withGateway({ MAX_BUFFERED_BYTES: String(BOUND), SLOW_CONSUMER_POLICY: 'drop', PING_INTERVAL_SEC: '0' }, async (gw) => {
+    const deaf = await TestClient.connect(gw);
+    socketOf(deaf).pause();
+    const session = gw.hub.sessions.get(String(deaf.welcome.session))!;
+    const ping = JSON.stringify({ op: 'ping' }); // answered by a 13-byte pong
+    let ratio = 0;
+    for (let i = 0; i < 20_000 && gw.hub.stats.slowConsumerCloses === 0; i++) {
+      for (let j = 0; j < 200; j++) deaf.ws.send(ping);
+      await tick();
+      const payload = session.socket.bufferedAmount;
+      const counted = queued(gw, deaf.welcome.session) ?? 0;
+      if (payload > 0 && counted > BOUND / 2) ratio = Math.max(ratio, counted / payload);
+    }
+    assert.equal(gw.hub.stats.slowConsumerCloses, 1);
+    // Two writes of 256 counted bytes each per 13-byte pong: far more than the payload.
+    assert.ok(ratio > 10, `counted / payload bytes = ${ratio.toFixed(1)}`);
+  });
+});
 
 test('a low MAX_BUFFERED_BYTES does not close a healthy reader: batched bytes are not buffered bytes', async () => {
   await withGateway({ MAX_BUFFERED_BYTES: '4096' }, async (gw) => {

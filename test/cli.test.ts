@@ -31,6 +31,21 @@ test('SIGINT shuts down the same way', async () => {
   assert.equal((await exit).code, 0);
 });
 
+test('SIGTERM: connections still authenticating get 1001 and do not hold the exit', async (t) => {
+  // A long SHUTDOWN_TIMEOUT_MS: a connection that held the exit would hold it that long.
+  const { proc, match, exit } = await spawnCli(['serve', '--listen', '127.0.0.1:0'], { JWT_SECRET: 'sigterm-suite-secret-of-enough-length-01', SHUTDOWN_TIMEOUT_MS: '60000', AUTH_DEADLINE_MS: '60000' });
+  t.after(() => proc.kill('SIGKILL'));
+  const url = match![1]!;
+  const pending = [new TestClient(url), new TestClient(url)];
+  await Promise.all(pending.map((c) => new Promise((r) => c.ws.once('open', r))));
+  const started = Date.now();
+  proc.kill('SIGTERM');
+  for (const c of pending) assert.equal((await c.closed).code, 1001);
+  const exited = await Promise.race([exit, new Promise<'held'>((r) => setTimeout(() => r('held'), 30_000).unref())]);
+  assert.deepEqual(exited, { code: 0, signal: null }, 'exited without waiting for SHUTDOWN_TIMEOUT_MS');
+  assert.ok(Date.now() - started < 30_000);
+});
+
 test('config precedence: flag > env > file > default', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'wsbridge-'));
   const file = join(dir, 'config.json');
@@ -69,6 +84,12 @@ const badConfigs: Array<[string, string[], Record<string, string>, RegExp]> = [
   ['unknown command', ['launch'], {}, /unknown command "launch"/],
   ['bad header name', ['connect', 'ws://127.0.0.1:1/', '--header', 'Bad Name=x'], {}, /HEADER_Bad Name/],
   ['timeout over max', ['serve', '--request-timeout-ms', '9000', '--max-request-timeout-ms', '1000'], {}, /REQUEST_TIMEOUT_MS \(9000\) must not exceed/],
+  ['missing JWT public key file', ['serve'], { JWT_PUBLIC_KEY_FILE: '/nonexistent/key.pem' }, /JWT_PUBLIC_KEY_FILE: cannot read \/nonexistent\/key\.pem \(ENOENT\)/],
+  ['JWT public key file that is no key', ['serve'], { JWT_PUBLIC_KEY_FILE: '/etc/hostname' }, /JWT_PUBLIC_KEY_FILE: \/etc\/hostname is not a PEM public key/],
+  ['missing JWKS file', ['serve'], { JWT_JWKS: '/nonexistent/jwks.json' }, /JWT_JWKS: cannot read \/nonexistent\/jwks\.json \(ENOENT\)/],
+  ['JWKS file that is no JWKS', ['serve'], { JWT_JWKS: '/etc/hostname' }, /JWT_JWKS: \/etc\/hostname is not a JWKS file/],
+  ['TLS_CLIENT_CA without TLS_CERT/TLS_KEY', ['serve', '--tls-client-ca', '/etc/hostname'], {}, /TLS_CLIENT_CA needs TLS_CERT and TLS_KEY/],
+  ['bad trusted proxy', ['serve'], { TRUSTED_PROXIES: '10.0.0.0/33' }, /TRUSTED_PROXIES: "10\.0\.0\.0\/33"/],
 ];
 
 for (const [name, args, env, message] of badConfigs) {

@@ -250,6 +250,15 @@ for (const bus of ['memory', 'nats'] as const) {
       pub.close();
     });
 
+    test('in-band refresh is no brute-force channel: the fifth bad token closes the session with 1008', async () => {
+      const c = await client(gw, { sub: 'guesser' });
+      for (let i = 0; i < 4; i++) assert.equal((await c.call({ op: 'auth', token: `guess-${i}`, id: `g${i}` })).code, 'unauthorized');
+      c.send({ op: 'auth', token: 'guess-4', id: 'g4' });
+      const closed = await c.closed;
+      assert.equal(closed.code, 1008);
+      assert.equal(closed.reason, 'authentication failed');
+    });
+
     test('MAX_SUBSCRIPTIONS counts every kind of subscription', async () => {
       const g = await start({ MAX_SUBSCRIPTIONS: '2', ...(bus === 'nats' ? { HISTORY_SUBJECTS: 'hist.>' } : {}) });
       const c = await client(g, { sub: 'limit-user' });

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
+import net from 'node:net';
 import { spawnCli, TestClient, startGateway } from './helpers.ts';
 import { makePki } from './tls-helpers.ts';
 
@@ -64,4 +65,37 @@ test('TLS settings are checked at startup', async () => {
   const missing = await spawnCli(['serve', '--tls-cert', '/nonexistent.pem', '--tls-key', '/nonexistent.key'], {}, null);
   assert.equal((await missing.exit).code, 2);
   assert.match(missing.output(), /TLS_CERT: cannot read \/nonexistent\.pem \(ENOENT\)/);
+});
+
+test('HANDSHAKE_TIMEOUT_MS covers the TLS handshake: connections that never send a ClientHello are dropped', async () => {
+  const pki = makePki();
+  const [cert, key] = pki.issue('server');
+  const gw = await startGateway({ TLS_CERT: cert, TLS_KEY: key, HANDSHAKE_TIMEOUT_MS: '300' });
+  const sockets: net.Socket[] = [];
+  try {
+    const port = gw.server!.address.port;
+    const closed = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+      const sock = net.connect(port, '127.0.0.1');
+      sockets.push(sock);
+      sock.on('error', () => {});
+      await new Promise((r) => sock.once('connect', r));
+      if (i % 2 === 1) sock.write(Buffer.from([0x16, 0x03, 0x01])); // a record header, then nothing
+      return new Promise<boolean>((resolve) => sock.once('close', () => resolve(true)));
+    }));
+    assert.equal(closed.length, 20, 'every silent connection was closed by the server');
+    const ok = await TestClient.connect(gw.server!.url, undefined, { ca: readFileSync(pki.ca) });
+    assert.equal((await ok.call({ op: 'ping', id: 'p' })).op, 'pong', 'a real client still gets in');
+    ok.close();
+  } finally {
+    for (const s of sockets) s.destroy();
+    await gw.shutdown();
+  }
+});
+
+test('TLS_CLIENT_CA without a certificate to serve is a config error, not plain ws://', async () => {
+  const pki = makePki();
+  const n = await spawnCli(['serve', '--listen', '127.0.0.1:0', '--tls-client-ca', pki.ca], {}, null);
+  assert.equal((await n.exit).code, 2);
+  assert.match(n.output(), /TLS_CLIENT_CA needs TLS_CERT and TLS_KEY/);
+  assert.doesNotMatch(n.output(), /listening on/);
 });

@@ -161,6 +161,27 @@ test('frames pipelined behind a first-frame auth in one TCP write: welcome first
   });
 });
 
+test('more than 100 frames piled up behind a first-frame auth close the session with 1008', async () => {
+  await withGateway({ JWT_SECRET: SECRET }, async (gw) => {
+    const token = await sign({ exp: now() + 600 });
+    const sock = net.connect(gw.server!.address.port, '127.0.0.1');
+    sock.on('error', () => {});
+    await once(sock, 'connect');
+    let data = Buffer.alloc(0);
+    sock.on('data', (d: Buffer) => (data = Buffer.concat([data, d])));
+    sock.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    const pings = Array.from({ length: 150 }, (_, i) => maskFrame(JSON.stringify({ op: 'ping', id: String(i) })));
+    sock.write(Buffer.concat([maskFrame(JSON.stringify({ op: 'auth', token })), ...pings]));
+    // The close frame arrives (the raw client never answers it, so the TCP close would wait for ws's close timeout).
+    for (let i = 0; i < 100 && !data.includes('too many frames before welcome'); i++) await new Promise((r) => setTimeout(r, 50));
+    sock.destroy();
+    const text = data.toString('latin1');
+    assert.match(text, /too many frames before welcome/);
+    assert.doesNotMatch(text, /"op":"welcome"/, 'no session was opened');
+    assert.equal(gw.hub.stats.sessionsOpened, 0);
+  });
+});
+
 test('a JWT session closed long before its exp is released (its expiry timer no longer holds it)', async () => {
   setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc') as () => void;
@@ -198,5 +219,26 @@ test('a JWKS URL that cannot be fetched is logged (and its tokens refused)', asy
   } finally {
     await gw.shutdown();
     jwks.close();
+  }
+});
+
+test('shutdown answers 503 to upgrades whose token is still being verified, without waiting for them', async () => {
+  // A JWKS URL that never answers keeps the handshake's verification pending.
+  const stuck = createServer(() => {});
+  stuck.listen(0, '127.0.0.1');
+  await once(stuck, 'listening');
+  const url = `http://127.0.0.1:${(stuck.address() as net.AddressInfo).port}/jwks.json`;
+  const gw = await Gateway.start(loadConfig({ flags: { MODE: 'server', LISTEN: '127.0.0.1:0', JWT_JWKS: url, SHUTDOWN_TIMEOUT_MS: '60000' }, env: {} }));
+  try {
+    const { privateKey } = await generateKeyPair('EdDSA');
+    const token = await new SignJWT({}).setProtectedHeader({ alg: 'EdDSA', kid: 'k' }).setExpirationTime('5m').sign(privateKey);
+    const pending = outcome(`${gw.server!.url}?token=${token}`);
+    await once(stuck, 'request'); // the gateway is now fetching the key set for this handshake
+    await gw.shutdown();
+    assert.equal(await pending, 503);
+  } finally {
+    await gw.shutdown();
+    stuck.closeAllConnections();
+    stuck.close();
   }
 });

@@ -57,6 +57,7 @@ export interface Config {
   tls: { cert: string; key: string; clientCa: string | undefined } | undefined;
   limits: { maxConnections: number; maxConnectionsPerIp: number; rateMsgs: number; rateBytes: number; idleTimeoutSec: number; handshakeTimeoutMs: number; pingIntervalSec: number; handshakeRatePerIp: number; authFailureBackoffMs: number };
   trustedProxies: string[];
+  proxyProtocol: boolean;
   deflate: { enabled: boolean; thresholdBytes: number };
   allowedOrigins: string[];
   maxMessageBytes: number;
@@ -282,6 +283,7 @@ export function loadConfig(sources: ConfigSources): Config {
       authFailureBackoffMs: get('AUTH_FAILURE_BACKOFF_MS'),
     },
     trustedProxies: get('TRUSTED_PROXIES'),
+    proxyProtocol: get('PROXY_PROTOCOL'),
     deflate: { enabled: get('PERMESSAGE_DEFLATE'), thresholdBytes: get('DEFLATE_THRESHOLD_BYTES') },
     allowedOrigins: get('ALLOWED_ORIGINS'),
     maxMessageBytes: get('MAX_MESSAGE_BYTES'),
@@ -369,6 +371,7 @@ export function loadConfig(sources: ConfigSources): Config {
     const e = trustedProxyError(p);
     if (e) throw new ConfigError(`TRUSTED_PROXIES: ${JSON.stringify(p)}: ${e}`);
   }
+  if (config.proxyProtocol && config.trustedProxies.length === 0) throw new ConfigError('PROXY_PROTOCOL needs TRUSTED_PROXIES: the addresses of the load balancers allowed to send PROXY headers');
   if (config.requestTimeoutMs > config.maxRequestTimeoutMs) {
     throw new ConfigError(`REQUEST_TIMEOUT_MS (${config.requestTimeoutMs}) must not exceed MAX_REQUEST_TIMEOUT_MS (${config.maxRequestTimeoutMs})`);
   }

@@ -4,11 +4,19 @@
 // trusted proxy: everything left of that hop was written by the client and can be forged.
 import { BlockList, isIP } from 'node:net';
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import { proxiedAddress } from './proxy-protocol.ts';
 
-/** `::ffff:1.2.3.4` (an IPv4 client on a dual-stack socket) → `1.2.3.4`. */
+/**
+ * One spelling per address, so that per-IP counts cannot be split by writing it differently:
+ * `::ffff:1.2.3.4` (an IPv4 client on a dual-stack socket) → `1.2.3.4`; IPv6 in its canonical
+ * form (RFC 5952, as the URL standard writes it: `2001:db8:0:0::1` → `2001:db8::1`).
+ */
 export function normalizeIp(ip: string): string {
   const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  return m ? m[1]! : ip.toLowerCase();
+  if (m) return m[1]!;
+  if (isIP(ip) === 6) return new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  return ip;
 }
 
 /** Why a TRUSTED_PROXIES entry is invalid, or null: an IPv4/IPv6 address or CIDR block. */
@@ -37,14 +45,19 @@ export class ClientAddress {
     this.#trusted = list;
   }
 
+  /** Whether `ip` is listed in TRUSTED_PROXIES. */
+  trusts(ip: string): boolean {
+    return this.#trusted !== undefined && this.#isTrusted(normalizeIp(ip));
+  }
+
   #isTrusted(ip: string): boolean {
     const family = isIP(ip);
     return family !== 0 && this.#trusted!.check(ip, family === 4 ? 'ipv4' : 'ipv6');
   }
 
-  /** The client's IP: the TCP peer, or what trusted proxies in front of it say. */
+  /** The client's IP: the TCP peer (or its PROXY header), or what trusted proxies in front of it say. */
   of(req: IncomingMessage): string {
-    const peer = normalizeIp(req.socket.remoteAddress ?? '?');
+    const peer = normalizeIp(proxiedAddress(req.socket as Socket) ?? req.socket.remoteAddress ?? '?');
     if (!this.#trusted || !this.#isTrusted(peer)) return peer;
     const hops = forwardedFor(req);
     // Right to left: each hop was appended by the proxy after it; stop at the first one that is

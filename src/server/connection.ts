@@ -1,6 +1,7 @@
 // A session's life from accept to close: the first-frame authentication (when the token did not
 // come with the handshake), the message loop (rate limit, decode, hand to the hub), and the one
-// cleanup when the socket closes.
+// cleanup when the socket closes. One Connection object per socket with its methods on the
+// prototype: at 10k+ idle sessions, closures per session are memory.
 import { randomBytes } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import { Session } from '../sessions/session.ts';
@@ -31,19 +32,66 @@ export interface ConnectionContext {
 }
 
 export function runConnection(ctx: ConnectionContext, ws: WebSocket, ip: string, remote: string, identity: Identity | undefined): Session {
-  const { gw, config } = ctx;
-  const hub = gw.hub;
-  const log = gw.log;
-  const limits = config.limits;
-  const id = randomBytes(16).toString('base64url'); // 128 random bits
-  const session = new Session(id, hub.newReplySubject(), ws, remote, codecFor(ws.protocol || undefined), ctx.sessionLimits);
-  ctx.open.add(session);
-  ws.on('pong', () => {
-    session.alive = true; // liveness only: a pong is not activity for the idle timeout
-  });
+  return new Connection(ctx, ws, ip, remote, identity).session;
+}
+
+class Connection {
+  readonly session: Session;
+  #ctx: ConnectionContext;
+  #ws: WebSocket;
+  #ip: string;
+  // With authentication on and no token in the handshake, the session exists only after a
+  // valid {"op":"auth"} as its first frame: nothing is sent before welcome, and frames that
+  // follow the auth frame wait (in order) until it is verified.
+  #state: 'awaiting_auth' | 'verifying' | 'open';
+  #held: Array<[Buffer, boolean]> | undefined;
+  #heldBytes = 0;
+  #deadline: NodeJS.Timeout | undefined;
+
+  constructor(ctx: ConnectionContext, ws: WebSocket, ip: string, remote: string, identity: Identity | undefined) {
+    this.#ctx = ctx;
+    this.#ws = ws;
+    this.#ip = ip;
+    const id = randomBytes(16).toString('base64url'); // 128 random bits
+    const session = (this.session = new Session(id, ctx.gw.hub.newReplySubject(), ws, remote, codecFor(ws.protocol || undefined), ctx.sessionLimits));
+    session.clientIp = ip;
+    ctx.open.add(session);
+    this.#state = ctx.auth !== undefined && identity === undefined ? 'awaiting_auth' : 'open';
+    if (this.#state === 'awaiting_auth') this.#deadline = setTimeout(() => session.close(CloseCodes.policyViolation, 'authentication required'), ctx.config.authDeadlineMs);
+    ws.on('pong', () => {
+      session.alive = true; // liveness only: a pong is not activity for the idle timeout
+    });
+    ws.on('message', (data: Buffer, isBinary: boolean) => this.#message(data, isBinary));
+    // ws reports protocol violations (oversize → 1009, invalid UTF-8 → 1007, bad framing → 1002,
+    // too many fragments → 1008) here and closes the socket with that code itself; the session
+    // must only be cleaned up.
+    ws.on('error', (err) => ctx.gw.log.debug({ err: err.message, session: id }, 'session socket error'));
+    ws.on('close', (code: number) => this.#closed(code));
+    if (identity) session.authenticate(identity);
+    if (this.#state === 'open') ctx.gw.hub.add(session);
+    ctx.gw.log.info({ session: id, remote, protocol: session.codec.name, who: identity?.subject }, 'session opened');
+  }
+
+  #message(data: Buffer, isBinary: boolean): void {
+    const session = this.session;
+    session.received(data.length);
+    if (this.#state === 'open') return this.#process(data, isBinary);
+    if (this.#state === 'awaiting_auth') return this.#firstFrame(data, isBinary);
+    if (session.closed) return;
+    this.#heldBytes += data.length;
+    const held = (this.#held ??= []);
+    if (held.length >= MAX_HELD_FRAMES || this.#heldBytes > this.#ctx.config.maxMessageBytes) {
+      session.close(CloseCodes.policyViolation, 'too many frames before welcome');
+      return;
+    }
+    held.push([data, isBinary]);
+  }
 
   /** One frame of an authenticated session: rate limit, decode, hub. */
-  const process = (data: Buffer, isBinary: boolean): void => {
+  #process(data: Buffer, isBinary: boolean): void {
+    const session = this.session;
+    const hub = this.#ctx.gw.hub;
+    const limits = this.#ctx.config.limits;
     if (!session.withinRate(data.length, limits.rateMsgs, limits.rateBytes)) {
       hub.stats.rateLimited++;
       if (session.rateErrorDue()) hub.error(session, 'rate_limited', `over ${limits.rateMsgs || '∞'} frames/s or ${limits.rateBytes || '∞'} bytes/s: frames are being dropped`);
@@ -56,7 +104,7 @@ export function runConnection(ctx: ConnectionContext, ws: WebSocket, ip: string,
       if (err instanceof ProtocolError) hub.protocolError(session, err);
       else if (err instanceof CloseError) session.close(err.closeCode, err.message);
       else {
-        log.error({ err, session: id }, 'decode failed');
+        this.#ctx.gw.log.error({ err, session: session.id }, 'decode failed');
         session.close(CloseCodes.internalError, 'internal error');
       }
       return;
@@ -64,27 +112,15 @@ export function runConnection(ctx: ConnectionContext, ws: WebSocket, ip: string,
     try {
       hub.handle(session, frame);
     } catch (err) {
-      log.error({ err, session: id }, 'frame handling failed');
+      this.#ctx.gw.log.error({ err, session: session.id }, 'frame handling failed');
       hub.error(session, 'internal', 'the gateway failed to handle the frame', 'id' in frame ? frame.id : undefined);
     }
-  };
+  }
 
-  // With authentication on and no token in the handshake, the session exists only after a
-  // valid {"op":"auth"} as its first frame: nothing is sent before welcome, and frames that
-  // follow the auth frame wait (in order) until it is verified.
-  let state: 'awaiting_auth' | 'verifying' | 'open' = ctx.auth !== undefined && identity === undefined ? 'awaiting_auth' : 'open';
-  let held: Array<[Buffer, boolean]> = [];
-  let heldBytes = 0;
-  const deadline = state === 'awaiting_auth' ? setTimeout(() => session.close(CloseCodes.policyViolation, 'authentication required'), config.authDeadlineMs) : undefined;
-  const authFailed = () => {
-    log.info({ session: id, remote }, 'authentication failed (first frame)');
-    ctx.authFailed(ip);
-    session.close(CloseCodes.policyViolation, 'authentication failed');
-  };
-
-  const firstFrame = (data: Buffer, isBinary: boolean): void => {
-    state = 'verifying';
-    clearTimeout(deadline);
+  #firstFrame(data: Buffer, isBinary: boolean): void {
+    const session = this.session;
+    this.#state = 'verifying';
+    clearTimeout(this.#deadline);
     let token: string | undefined;
     try {
       const f = session.codec.decode(data, isBinary);
@@ -92,50 +128,38 @@ export function runConnection(ctx: ConnectionContext, ws: WebSocket, ip: string,
     } catch {
       // anything else than a valid auth frame ends the session below
     }
-    if (token === undefined) return authFailed();
-    ws.pause(); // frames already read are held below; the socket reads no more meanwhile
-    ctx.auth!.verify(token).then((who) => {
+    if (token === undefined) return this.#authFailed();
+    this.#ws.pause(); // frames already read are held; the socket reads no more meanwhile
+    this.#ctx.auth!.verify(token).then((who) => {
       if (session.closed) return;
       session.authenticate(who);
-      hub.add(session); // sends welcome
-      state = 'open';
-      const queued = held;
-      held = [];
-      for (const [d, b] of queued) {
+      this.#ctx.gw.hub.add(session); // sends welcome
+      this.#state = 'open';
+      const held = this.#held ?? [];
+      this.#held = undefined;
+      for (const [d, b] of held) {
         if (session.closed) break;
-        process(d, b);
+        this.#process(d, b);
       }
-      if (!session.closed) ws.resume();
-    }, authFailed);
-  };
+      if (!session.closed) this.#ws.resume();
+    }, () => this.#authFailed());
+  }
 
-  ws.on('message', (data: Buffer, isBinary) => {
-    session.received(data.length);
-    if (state === 'open') return process(data, isBinary);
-    if (state === 'awaiting_auth') return firstFrame(data, isBinary);
-    if (session.closed) return;
-    heldBytes += data.length;
-    if (held.length >= MAX_HELD_FRAMES || heldBytes > config.maxMessageBytes) {
-      session.close(CloseCodes.policyViolation, 'too many frames before welcome');
-      return;
-    }
-    held.push([data, isBinary]);
-  });
-  // ws reports protocol violations (oversize → 1009, invalid UTF-8 → 1007, bad framing → 1002,
-  // too many fragments → 1008) here and closes the socket with that code itself; the session
-  // must only be cleaned up.
-  ws.on('error', (err) => log.debug({ err: err.message, session: id }, 'session socket error'));
-  ws.on('close', (code) => {
-    clearTimeout(deadline);
-    held = [];
-    ctx.open.delete(session);
-    hub.closed(code);
-    hub.remove(session);
+  #authFailed(): void {
+    this.#ctx.gw.log.info({ session: this.session.id, remote: this.session.remoteAddress }, 'authentication failed (first frame)');
+    this.#ctx.authFailed(this.#ip);
+    this.session.close(CloseCodes.policyViolation, 'authentication failed');
+  }
+
+  #closed(code: number): void {
+    const { gw, open } = this.#ctx;
+    const session = this.session;
+    clearTimeout(this.#deadline);
+    this.#held = undefined;
+    open.delete(session);
+    gw.hub.closed(code);
+    gw.hub.remove(session);
     session.dispose(); // also for a session that never got past authentication
-    log.info({ session: id, code }, 'session closed');
-  });
-  if (identity) session.authenticate(identity);
-  if (state === 'open') hub.add(session);
-  log.info({ session: id, remote, protocol: session.codec.name, who: identity?.subject }, 'session opened');
-  return session;
+    gw.log.info({ session: session.id, code }, 'session closed');
+  }
 }

@@ -7,7 +7,9 @@ import { createServer as createTlsServer } from 'node:https';
 import type { Server as TlsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer } from 'node:net';
+import type { AddressInfo, Server as NetServer } from 'node:net';
+import { acceptProxyProtocol } from './proxy-protocol.ts';
 import { WebSocketServer } from 'ws';
 import type { Session } from '../sessions/session.ts';
 import { CloseCodes } from '../protocol/errors.ts';
@@ -32,6 +34,8 @@ export class GatewayServer {
   #connections: ConnectionContext;
   #closing = false;
   #stopSweepers: () => void;
+  /** With PROXY_PROTOCOL: the listener that reads PROXY headers before the HTTP server sees a connection. */
+  #front: NetServer | undefined;
 
   constructor(gw: Gateway, config: Config) {
     this.#gw = gw;
@@ -75,10 +79,29 @@ export class GatewayServer {
       runConnection(this.#connections, ws, ip, remoteOf(req, ip), identity);
     }, gw.log);
     this.http.on('upgrade', (req, socket, head) => this.gate.handle(req, socket, head));
+    // A failed in-band refresh counts toward the address's auth backoff like a failed handshake.
+    gw.hub.onAuthFailure = (session) => {
+      if (session.clientIp !== undefined) this.gate.throttle.failed(session.clientIp);
+    };
+    if (config.proxyProtocol) {
+      this.#front = createNetServer();
+      acceptProxyProtocol(this.#front, this.http, config.tls !== undefined, {
+        timeoutMs: handshakeMs,
+        trusted: (ip) => this.gate.addresses.trusts(ip),
+        onRejected: (reason) => {
+          gw.hub.stats.connectionsRefused++;
+          gw.log.debug({ reason }, 'connection dropped before its PROXY header');
+        },
+      });
+    }
     this.#stopSweepers = startSweepers(this.#connections.open, gw.hub.stats, config.limits, this.gate.throttle);
     this.http.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-      if (socket.writable) socket.end(timedOut ? 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      // Only HTTP-level errors get an HTTP answer. A TLS failure (no ClientHello before the
+      // handshake timeout, a bad record) arrives here too, on a socket that cannot carry one:
+      // ending it politely would leave it open for good.
+      const httpLevel = timedOut || (err.code?.startsWith('HPE_') ?? false);
+      if (httpLevel && socket.writable) socket.end(timedOut ? 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
       else socket.destroy();
     });
   }
@@ -100,18 +123,27 @@ export class GatewayServer {
     this.#gw.log.info('TLS certificate reloaded');
   }
 
+  /** The server that owns the port: the HTTP(S) server, or the PROXY protocol front. */
+  get #listener(): NetServer {
+    return this.#front ?? this.http;
+  }
+
   listen(at: HostPort): Promise<AddressInfo> {
+    const l = this.#listener;
     return new Promise((resolve, reject) => {
-      this.http.once('error', reject);
-      this.http.listen(at.port, at.host, () => {
-        this.http.off('error', reject);
-        resolve(this.http.address() as AddressInfo);
+      l.once('error', reject);
+      l.listen(at.port, at.host, () => {
+        l.off('error', reject);
+        // The HTTP server starts its header and request timeouts on 'listening'; behind the
+        // PROXY front it never listens itself.
+        if (l !== this.http) this.http.emit('listening');
+        resolve(l.address() as AddressInfo);
       });
     });
   }
 
   get address(): AddressInfo {
-    return this.http.address() as AddressInfo;
+    return this.#listener.address() as AddressInfo;
   }
 
   /** The ws:// URL clients use, as printed at startup. */
@@ -129,7 +161,8 @@ export class GatewayServer {
     this.#closing = true;
     this.gate.close();
     this.#stopSweepers();
-    const httpClosed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    const httpClosed = new Promise<void>((resolve) => this.#listener.close(() => resolve()));
+    if (this.#front) this.http.close(() => {}); // stops its timeout checks; it has no port of its own
     const open = [...this.#connections.open];
     const allClosed = Promise.all(open.map((s) => new Promise<void>((resolve) => {
       const ws = s.socket;

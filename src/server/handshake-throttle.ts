@@ -65,6 +65,8 @@ export class HandshakeThrottle {
   /** Called for every upgrade before anything else is done for it. */
   admit(ip: string, now = Date.now()): Verdict {
     if (!this.enabled) return { ok: true };
+    // Without a rate limit only addresses that have failed are tracked.
+    if (this.#rate === 0 && !this.#ips.has(ip)) return { ok: true };
     const e = this.#entry(ip, now);
     if (e.blockedUntil > now) {
       this.stats.authBackoff++;

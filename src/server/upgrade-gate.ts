@@ -181,9 +181,15 @@ function handshakeToken(req: IncomingMessage): string | undefined {
   return q ?? undefined;
 }
 
-/** Its own scope: a closure in handle() would keep that call's `req` alive as long as the socket. */
+/** The slot a socket holds, released by a module-level listener: no closure per connection. */
+const kSlot = Symbol('wsbridge.slot');
+type WithSlot = Duplex & { [kSlot]?: Slot };
 function releaseOnClose(socket: Duplex, slot: Slot): void {
-  socket.once('close', () => slot.release());
+  (socket as WithSlot)[kSlot] = slot;
+  socket.on('close', releaseSlotOf);
+}
+function releaseSlotOf(this: WithSlot): void {
+  this[kSlot]?.release();
 }
 
 function destroyOnError(this: Duplex): void {

@@ -3,7 +3,7 @@
 import type { Bus, BusMessage } from '../bus/bus.ts';
 import type { RequestInbox } from '../bus/request-inbox.ts';
 import type { ClientFrame } from '../protocol/frames.ts';
-import { ProtocolError } from '../protocol/errors.ts';
+import { ProtocolError, CloseCodes } from '../protocol/errors.ts';
 import type { ErrorCode } from '../protocol/errors.ts';
 import type { Session } from './session.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -14,6 +14,9 @@ import { Fanout } from './fanout.ts';
 import { SessionRoutes } from './session-routes.ts';
 import { DurableDelivery } from './durable-delivery.ts';
 import { RequestProxy } from './request-proxy.ts';
+
+/** Failed in-band refreshes a session may make before it is closed with 1008. */
+export const MAX_REFRESH_FAILURES = 5;
 
 export interface HubOptions {
   defaultRequestTimeoutMs: number;
@@ -57,6 +60,8 @@ export class SessionHub {
   #requests: RequestProxy;
   /** Told when sessions or their subscriptions change (cluster presence listens). */
   onChange: () => void = () => {};
+  /** Told of a failed in-band refresh, so it counts toward the client's auth backoff. */
+  onAuthFailure: (session: Session) => void = () => {};
 
   constructor(bus: Bus, inbox: RequestInbox, log: Logger, opts: HubOptions) {
     this.#bus = bus;
@@ -253,6 +258,12 @@ export class SessionHub {
     }, () => {
       if (session.closed) return;
       this.stats.authFailures++;
+      this.onAuthFailure(session);
+      // Guessing tokens in-band is no cheaper than at the handshake: a few tries, then 1008.
+      if (++session.refreshFailures >= MAX_REFRESH_FAILURES) {
+        session.close(CloseCodes.policyViolation, 'authentication failed');
+        return;
+      }
       this.error(session, 'unauthorized', 'token not accepted', id);
     });
   }

@@ -13,7 +13,13 @@ import { WebSocket } from 'ws';
 type FrameFn = (data: Buffer, opts: { fin: boolean; rsv1: boolean; opcode: number; mask: boolean; readOnly: boolean }) => Buffer[];
 const frame = (wsModule as unknown as { Sender: { frame: FrameFn } }).Sender.frame;
 
-interface CorkableSocket { cork(): void; uncork(): void; readonly writableLength: number }
+interface CorkableSocket {
+  cork(): void;
+  uncork(): void;
+  readonly writableLength: number;
+  /** Node's Writable state: writes waiting behind the one in flight (or behind the cork). */
+  readonly _writableState?: { readonly bufferedRequestCount?: number };
+}
 interface WithBuffered { readonly bufferedAmount: number }
 interface WithSender { _sender: { sendFrame(list: Buffer[], cb?: () => void): void }; _socket: CorkableSocket | undefined }
 
@@ -47,13 +53,15 @@ export function corkUntilTickEnd(ws: WebSocket): void {
   if (before !== undefined) {
     if (sock.writableLength - before >= FLUSH_BYTES) {
       sock.uncork();
-      sock.cork();
       corked.set(sock, sock.writableLength);
+      corkedCost.set(sock, queueCost(sock));
+      sock.cork();
     }
     return;
   }
-  sock.cork();
   corked.set(sock, sock.writableLength);
+  corkedCost.set(sock, queueCost(sock));
+  sock.cork();
   if (!flushScheduled) {
     flushScheduled = true;
     process.nextTick(uncorkAll);
@@ -61,22 +69,39 @@ export function corkUntilTickEnd(ws: WebSocket): void {
 }
 
 /**
- * Bytes really waiting to be sent to this socket: ws's bufferedAmount (the socket's write queue
- * plus ws's own compression queue) minus what the cork holds back for the end of this tick. The
- * corked bytes are leaving anyway; counting them made a low MAX_BUFFERED_BYTES close healthy
- * readers. What is queued in one tick is still bounded, by FLUSH_BYTES.
+ * What a socket's queued writes cost in memory: their bytes, plus WRITE_OVERHEAD_BYTES for each
+ * write waiting in Node's buffer (the Buffer objects and the buffer entry). A client that sends
+ * pings and never reads queues thousands of 20-byte pongs whose bookkeeping outweighs their
+ * payload many times over; counted this way, MAX_BUFFERED_BYTES bounds memory, not only payload.
+ * `bufferedRequestCount` is Node's own count (a getter of the Writable state, Node 14 to 24).
+ */
+function queueCost(sock: CorkableSocket): number {
+  return sock.writableLength + WRITE_OVERHEAD_BYTES * (sock._writableState?.bufferedRequestCount ?? 0);
+}
+
+/** Counted per write waiting in a socket's buffer, on top of its bytes (see queueCost). */
+export const WRITE_OVERHEAD_BYTES = 256;
+
+/**
+ * What is really waiting to be sent to this socket, in bytes (queueCost), plus ws's own
+ * compression queue; minus what the cork holds back for the end of this tick. The corked bytes
+ * are leaving anyway; counting them made a low MAX_BUFFERED_BYTES close healthy readers. What is
+ * queued in one tick is still bounded, by FLUSH_BYTES.
  */
 export function queuedBytes(ws: WebSocket): number {
-  const total = (ws as unknown as WithBuffered).bufferedAmount;
   const sock = (ws as unknown as WithSender)._socket;
-  const before = sock === undefined ? undefined : corked.get(sock);
-  return before === undefined ? total : total - (sock!.writableLength - before);
+  const total = (ws as unknown as WithBuffered).bufferedAmount;
+  if (sock === undefined) return total;
+  const ownQueue = total - sock.writableLength; // ws's compression queue (0 without deflate)
+  return ownQueue + (corkedCost.get(sock) ?? queueCost(sock));
 }
 
 /** Most bytes corkUntilTickEnd holds back for one socket (beyond MAX_BUFFERED_BYTES, see docs). */
 export const FLUSH_BYTES = 16 * 1024;
 /** Corked sockets → their writableLength when corked (what was queued before this tick's batch). */
 const corked = new Map<CorkableSocket, number>();
+/** Corked sockets → their queueCost when corked: what queuedBytes reports while they are corked. */
+const corkedCost = new Map<CorkableSocket, number>();
 let flushScheduled = false;
 function uncorkAll(): void {
   flushScheduled = false;
@@ -84,6 +109,7 @@ function uncorkAll(): void {
   // the next cork schedules another flush, so no session is left corked.
   for (const sock of corked.keys()) {
     corked.delete(sock);
+    corkedCost.delete(sock);
     sock.uncork();
   }
 }

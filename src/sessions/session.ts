@@ -82,6 +82,10 @@ export class Session implements Actor {
   /** Created on first use, like #unacked: idle sessions carry no empty maps. */
   #subscriptions: Map<string, () => void> | undefined;
   pendingRequests = 0;
+  /** The client's address as the upgrade gate counts it (per-IP limits and auth backoff). */
+  clientIp: string | undefined;
+  /** Failed in-band refreshes (op auth); past MAX_REFRESH_FAILURES the session is closed. */
+  refreshFailures = 0;
   /** Who the session authenticated as (undefined when authentication is off). */
   identity: Identity | undefined;
   /** Reply subjects this session was handed and may answer (created on the first one). */
