@@ -121,13 +121,19 @@ function serverFrames(sock: net.Socket): { frames: Array<Record<string, unknown>
   };
 }
 
+/** A raw socket that sent the upgrade request without a token (auth comes in the first frame). */
+async function rawUpgrade(gw: Gateway): Promise<{ sock: net.Socket; rx: ReturnType<typeof serverFrames> }> {
+  const sock = net.connect(gw.server!.address.port, '127.0.0.1');
+  await once(sock, 'connect');
+  const rx = serverFrames(sock);
+  sock.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+  return { sock, rx };
+}
+
 test('frames pipelined behind a first-frame auth in one TCP write: welcome first, then each answered in order', async () => {
   await withGateway({ JWT_SECRET: SECRET, RATE_LIMIT_MSGS: '1' }, async (gw) => {
     const token = await sign({ exp: now() + 600 });
-    const sock = net.connect(gw.server!.address.port, '127.0.0.1');
-    await once(sock, 'connect');
-    const rx = serverFrames(sock);
-    sock.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    const { sock, rx } = await rawUpgrade(gw);
     sock.write(Buffer.concat([
       maskFrame(JSON.stringify({ op: 'auth', token })),
       maskFrame(JSON.stringify({ op: 'ping', id: 'one' })),
@@ -142,10 +148,7 @@ test('frames pipelined behind a first-frame auth in one TCP write: welcome first
   });
   await withGateway({ JWT_SECRET: SECRET }, async (gw) => {
     const token = await sign({ exp: now() + 600 });
-    const sock = net.connect(gw.server!.address.port, '127.0.0.1');
-    await once(sock, 'connect');
-    const rx = serverFrames(sock);
-    sock.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    const { sock, rx } = await rawUpgrade(gw);
     sock.write(Buffer.concat([
       maskFrame(JSON.stringify({ op: 'auth', token })),
       maskFrame(JSON.stringify({ op: 'sub', subject: 'piped', id: 's' })),

@@ -173,8 +173,8 @@ function checkContracts(path: string, meta: CacheMeta): void {
     throw new ComponentLoadError(
       `component ${path} uses wasmcloud:messaging@0.3.0 (${v3.join(', ')}), which wsbridge does not run: ` +
       '0.3.0 passes message bodies as stream<u8> through async functions, and no 0.3.0 component has been shown to ' +
-      `work through jco ${JCO_VERSION}'s stream/future lifting (componentize-js cannot build one: its bindgen stops ` +
-      'at async functions with "not yet implemented"). Build it against wasmcloud:messaging@0.2.0',
+      `work through jco ${JCO_VERSION}'s stream/future lifting (componentize-js 0.23 cannot build one: its bindgen ` +
+      'panics on async functions). Build it against wasmcloud:messaging@0.2.0',
     );
   }
   const missing = meta.imports.filter((i) => !providesImport(i));
