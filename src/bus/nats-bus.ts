@@ -7,12 +7,15 @@
 // publishes is delivered locally at once and sent to NATS with the node's id in a header; when it
 // comes back from NATS it is skipped, except for queue groups, which NATS alone resolves so that
 // each message reaches exactly one member in the whole cluster.
-import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { connect, headers, credsAuthenticator, nkeyAuthenticator } from '@nats-io/transport-node';
-import type { NatsConnection, Subscription, MsgHdrs, ConnectionOptions } from '@nats-io/transport-node';
+import { headers } from '@nats-io/transport-node';
+import type { NatsConnection, Subscription, MsgHdrs } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, DiscardPolicy } from '@nats-io/jetstream';
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamClient, JetStreamManager, JetStreamOptions } from '@nats-io/jetstream';
+import { connectAtStartup, jetStreamOptions, jetStreamWhere } from './nats-connection.ts';
+import type { NatsConnectionSettings, JetStreamSettings } from './nats-connection.ts';
+import { JetStreamPlacement } from './jetstream-placement.ts';
+import type { PlacementSettings } from './jetstream-placement.ts';
 import { MemoryBus } from './memory-bus.ts';
 import { SubjectTrie } from './subject-trie.ts';
 import { patternCovers } from '../protocol/subject.ts';
@@ -21,16 +24,9 @@ import type { AckHandle, AckedSubscription, Bus, BusHandler, BusMessage, BusSubs
 import type { Logger } from '../observability/logger.ts';
 import { RAW_PREFIX, INBOX_PREFIX, scopedStateName } from '../security/subject-policy.ts';
 
-export interface NatsBusOptions {
-  servers: string[];
+export interface NatsBusOptions extends NatsConnectionSettings, JetStreamSettings, PlacementSettings {
   /** Prepended to every subject on NATS ('' maps subjects one to one). */
   prefix: string;
-  user?: string | undefined;
-  pass?: string | undefined;
-  token?: string | undefined;
-  nkeySeedFile?: string | undefined;
-  credsFile?: string | undefined;
-  tlsCaFile?: string | undefined;
   name: string;
 }
 
@@ -61,6 +57,10 @@ export class NatsBus implements Bus {
   #interest = new Map<string, { sub: Subscription; count: number }>();
   #connected = true;
   #history: { js: JetStreamClient; jsm: JetStreamManager; patterns: string[]; trie: SubjectTrie<string>; maxAgeSec: number } | undefined;
+  #jetStream: JetStreamSettings;
+  #publishAckTimeoutMs: number | undefined;
+  /** Replicas and placement of the history stream and the presence bucket. */
+  readonly placement: JetStreamPlacement;
   onStatus: (connected: boolean) => void = () => {};
 
   private constructor(nc: NatsConnection, opts: NatsBusOptions, log: Logger) {
@@ -69,27 +69,27 @@ export class NatsBus implements Bus {
     this.prefix = opts.prefix;
     this.historyStream = scopedStateName(HISTORY_STREAM, opts.prefix);
     this.#log = log;
+    this.#jetStream = { jsDomain: opts.jsDomain, jsApiPrefix: opts.jsApiPrefix };
+    this.#publishAckTimeoutMs = opts.publishAckTimeoutMs;
+    this.placement = new JetStreamPlacement(nc, () => this.jsOptions(), opts, `${this.historyStream}_PROBE_${this.nodeId.replace(/[^A-Za-z0-9]/g, '')}`, jetStreamWhere(opts), log);
     this.local.onInterest = (subject, queue, delta) => this.#interest$(subject, queue, delta);
     void this.#watch();
   }
 
+  /** Connects (bounded, logged: see nats-connection.ts); rejects with NatsStartupError. */
   static async connect(opts: NatsBusOptions, log: Logger): Promise<NatsBus> {
-    const o: ConnectionOptions = {
-      servers: opts.servers,
-      name: opts.name,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 1000,
-      waitOnFirstConnect: false,
-      // Inboxes under the prefix too (JetStream's API replies use them), never a client's reach.
-      inboxPrefix: `${opts.prefix}_INBOX`,
-    };
-    if (opts.user !== undefined) Object.assign(o, { user: opts.user, pass: opts.pass });
-    if (opts.token !== undefined) o.token = opts.token;
-    if (opts.credsFile) o.authenticator = credsAuthenticator(readFileSync(opts.credsFile));
-    else if (opts.nkeySeedFile) o.authenticator = nkeyAuthenticator(new TextEncoder().encode(readFileSync(opts.nkeySeedFile, 'utf8').trim()));
-    if (opts.tlsCaFile) o.tls = { caFile: opts.tlsCaFile };
-    const nc = await connect(o);
+    const nc = await connectAtStartup(opts, opts.name, `${opts.prefix}_INBOX`, log);
     return new NatsBus(nc, opts, log);
+  }
+
+  /** Options for every JetStream client and manager (NATS_JS_DOMAIN / NATS_JS_API_PREFIX). */
+  jsOptions(): JetStreamOptions {
+    return jetStreamOptions(this.#jetStream);
+  }
+
+  /** The NATS server this node is connected to (host:port), or the last one while disconnected. */
+  get server(): string {
+    return this.nc.getServer();
   }
 
   /** NATS subject → wsbridge subject: strip the prefix, or mark subjects outside it as raw. */
@@ -109,13 +109,18 @@ export class NatsBus implements Bus {
 
   async #watch(): Promise<void> {
     for await (const s of this.nc.status()) {
-      if (s.type === 'disconnect' && this.#connected) {
+      if (s.type === 'staleConnection') {
+        // Pings unanswered (NATS_PING_INTERVAL_SEC × NATS_MAX_PINGS_OUT): a frozen or
+        // partitioned server. nats.js drops the connection and dials the next server.
+        this.#log.warn({ server: this.nc.getServer() }, 'NATS server stopped answering pings: connection stale, dialling the next server');
+      }
+      if ((s.type === 'disconnect' || s.type === 'staleConnection') && this.#connected) {
         this.#connected = false;
         this.#log.warn('NATS disconnected: serving local traffic only');
         this.onStatus(false);
       } else if (s.type === 'reconnect' && !this.#connected) {
         this.#connected = true;
-        this.#log.info('NATS reconnected');
+        this.#log.info({ server: this.nc.getServer() }, 'NATS reconnected');
         this.onStatus(true);
       }
     }
@@ -217,7 +222,7 @@ export class NatsBus implements Bus {
       const h = this.#headers(msg, false);
       if (msg.replyTo) h.set(REPLY_HEADER, this.#toNats(msg.replyTo));
       try {
-        await this.#history!.js.publish(this.#toNats(msg.subject), msg.body, { headers: h });
+        await this.#history!.js.publish(this.#toNats(msg.subject), msg.body, { headers: h, ...(this.#publishAckTimeoutMs ? { timeout: this.#publishAckTimeoutMs } : {}) });
       } catch (err) {
         throw new RequestError('bus_unavailable', `JetStream did not store it: ${(err as Error).message}`);
       }
@@ -246,14 +251,15 @@ export class NatsBus implements Bus {
    * visible as `since < first stored sequence - 1`.
    */
   async enableHistory(opts: HistoryOptions): Promise<void> {
-    const jsm = await jetstreamManager(this.nc);
-    const js = jetstream(this.nc);
+    const jsm = await jetstreamManager(this.nc, this.jsOptions());
+    const js = jetstream(this.nc, this.jsOptions());
     const config = {
       name: this.historyStream,
       subjects: opts.subjects.map((p) => this.#prefix + p),
       max_age: opts.maxAgeSec * 1_000_000_000,
       max_msgs: opts.maxMsgs,
       discard: DiscardPolicy.Old,
+      ...(await this.placement.stream()),
     };
     try {
       await jsm.streams.add(config);

@@ -5,6 +5,8 @@
 import { Kvm } from '@nats-io/kv';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import type { JetStreamOptions, Placement } from '@nats-io/jetstream';
 import type { SessionInfo } from '../sessions/session.ts';
 import type { Logger } from '../observability/logger.ts';
 
@@ -30,8 +32,9 @@ export class Presence {
     this.#timer.unref();
   }
 
-  static async start(nc: NatsConnection, bucket: string, nodeId: string, ttlSec: number, list: () => SessionInfo[], log: Logger): Promise<Presence> {
-    const kv = await new Kvm(nc).create(bucket, { ttl: ttlSec * 1000, history: 1 });
+  static async start(nc: NatsConnection, bucket: string, nodeId: string, ttlSec: number, list: () => SessionInfo[], log: Logger, where: { js?: JetStreamOptions; storage?: { replicas: number; placement?: Placement } } = {}): Promise<Presence> {
+    // In the JetStream domain (or API prefix) and with the replicas and placement configured.
+    const kv = await new Kvm(jetstream(nc, where.js ?? {})).create(bucket, { ttl: ttlSec * 1000, history: 1, ...where.storage });
     const p = new Presence(kv, nodeId, ttlSec, list, log);
     await p.#write();
     return p;

@@ -2,6 +2,8 @@
 // every value by the SETTINGS table. Any bad value is a ConfigError naming the key, where it came
 // from and what is expected; the CLI turns it into exit code 2.
 import { readFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import { SETTINGS, SETTING_BY_KEY } from './settings.ts';
 import type { Setting } from './settings.ts';
 import type { LogLevel } from '../observability/logger.ts';
@@ -93,6 +95,22 @@ export interface NatsConfig {
   nkeySeedFile: string | undefined;
   credsFile: string | undefined;
   tlsCaFile: string | undefined;
+  // Production NATS: connection liveness, mutual TLS, startup, JetStream (src/bus/nats-connection.ts).
+  tlsCertFile: string | undefined;
+  tlsKeyFile: string | undefined;
+  pingIntervalSec: number;
+  maxPingsOut: number;
+  connectTimeoutMs: number;
+  reconnectWaitMs: number;
+  reconnectJitterMs: number;
+  startupRetrySec: number;
+  jsDomain: string | undefined;
+  jsApiPrefix: string | undefined;
+  /** 0: as many as the JetStream cluster can place, up to 3. */
+  jsReplicas: number;
+  jsPlacementCluster: string | undefined;
+  jsPlacementTags: string[];
+  publishAckTimeoutMs: number;
 }
 
 export interface ConfigSources {
@@ -340,6 +358,7 @@ export function loadConfig(sources: ConfigSources): Config {
       nkeySeedFile: get('NATS_NKEY_SEED_FILE'),
       credsFile: get('NATS_CREDS_FILE'),
       tlsCaFile: get('NATS_TLS_CA_FILE'),
+      ...productionNats(get),
     };
   }
   for (const p of config.history.subjects) {
@@ -393,6 +412,69 @@ export function loadConfig(sources: ConfigSources): Config {
     config.links = links.map(({ own, where }) => linkConfig(own, where, raw, get));
   }
   return config;
+}
+
+/** The production NATS settings (liveness, mutual TLS, startup, JetStream), checked. */
+function productionNats(get: <T>(key: string) => T): Omit<NatsConfig, 'servers' | 'prefix' | 'user' | 'pass' | 'token' | 'nkeySeedFile' | 'credsFile' | 'tlsCaFile'> {
+  const tlsCertFile = get<string | undefined>('NATS_TLS_CERT_FILE');
+  const tlsKeyFile = get<string | undefined>('NATS_TLS_KEY_FILE');
+  if ((tlsCertFile === undefined) !== (tlsKeyFile === undefined)) throw new ConfigError('NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE go together: set both or neither');
+  // Unreadable files fail here, naming the setting, rather than as a vague TLS error at connect.
+  for (const k of ['NATS_TLS_CA_FILE', 'NATS_TLS_CERT_FILE', 'NATS_TLS_KEY_FILE', 'NATS_NKEY_SEED_FILE', 'NATS_CREDS_FILE']) {
+    const f = get<string | undefined>(k);
+    if (f === undefined) continue;
+    try {
+      readFileSync(f);
+    } catch (e) {
+      throw new ConfigError(`${k}: cannot read ${f} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+    }
+  }
+  // Files that do not parse, or a key that does not match its certificate, are configuration
+  // errors too: found here, not as a TLS failure against every server at startup.
+  const caFile = get<string | undefined>('NATS_TLS_CA_FILE');
+  if (caFile !== undefined) {
+    const blocks = readFileSync(caFile, 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    try {
+      if (blocks.length === 0) throw new Error('no PEM certificate in it');
+      for (const b of blocks) new X509Certificate(b);
+    } catch (e) {
+      throw new ConfigError(`NATS_TLS_CA_FILE: ${caFile} is not a PEM CA certificate (${(e as Error).message})`);
+    }
+  }
+  if (tlsCertFile !== undefined && tlsKeyFile !== undefined) {
+    try {
+      createSecureContext({ cert: readFileSync(tlsCertFile), key: readFileSync(tlsKeyFile) });
+    } catch (e) {
+      throw new ConfigError(`NATS_TLS_CERT_FILE / NATS_TLS_KEY_FILE: ${tlsCertFile} and ${tlsKeyFile} are not a PEM certificate and its private key (${(e as Error).message})`);
+    }
+  }
+  const jsDomain = get<string | undefined>('NATS_JS_DOMAIN') || undefined;
+  const jsApiPrefix = get<string | undefined>('NATS_JS_API_PREFIX') || undefined;
+  if (jsDomain !== undefined && jsApiPrefix !== undefined) throw new ConfigError('NATS_JS_DOMAIN and NATS_JS_API_PREFIX are alternatives: set one');
+  if (jsDomain !== undefined && !/^[A-Za-z0-9_-]+$/.test(jsDomain)) throw new ConfigError(`NATS_JS_DOMAIN: expected a JetStream domain name (letters, digits, _ and -), got ${JSON.stringify(jsDomain)}`);
+  if (jsApiPrefix !== undefined && (subjectError(jsApiPrefix, false) || jsApiPrefix.endsWith('.'))) throw new ConfigError(`NATS_JS_API_PREFIX: expected subject tokens without wildcards, like "JS.hub.API", got ${JSON.stringify(jsApiPrefix)}`);
+  const jsPlacementCluster = get<string | undefined>('NATS_JS_PLACEMENT_CLUSTER') || undefined;
+  if (jsPlacementCluster !== undefined && !/^[^\s.*>]+$/.test(jsPlacementCluster)) throw new ConfigError(`NATS_JS_PLACEMENT_CLUSTER: expected a NATS cluster name, got ${JSON.stringify(jsPlacementCluster)}`);
+  const jsPlacementTags = get<string[]>('NATS_JS_PLACEMENT_TAGS');
+  for (const t of jsPlacementTags) {
+    if (!/^\S+$/.test(t)) throw new ConfigError(`NATS_JS_PLACEMENT_TAGS: ${JSON.stringify(t)} is not a server tag`);
+  }
+  return {
+    tlsCertFile,
+    tlsKeyFile,
+    pingIntervalSec: get('NATS_PING_INTERVAL_SEC'),
+    maxPingsOut: get('NATS_MAX_PINGS_OUT'),
+    connectTimeoutMs: get('NATS_CONNECT_TIMEOUT_MS'),
+    reconnectWaitMs: get('NATS_RECONNECT_WAIT_MS'),
+    reconnectJitterMs: get('NATS_RECONNECT_JITTER_MS'),
+    startupRetrySec: get('NATS_STARTUP_RETRY_SEC'),
+    jsDomain,
+    jsApiPrefix,
+    jsReplicas: get('NATS_JS_REPLICAS'),
+    jsPlacementCluster,
+    jsPlacementTags,
+    publishAckTimeoutMs: get('NATS_PUBLISH_ACK_TIMEOUT_MS'),
+  };
 }
 
 const COMPONENT_KEYS = new Set(['path', 'id', 'subscriptions', 'queue', 'pool_size', 'timeout_ms', 'max_queue', 'env', 'preopens']);

@@ -101,7 +101,12 @@ export class Gateway {
       }
     }
     const gw = new Gateway(config, log, bus ?? new MemoryBus());
-    await gw.#startCluster();
+    try {
+      await gw.#startCluster();
+    } catch (e) {
+      await gw.shutdown(); // the NATS connection too: a failed start leaves nothing running
+      throw e;
+    }
     // Components first: no client traffic arrives before their subscriptions exist.
     try {
       for (const c of config.components) await gw.addComponent(c);
@@ -122,6 +127,15 @@ export class Gateway {
     const bus = this.bus;
     if (!(bus instanceof NatsBus)) return;
     const { Presence } = await import('../cluster/presence.ts');
+    const { PlacementError } = await import('../bus/jetstream-placement.ts');
+    // Replicas and placement first: settings JetStream cannot honour stop startup here, naming
+    // the setting. JetStream unavailable is not fatal here (history says so below, if used).
+    try {
+      await bus.placement.resolve();
+    } catch (e) {
+      if (e instanceof PlacementError) throw new NatsUnavailableError(e.message);
+      this.log.warn({ err: (e as Error).message }, 'JetStream did not answer: replicas of history and presence not known yet');
+    }
     if (this.config.history.subjects.length > 0) {
       try {
         await bus.enableHistory(this.config.history);
@@ -133,7 +147,10 @@ export class Gateway {
     bus.subscribe(`${NODE_PREFIX}${bus.nodeId}.close`, (m) => this.closeSession(Buffer.from(m.body).toString()));
     try {
       // The bucket is named per NATS_PREFIX: tenants sharing a NATS never see each other's sessions.
-      this.#presence = await Presence.start(bus.nc, scopedStateName('wsbridge_presence', bus.prefix), bus.nodeId, this.config.presenceTtlSec, () => this.listSessions(), this.log);
+      const bucket = scopedStateName('wsbridge_presence', bus.prefix);
+      this.#presence = await Presence.start(bus.nc, bucket, bus.nodeId, this.config.presenceTtlSec, () => this.listSessions(), this.log, { js: bus.jsOptions(), storage: await bus.placement.kv() });
+      // KV create leaves an existing bucket's replicas as they were: bring them to the setting.
+      await bus.placement.ensure(`KV_${bucket}`).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not check the presence bucket\'s replicas'));
       this.hub.onChange = () => this.#presence?.changed();
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, 'cluster presence unavailable (is JetStream enabled on the NATS server?): listing local sessions only');
