@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { connect, credsAuthenticator, nkeyAuthenticator, errors } from '@nats-io/transport-node';
-import type { ConnectionOptions, NatsConnection } from '@nats-io/transport-node';
+import type { ConnectionOptions, NatsConnection, Server } from '@nats-io/transport-node';
 import type { JetStreamOptions } from '@nats-io/jetstream';
 import { SETTING_BY_KEY } from '../config/settings.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -97,6 +97,35 @@ export function jetStreamWhere(s: JetStreamSettings): string {
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+const ROUND_OVER = 'every server in NATS_URL was tried once in this round';
+
+/**
+ * Chooses the server each dial goes to (nats.js's reconnectToServer). Two corrections to
+ * nats.js's own choice: never dial the server that was just dialled (lost or failed) again
+ * while there is another (after the first connect nats.js would redial the server it just lost:
+ * a frozen one then costs a whole connect timeout before failover); and during the first
+ * connect, one attempt per NATS_URL server per round (nats.js would keep re-adding servers the
+ * cluster gossips about, so a round that fails every server, as with a refused client
+ * certificate, would never end).
+ */
+function dialPolicy(servers: number): { choose: (pool: ReadonlyArray<Server>) => Server | null; connected(): void } {
+  let starting = true;
+  let attempts = 0;
+  let last: string | undefined;
+  return {
+    choose(pool) {
+      if (starting && ++attempts > servers) throw new Error(ROUND_OVER);
+      let pick = pool[0];
+      if (pick && pool.length > 1 && pick.listen === last) pick = pool[1];
+      last = pick?.listen;
+      return pick ?? null;
+    },
+    connected() {
+      starting = false;
+    },
+  };
+}
+
 /**
  * Connects for the first time. Each round tries every server once (each bounded by the connect
  * timeout); between rounds the reconnect wait. Fails at once, naming the setting, when waiting
@@ -109,8 +138,10 @@ export async function connectAtStartup(s: NatsConnectionSettings, name: string, 
   const opts = connectionOptions(s, name, inboxPrefix);
   log.info({ servers: s.servers, connectTimeoutMs: opts.timeout }, 'connecting to NATS');
   for (let round = 1; ; round++) {
+    const policy = dialPolicy(s.servers.length);
     try {
-      const nc = await connect({ ...opts });
+      const nc = await connect({ ...opts, reconnectToServer: (pool) => policy.choose(pool) });
+      policy.connected();
       log.info({ server: nc.getServer(), serverName: nc.info?.server_name, cluster: nc.info?.cluster, knownServers: nc.info?.connect_urls?.length ?? 1 }, 'NATS connected');
       return nc;
     } catch (err) {
@@ -153,7 +184,8 @@ function credentialSettings(s: NatsConnectionSettings): string {
 /** A TLS failure as a sentence naming the setting, or undefined when `err` is not one. */
 function tlsProblem(err: unknown, s: NatsConnectionSettings, where: string): string | undefined {
   const code = errCode(err);
-  const msg = (err as Error)?.message ?? String(err);
+  // Node's message may end in advice for its own command line ("; if the root CA is…").
+  const msg = ((err as Error)?.message ?? String(err)).split(';')[0]!;
   if (code && SERVER_CERT_CODES.has(code)) {
     return s.tlsCaFile
       ? `the TLS certificate of ${where} is not accepted (${code}: ${msg}): NATS_TLS_CA_FILE=${s.tlsCaFile} must be the CA that signed it, and the certificate must name the host dialled in NATS_URL`
@@ -187,6 +219,7 @@ async function diagnose(err: unknown, s: NatsConnectionSettings, timeoutMs: numb
     const found = await probeServer(url, s, timeoutMs);
     if (found) return { fatal: true, message: found };
   }
+  if (msg.includes(ROUND_OVER)) return { fatal: false, message: `no server completed the NATS handshake within NATS_CONNECT_TIMEOUT_MS=${timeoutMs}` };
   const code = errCode(err);
   return { fatal: false, message: code && !msg.includes(code) ? `${msg} (${code})` : msg };
 }
