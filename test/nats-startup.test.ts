@@ -10,6 +10,7 @@ import { spawnCli, TestClient, unb64 } from './helpers.ts';
 import { startNats, freePort } from './nats-helpers.ts';
 import { startCluster } from './nats-cluster-helpers.ts';
 import { makePki } from './tls-helpers.ts';
+import { loadConfig, ConfigError } from '../src/config/load.ts';
 
 const pki = makePki();
 const [serverCert, serverKey] = pki.issue('nats');
@@ -162,4 +163,26 @@ test('a frozen NATS server at startup: each round ends at NATS_CONNECT_TIMEOUT_M
   } finally {
     frozen.proc.kill('SIGCONT');
   }
+});
+
+test('production NATS settings: bad values are ConfigErrors naming the key; defaults as documented', () => {
+  const load = (flags: Record<string, string>) => loadConfig({ env: {}, flags: { MODE: 'server', NATS_URL: 'nats://127.0.0.1:4222', ...flags } });
+  const bad: Array<[Record<string, string>, RegExp]> = [
+    [{ NATS_JS_DOMAIN: 'hub', NATS_JS_API_PREFIX: '$JS.hub.API' }, /NATS_JS_DOMAIN and NATS_JS_API_PREFIX are alternatives/],
+    [{ NATS_JS_DOMAIN: 'a.b' }, /NATS_JS_DOMAIN: expected a JetStream domain name/],
+    [{ NATS_JS_API_PREFIX: 'JS.*.API' }, /NATS_JS_API_PREFIX: expected subject tokens without wildcards/],
+    [{ NATS_JS_REPLICAS: '6' }, /NATS_JS_REPLICAS/],
+    [{ NATS_PING_INTERVAL_SEC: '0' }, /NATS_PING_INTERVAL_SEC/],
+    [{ NATS_MAX_PINGS_OUT: '0' }, /NATS_MAX_PINGS_OUT/],
+    [{ NATS_CONNECT_TIMEOUT_MS: '10' }, /NATS_CONNECT_TIMEOUT_MS/],
+    [{ NATS_PUBLISH_ACK_TIMEOUT_MS: '99' }, /NATS_PUBLISH_ACK_TIMEOUT_MS/],
+    [{ NATS_JS_PLACEMENT_CLUSTER: 'a b' }, /NATS_JS_PLACEMENT_CLUSTER/],
+  ];
+  for (const [flags, msg] of bad) assert.throws(() => load(flags), (e: Error) => e instanceof ConfigError && msg.test(e.message), JSON.stringify(flags));
+  const n = load({}).nats!;
+  assert.deepEqual(
+    [n.pingIntervalSec, n.maxPingsOut, n.connectTimeoutMs, n.reconnectWaitMs, n.reconnectJitterMs, n.startupRetrySec, n.jsReplicas, n.publishAckTimeoutMs, n.jsDomain],
+    [5, 2, 2000, 1000, 500, 30, 0, 2000, undefined],
+  );
+  assert.deepEqual(load({ NATS_JS_PLACEMENT_TAGS: 'ssd,az1' }).nats!.jsPlacementTags, ['ssd', 'az1']);
 });
