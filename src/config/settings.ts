@@ -87,7 +87,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'NATS_TOKEN', type: { kind: 'string' }, default: undefined, scope: 'both', doc: 'NATS auth token.' },
   { key: 'NATS_NKEY_SEED_FILE', type: { kind: 'string' }, default: undefined, scope: 'both', doc: 'File holding an NKEY user seed (SU…).' },
   { key: 'NATS_CREDS_FILE', type: { kind: 'string' }, default: undefined, scope: 'both', doc: 'JWT credentials file (.creds) for NATS.' },
-  { key: 'NATS_TLS_CA_FILE', type: { kind: 'string' }, default: undefined, scope: 'both', doc: 'CA certificate (PEM) to verify a tls:// NATS server.' },
+  { key: 'NATS_TLS_CA_FILE', type: { kind: 'string' }, default: undefined, scope: 'both', doc: 'CA certificate(s) (PEM) that signed the NATS servers\' certificates. Set, the connection must be TLS (also with nats:// URLs).' },
   // Production NATS (connection liveness, mutual TLS, startup, JetStream placement and domain): see
   // docs/architecture.md, "Production NATS". Kept together to ease merging.
   { key: 'NATS_TLS_CERT_FILE', type: { kind: 'string' }, default: undefined, scope: 'both', doc: 'PEM client certificate (chain) for mutual TLS with NATS (with NATS_TLS_KEY_FILE). Set, the connection must be TLS.' },
