@@ -60,6 +60,8 @@ function showState(s) {
   badge.textContent = label;
   badge.className = `badge ${{ open: 'ok', closed: 'bad', reconnecting: 'warn' }[s.state] ?? ''}`;
   $('session').textContent = s.session ?? '–';
+  // websocket, or sse when the SDK fell back to Server-Sent Events + HTTP POST.
+  $('transport').textContent = s.transport ?? '–';
   $('toggle').textContent = s.state === 'closed' ? 'Connect' : 'Disconnect';
 }
 
