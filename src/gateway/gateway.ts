@@ -384,7 +384,8 @@ export class Gateway {
       hub: { ...this.hub.stats },
       handlers: { calls: this.stats.handlerCalls, errors: this.stats.handlerErrors },
       outbound_websockets: { ...this.stats.outbound },
-      components: Object.fromEntries([...this.wasm].map(([id, c]) => [id, { pool_size: c.pool.size, ...c.pool.stats }])),
+      components: Object.fromEntries([...this.wasm].map(([id, c]) => [id, { pool_size: c.pool.size, ...c.pool.load, ...c.pool.stats }])),
+      traffic: { ...this.hub.totals },
       links: this.links.map((l) => ({ url: l.config.uri, state: l.state, ...l.stats })),
     };
   }
