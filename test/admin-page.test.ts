@@ -21,7 +21,7 @@ test('the admin page shows live sessions, subjects, links, components and plots,
   const echo = (await buildComponent(join(ROOT, 'examples/components/echo'))).path;
   const remote = await startGateway();
   t.after(() => remote.shutdown());
-  const gw = await startGateway({ ADMIN_TOKEN: TOKEN, COMPONENT_CACHE_DIR: join(ROOT, 'build/cache') });
+  const gw = await startGateway({ ADMIN_TOKEN: TOKEN, COMPONENT_CACHE_DIR: join(ROOT, 'build/cache'), PRESENCE_SUBJECTS: 'room.*' });
   t.after(() => gw.shutdown());
   await gw.addComponent({ id: 'echo', path: echo, subscriptions: [{ subject: 'echo.>', queue: undefined }], poolSize: 2, timeoutMs: 10_000, maxQueue: 100, env: {}, preopens: {} });
   gw.linkTarget('feed', { URI: remote.server!.url });
@@ -66,8 +66,9 @@ test('the admin page shows live sessions, subjects, links, components and plots,
   const pageErrors: string[] = [];
   page.on('pageerror', (e) => pageErrors.push(e.message));
   page.on('console', (m) => {
-    // The browser logs the 401s of the wrong-token attempt below; anything else is a fault.
-    if (m.type() === 'error' && !m.text().includes('401 (Unauthorized)')) pageErrors.push(m.text());
+    // The browser logs the 401s of the wrong-token attempt and the 404 of the untracked subject
+    // below; anything else is a fault.
+    if (m.type() === 'error' && !/(401 \(Unauthorized\)|404 \(Not Found\))/.test(m.text())) pageErrors.push(m.text());
   });
   await page.goto(`${base}/admin`);
   // A wrong token is refused and the page says so.
@@ -94,6 +95,17 @@ test('the admin page shows live sessions, subjects, links, components and plots,
   await page.locator('figure[data-plot="sessions"] b', { hasText: '4' }).waitFor();
   await page.locator('figure[data-plot="msgsIn"] b', { hasText: /[1-9]/ }).waitFor();
 
+  // Presence of a subject: its members, with the node each is on.
+  await page.fill('#presence-subject', 'room.a');
+  await page.click('#presence-form button');
+  await page.locator('#presence-note', { hasText: '3 member(s) of room.a' }).waitFor();
+  for (const client of [a, b]) await page.locator(`#presence tr[data-session="${String(client.welcome.session)}"]`, { hasText: gw.bus.nodeId }).waitFor();
+  await page.fill('#presence-subject', 'hall.x');
+  await page.click('#presence-form button');
+  await page.locator('#presence-note', { hasText: 'presence_unavailable' }).waitFor();
+  await page.fill('#presence-subject', 'room.a');
+  await page.click('#presence-form button');
+
   // Filter by one session's id, then close it from the page: the client gets 1000.
   const victim = String(c.welcome.session);
   await page.fill('#filter', victim.slice(0, 10));
@@ -109,6 +121,10 @@ test('the admin page shows live sessions, subjects, links, components and plots,
   await page.fill('#filter', '');
   await page.locator('#session-count', { hasText: /^3$/ }).waitFor();
   await page.locator(`#sessions tr[data-session="${victim}"]`).waitFor({ state: 'detached' });
+  // c was not in room.a; the members stay three until one leaves.
+  await page.locator('#presence-note', { hasText: '3 member(s) of room.a' }).waitFor();
+  b.close();
+  await page.locator('#presence-note', { hasText: '2 member(s) of room.a' }).waitFor();
 
   assert.deepEqual(pageErrors, []);
   assert.ok(urls.length > 5 && urls.every((u) => !u.includes(TOKEN) && !u.includes('token=')), 'the token never appears in a URL');

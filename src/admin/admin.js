@@ -224,6 +224,26 @@ function renderComponents(stats, prev) {
   }));
 }
 
+let presenceSubject = '';
+
+async function renderPresence() {
+  if (!presenceSubject) return;
+  try {
+    const r = await api('GET', `/api/presence/${encodeURIComponent(presenceSubject)}`);
+    fill('presence', r.members.map((m) => {
+      const tr = document.createElement('tr');
+      tr.dataset.session = m.session;
+      tr.append(cell(m.session), cell(m.user ?? '–'), cell(m.info === undefined ? '–' : JSON.stringify(m.info)), cell(m.node));
+      return tr;
+    }));
+    $('presence-note').textContent = `${r.members.length}${r.truncated ? '+' : ''} member(s) of ${r.subject}`;
+  } catch (e) {
+    if (e.status === 401) throw e;
+    fill('presence', []);
+    $('presence-note').textContent = `${presenceSubject}: ${e.message}`;
+  }
+}
+
 // ── actions ──────────────────────────────────────────────────────────────────────────────
 async function closeSession(id, button) {
   button.disabled = true;
@@ -248,6 +268,7 @@ async function refresh() {
     renderSubjects();
     renderLinks(stats);
     renderComponents(stats, prev);
+    await renderPresence();
     setStatus(`live · ${new Date().toLocaleTimeString()}`, 'ok');
   } catch (e) {
     if (e.status === 401) return signOut('token refused');
@@ -284,3 +305,8 @@ $('login').onsubmit = (e) => {
 };
 $('logout').onclick = () => signOut('signed out');
 $('filter').oninput = () => renderSessions();
+$('presence-form').onsubmit = (e) => {
+  e.preventDefault();
+  presenceSubject = $('presence-subject').value.trim();
+  void renderPresence().catch((err) => (err.status === 401 ? signOut('token refused') : undefined));
+};

@@ -23,6 +23,7 @@ export const TOPICS: ReadonlyArray<{ title: string; keys: readonly string[] }> =
   { title: 'Remote server (client mode)', keys: ['CONNECT_TIMEOUT_SEC', 'SUBPROTOCOLS', 'RECONNECT_BASE_MS', 'RECONNECT_MAX_MS', 'RECONNECT_MAX_ATTEMPTS', 'KEEPALIVE_INTERVAL_SEC', 'RAW_SUBJECT', 'FORWARD', 'FORWARD_REPLIES', 'OFFLINE_QUEUE_MAX'] },
   { title: 'WebAssembly components', keys: ['COMPONENT_POOL_SIZE', 'COMPONENT_TIMEOUT_MS', 'COMPONENT_MAX_QUEUE', 'COMPONENT_CACHE_DIR', 'OUTBOUND_ALLOW', 'OUTBOUND_MAX_CONNECTIONS', 'OUTBOUND_RECEIVE_QUEUE', 'OUTBOUND_TIMEOUT_MS'] },
   { title: 'NATS: scale-out, presence, history', keys: ['NATS_URL', 'NATS_PREFIX', 'NATS_USER', 'NATS_PASSWORD', 'NATS_TOKEN', 'NATS_NKEY_SEED_FILE', 'NATS_CREDS_FILE', 'NATS_TLS_CA_FILE', 'PRESENCE_TTL_SEC', 'HISTORY_SUBJECTS', 'HISTORY_MAX_AGE_SEC', 'HISTORY_MAX_MSGS'] },
+  { title: 'Presence per subject', keys: ['PRESENCE_SUBJECTS', 'PRESENCE_MAX_MEMBERS'] },
   { title: 'Logs', keys: ['LOG_LEVEL', 'LOG_FORMAT'] },
 ];
 

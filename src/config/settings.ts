@@ -89,6 +89,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'NATS_CREDS_FILE', type: { kind: 'string' }, default: undefined, scope: 'both', doc: 'JWT credentials file (.creds) for NATS.' },
   { key: 'NATS_TLS_CA_FILE', type: { kind: 'string' }, default: undefined, scope: 'both', doc: 'CA certificate (PEM) to verify a tls:// NATS server.' },
   { key: 'PRESENCE_TTL_SEC', type: int(1, 3600), default: 15, scope: 'both', doc: 'With NATS: how long a node stays in cluster presence without a heartbeat (JetStream KV bucket max age). Heartbeats every third of it.' },
+  { key: 'PRESENCE_SUBJECTS', type: { kind: 'list' }, default: [], scope: 'server', doc: 'Subject patterns whose members are kept (presence per subject): a session subscribed to exactly such a subject is a member, answered by {"op":"presence"} and announced on _WSB.P.<subject>. With NATS, cluster-wide (JetStream KV). Empty: presence per subject is off.' },
+  { key: 'PRESENCE_MAX_MEMBERS', type: int(1, 100_000), default: 1000, scope: 'server', doc: 'Most members one presence answer lists (op presence, GET /api/presence/<subject>); past it the answer says truncated.' },
   { key: 'HISTORY_SUBJECTS', type: { kind: 'list' }, default: [], scope: 'both', doc: 'With NATS: subject patterns whose messages are kept in JetStream (stream WSBRIDGE_HISTORY), carry a seq, and can be resumed with sub since.' },
   { key: 'HISTORY_MAX_AGE_SEC', type: int(1, 365 * 24 * 3600), default: 3600, scope: 'both', doc: 'History window: messages older than this are removed.' },
   { key: 'HISTORY_MAX_MSGS', type: int(1, 1_000_000_000), default: 100_000, scope: 'both', doc: 'History window: at most this many messages over all history subjects (the oldest go first).' },

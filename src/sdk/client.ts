@@ -146,6 +146,30 @@ export class ConnectionClosedError extends RequestError {
 
 type Handler = (msg: Message) => void | Promise<void>;
 
+/** Where the server announces a subject's joins and leaves: `_WSB.P.<subject>`. */
+const PRESENCE_PREFIX = '_WSB.P.';
+
+/** A member of a subject: a session subscribed to exactly it. */
+export interface PresenceMember {
+  session: string;
+  /** The JWT `sub` (or a named token's name) the session authenticated with; null without one. */
+  user: string | null;
+  /** The JWT's `info` claim, when it has one. */
+  info?: unknown;
+}
+
+export interface PresenceInfo {
+  members: PresenceMember[];
+  /** More members exist than the server lists (PRESENCE_MAX_MEMBERS). */
+  truncated: boolean;
+}
+
+/** Told of a join or leave: the member, and the subject (useful with a pattern). */
+export type PresenceListener = (member: PresenceMember, subject: string) => void;
+
+/** What onJoin/onLeave return: call it to stop listening; `ready` settles like a subscription's. */
+export type PresenceWatch = (() => void) & { readonly ready: Promise<void> };
+
 export interface SubscribeOptions {
   queue?: string;
   /**
@@ -290,6 +314,8 @@ export class Client {
   #sessionListeners = new Set<(info: SessionInfo) => void>();
   #connectErrorListeners = new Set<(e: ConnectErrorInfo) => void>();
   #direct = new Set<Handler>();
+  /** onJoin/onLeave listeners by subject, sharing one subscription to its presence events. */
+  #presenceWatches = new Map<string, { join: Set<PresenceListener>; leave: Set<PresenceListener>; sub: Subscription }>();
   #closed = false;
   #everOpen = false;
   #token: string | undefined;
@@ -537,8 +563,9 @@ export class Client {
     if (op === undefined) {
       const msg = message(String(frame.subject), this.#body(frame.body), (frame.reply_to as string | null) ?? null, frame.seq, frame.redelivered);
       let matched = false;
-      // The gateway's own subjects (this session's reply subject) never match a subscription.
-      if (!msg.subject.startsWith('_WSB.')) {
+      // The gateway's own subjects (this session's reply subject) never match a subscription,
+      // except presence events (`_WSB.P.<subject>`, subscribed to by onJoin/onLeave).
+      if (!msg.subject.startsWith('_WSB.') || msg.subject.startsWith(PRESENCE_PREFIX)) {
         for (const [pattern, sub] of this.#subs) {
           if ((sub.state !== 'active' && sub.state !== 'pending') || !matches(pattern, msg.subject)) continue;
           matched = true;
@@ -569,6 +596,12 @@ export class Client {
       }
       this.#scheduleRefresh();
       this.#ready.resolve();
+      return;
+    }
+    if (op === 'presence') {
+      // Carried as a Message whose JSON is the answer, through the same pending-call path as res.
+      const id = String(frame.id);
+      if (this.#pending.has(id)) this.#settle(id, message(String(frame.subject), utf8.encode(JSON.stringify({ members: frame.members, truncated: frame.truncated })), null));
       return;
     }
     if (op === 'history_lost') {
@@ -697,6 +730,54 @@ export class Client {
   request(subject: string, body?: Body, opts: { timeoutMs?: number } = {}): Promise<Message> {
     const timeoutMs = opts.timeoutMs ?? this.#opts.requestTimeoutMs ?? 5000;
     return this.#call({ op: 'req', subject, body: this.#wire(toBytes(body)), timeout_ms: timeoutMs }, timeoutMs + 1000);
+  }
+
+  /**
+   * Who is subscribed to exactly `subject`, on every node (the server must keep presence for it:
+   * PRESENCE_SUBJECTS). Rejects with RequestError: presence_unavailable, permission_denied (the
+   * session may not subscribe to it), invalid_subject, or as request() does.
+   */
+  async presence(subject: string, opts: { timeoutMs?: number } = {}): Promise<PresenceInfo> {
+    const timeoutMs = opts.timeoutMs ?? this.#opts.requestTimeoutMs ?? 5000;
+    return (await this.#call({ op: 'presence', subject }, timeoutMs)).json<PresenceInfo>();
+  }
+
+  /**
+   * Calls `listener` when a session starts a subscription to exactly `subject` (or, for a pattern,
+   * to any subject it matches), on any node. The returned function stops listening; `ready`
+   * rejects with the server's code (presence_unavailable, permission_denied, …). Events missed
+   * while disconnected are not replayed: call presence() again after a reconnect.
+   */
+  onJoin(subject: string, listener: PresenceListener): PresenceWatch {
+    return this.#watchPresence(subject, 'join', listener);
+  }
+
+  /** Calls `listener` when a member leaves `subject`: it unsubscribed, or its session ended (its node too). */
+  onLeave(subject: string, listener: PresenceListener): PresenceWatch {
+    return this.#watchPresence(subject, 'leave', listener);
+  }
+
+  #watchPresence(subject: string, kind: 'join' | 'leave', listener: PresenceListener): PresenceWatch {
+    let w = this.#presenceWatches.get(subject);
+    if (!w) {
+      const watch = { join: new Set<PresenceListener>(), leave: new Set<PresenceListener>(), sub: undefined as unknown as Subscription };
+      watch.sub = this.subscribe(PRESENCE_PREFIX + subject, (m) => {
+        const ev = m.json<{ event?: unknown; subject?: unknown; member?: PresenceMember }>();
+        if ((ev.event !== 'join' && ev.event !== 'leave') || !ev.member) return;
+        for (const l of [...watch[ev.event]]) l(ev.member, String(ev.subject));
+      });
+      this.#presenceWatches.set(subject, (w = watch));
+    }
+    const watch = w;
+    watch[kind].add(listener);
+    const stop = () => {
+      watch[kind].delete(listener);
+      if (watch.join.size === 0 && watch.leave.size === 0 && this.#presenceWatches.get(subject) === watch) {
+        this.#presenceWatches.delete(subject);
+        watch.sub();
+      }
+    };
+    return Object.defineProperty(stop, 'ready', { get: () => watch.sub.ready, enumerable: true }) as PresenceWatch;
   }
 
   /**
