@@ -176,7 +176,8 @@ let stopPresence = [];
 const names = new Map(); // session id → name (from hello messages)
 const members = new Map(); // session id → presence member
 const chatLine = (text, cls) => add('chat-lines', text, cls, { atBottom: true });
-const nameOf = (m) => names.get(m.session) ?? m.user ?? `guest ${m.session.slice(0, 4)}`;
+// The authenticated user (a JWT sub) wins over what a page says about itself.
+const nameOf = (m) => m.user ?? names.get(m.session) ?? `guest ${m.session.slice(0, 4)}`;
 
 function renderMembers() {
   $('members').textContent = String(members.size);
