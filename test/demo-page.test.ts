@@ -17,7 +17,8 @@ if (!available && process.env.CI) throw new Error(`${CHROMIUM} is missing: .ci/r
 
 test('two browser pages chat; the echo component answers a request; screenshot saved', { skip: available ? false : `${CHROMIUM} not installed (apt-get install chromium)` }, async () => {
   const [echo, chat] = await Promise.all(['echo', 'chat'].map(async (n) => (await buildComponent(join(ROOT, 'examples/components', n))).path));
-  const gw = await startGateway({ COMPONENT_CACHE_DIR: join(ROOT, 'build/cache') });
+  // As npm start runs it (examples/demo.json): presence kept for the chat rooms.
+  const gw = await startGateway({ COMPONENT_CACHE_DIR: join(ROOT, 'build/cache'), PRESENCE_SUBJECTS: 'room.*' });
   after(() => gw.shutdown());
   await gw.addComponent({ id: 'echo', path: echo!, subscriptions: [{ subject: 'echo.>', queue: undefined }], poolSize: 2, timeoutMs: 10_000, maxQueue: 100, env: {}, preopens: {} });
   await gw.addComponent({ id: 'chat', path: chat!, subscriptions: [{ subject: 'chat.>', queue: undefined }], poolSize: 1, timeoutMs: 10_000, maxQueue: 100, env: {}, preopens: {} });
@@ -52,6 +53,11 @@ test('two browser pages chat; the echo component answers a request; screenshot s
   await a.locator('#chat-lines li', { hasText: 'bob joined' }).waitFor();
   assert.equal(await a.locator('#chat-lines li', { hasText: 'joined' }).count(), 2, 'alice joined, bob joined: once each');
   await a.locator('#members', { hasText: '2' }).waitFor();
+  // The member list names everyone (presence per subject, names from the pages' hellos).
+  await a.locator('#member-list li', { hasText: 'alice (you)' }).waitFor();
+  await a.locator('#member-list li', { hasText: /^bob$/ }).waitFor();
+  await b.locator('#member-list li', { hasText: /^alice$/ }).waitFor();
+  await b.locator('#member-list li', { hasText: 'bob (you)' }).waitFor();
   await a.fill('#chat-text', 'hello from the other tab');
   await a.click('#chat-send button');
   await b.locator('#chat-lines li', { hasText: 'alice: hello from the other tab' }).waitFor();
@@ -113,6 +119,9 @@ test('two browser pages chat; the echo component answers a request; screenshot s
   await a.locator('#state', { hasText: 'open' }).waitFor();
   const states = (await a.evaluate('window.states')) as string[];
   assert.ok(states.some((t) => t.startsWith('reconnecting')), `states seen: ${states.join(' | ')}`);
+  // The dropped session left the room, the new one joined it under the same name.
+  await b.locator('#member-list li', { hasText: /^alice$/ }).waitFor();
+  await b.locator('#members', { hasText: '2' }).waitFor();
 
   // The narrow layout (a phone, 390 px) keeps every control reachable.
   await b.setViewportSize({ width: 390, height: 844 });
@@ -122,4 +131,11 @@ test('two browser pages chat; the echo component answers a request; screenshot s
   mkdirSync(join(ROOT, 'build/artifacts'), { recursive: true });
   await a.screenshot({ path: join(ROOT, 'build/artifacts/demo.png'), fullPage: true });
   assert.ok(existsSync(join(ROOT, 'build/artifacts/demo.png')));
+
+  // A tab that goes away leaves the room: the other page names who left and counts one member.
+  const leftBefore = await b.locator('#chat-lines li', { hasText: 'alice left' }).count();
+  await a.close({ runBeforeUnload: false });
+  await b.locator('#chat-lines li', { hasText: 'alice left' }).nth(leftBefore).waitFor();
+  await b.locator('#members', { hasText: /^1$/ }).waitFor();
+  assert.equal(await b.locator('#member-list li').count(), 1);
 });

@@ -47,7 +47,7 @@ test('npm pack → install in a scratch project → npx wsbridge --help, SDK and
   assert.equal(pack.code, 0, pack.err);
   const [info] = JSON.parse(pack.out.slice(pack.out.indexOf('['))) as Array<{ filename: string; size: number; unpackedSize: number; files: Array<{ path: string }> }>;
   const files = info!.files.map((f) => f.path);
-  for (const f of ['bin/wsbridge.js', 'components/echo.wasm', 'components/chat.wasm', 'dist/cli/main.js', 'dist/index.js', 'dist/sdk/client.js', 'dist/sdk/client.d.ts', 'dist/demo/index.html', 'dist/demo/demo.js', 'LICENSE', 'README.md']) assert.ok(files.includes(f), `${f} is packed`);
+  for (const f of ['bin/wsbridge.js', 'components/echo.wasm', 'components/chat.wasm', 'dist/cli/main.js', 'dist/index.js', 'dist/sdk/client.js', 'dist/sdk/client.d.ts', 'dist/demo/index.html', 'dist/demo/demo.js', 'dist/admin/index.html', 'dist/admin/admin.js', 'dist/admin/admin.css', 'LICENSE', 'README.md']) assert.ok(files.includes(f), `${f} is packed`);
   assert.ok(!files.some((f) => f.startsWith('src/') || f.startsWith('test/') || f.endsWith('.map')), 'no sources, tests or source maps');
   assert.match(readFileSync(join(ROOT, 'LICENSE'), 'utf8'), /Apache License\s+Version 2\.0, January 2004/);
   const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Record<string, Record<string, string> | string | boolean | undefined>;

@@ -22,6 +22,8 @@ export interface Identity {
   principal: string | undefined;
   /** Epoch milliseconds when the credential expires, if it does. */
   expiresAt: number | undefined;
+  /** The JWT's `info` claim (any JSON), shown to others in presence per subject. */
+  info?: unknown;
   /** null: anything. */
   publish: Permission | null;
   subscribe: Permission | null;
@@ -178,6 +180,7 @@ export function createAuthenticator(c: AuthConfig, log?: Logger): Authenticator 
           expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : undefined,
           publish: patterns(payload.pub, 'pub'),
           subscribe: patterns(payload.subs, 'subs'),
+          ...(payload.info !== undefined ? { info: payload.info } : {}),
         };
       } catch (err) {
         if (remote && !tokenFault(err)) {

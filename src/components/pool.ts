@@ -187,6 +187,12 @@ export class InstancePool {
     return this.#opts.size;
   }
 
+  /** Calls accepted and not yet answered: running (or sent ahead) on an instance, and waiting here (the admin page's pool use). */
+  get load(): { in_flight: number; queued: number } {
+    const queued = this.#waiting.length - this.#waitingHead;
+    return { in_flight: this.#pending - queued, queued };
+  }
+
   /** Starts every instance; rejects when the component cannot be instantiated. */
   async warm(): Promise<void> {
     for (let i = 0; i < this.#opts.size; i++) this.#workers.push(this.#spawn());

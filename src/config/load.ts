@@ -83,6 +83,8 @@ export interface Config {
   outboundTimeoutMs: number;
   nats: NatsConfig | undefined;
   presenceTtlSec: number;
+  /** Presence per subject (PRESENCE_SUBJECTS, PRESENCE_MAX_MEMBERS). */
+  subjectPresence: { subjects: string[]; maxMembers: number };
   history: { subjects: string[]; maxAgeSec: number; maxMsgs: number };
 }
 
@@ -323,6 +325,7 @@ export function loadConfig(sources: ConfigSources): Config {
     outboundTimeoutMs: get('OUTBOUND_TIMEOUT_MS'),
     nats: undefined,
     presenceTtlSec: get('PRESENCE_TTL_SEC'),
+    subjectPresence: { subjects: get('PRESENCE_SUBJECTS'), maxMembers: get('PRESENCE_MAX_MEMBERS') },
     history: { subjects: get('HISTORY_SUBJECTS'), maxAgeSec: get('HISTORY_MAX_AGE_SEC'), maxMsgs: get('HISTORY_MAX_MSGS') },
     componentCacheDir: get<string | undefined>('COMPONENT_CACHE_DIR') ?? join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'wsbridge', 'components'),
   };
@@ -364,6 +367,10 @@ export function loadConfig(sources: ConfigSources): Config {
   for (const p of config.history.subjects) {
     const e = subjectError(p, true) ?? (isReserved(p) ? 'reserved (_WSB., _INBOX. and $ subjects are the gateway\'s and NATS\'s own)' : null);
     if (e) throw new ConfigError(`HISTORY_SUBJECTS: ${JSON.stringify(p)}: ${e}`);
+  }
+  for (const p of config.subjectPresence.subjects) {
+    const e = subjectError(p, true) ?? (isReserved(p) ? 'reserved (_WSB., _INBOX. and $ subjects are the gateway\'s and NATS\'s own)' : null);
+    if (e) throw new ConfigError(`PRESENCE_SUBJECTS: ${JSON.stringify(p)}: ${e}`);
   }
   if (config.history.subjects.length > 0 && !config.nats) throw new ConfigError('HISTORY_SUBJECTS needs NATS_URL: history is kept in NATS JetStream');
   const tlsCert = get<string | undefined>('TLS_CERT');

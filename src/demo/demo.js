@@ -60,6 +60,8 @@ function showState(s) {
   badge.textContent = label;
   badge.className = `badge ${{ open: 'ok', closed: 'bad', reconnecting: 'warn' }[s.state] ?? ''}`;
   $('session').textContent = s.session ?? '–';
+  // websocket, or sse when the SDK fell back to Server-Sent Events + HTTP POST.
+  $('transport').textContent = s.transport ?? '–';
   $('toggle').textContent = s.state === 'closed' ? 'Connect' : 'Disconnect';
 }
 
@@ -70,6 +72,13 @@ function start() {
   });
   client.onConnectError((e) => (attempt = e.attempt));
   client.onSessionChange(showState);
+  // The SDK reconnects by itself (a new session): tell the room our new session's name before
+  // the SDK re-subscribes (it does so right after this is told), then reload who is there.
+  client.onSessionChange((info) => {
+    if (info.state !== 'open' || !chatSub) return;
+    sayHello();
+    setTimeout(() => void loadMembers(), 0);
+  });
   showState(client.session);
   client.onDirect((m) => add('messages', `${m.subject}: ${m.text()}`));
   // A new client starts with nothing: give it the page's subscriptions and chat room again.
@@ -153,11 +162,40 @@ $('req').onsubmit = async (e) => {
 };
 
 // --- Chat -------------------------------------------------------------------------------------
-// The chat component (chat.<room>.join|leave|send) re-publishes to room.<room> with the member
-// count. Without it (no_responders on join) the page still chats by publishing to room.<room>.
-let chat = null; // { room, nick, viaComponent }
+// Who is in the room comes from the server's presence per subject (PRESENCE_SUBJECTS=room.*, as
+// npm start sets it): a page is a member while it is subscribed to room.<room>, and leaves when
+// it unsubscribes or its session ends, even if the tab crashed. Names: each page says
+// {"event":"hello","session","name"} on room.<room> before it subscribes, and again whenever a
+// newcomer joins, so every page can name every member. Messages go through the chat component
+// (chat.<room>.send re-publishes to room.<room>); without it (no_responders on join) the page
+// chats by publishing to room.<room> itself. Without presence on the server, joins, leaves and
+// the count come from the chat component's own events.
+let chat = null; // { room, nick, viaComponent, presence }
 let chatSub = null;
+let stopPresence = [];
+const names = new Map(); // session id → name (from hello messages)
+const members = new Map(); // session id → presence member
 const chatLine = (text, cls) => add('chat-lines', text, cls, { atBottom: true });
+// The authenticated user (a JWT sub) wins over what a page says about itself.
+const nameOf = (m) => m.user ?? names.get(m.session) ?? `guest ${m.session.slice(0, 4)}`;
+
+function renderMembers() {
+  $('members').textContent = String(members.size);
+  const me = client?.session.session;
+  $('member-list').replaceChildren(...[...members.values()].map((m) => {
+    const li = document.createElement('li');
+    li.textContent = m.session === me ? `${nameOf(m)} (you)` : nameOf(m);
+    li.dataset.session = m.session;
+    return li;
+  }));
+}
+
+function sayHello() {
+  const me = client.session.session;
+  if (!chat || !me) return;
+  names.set(me, chat.nick);
+  client.publish(`room.${chat.room}`, JSON.stringify({ event: 'hello', session: me, name: chat.nick }));
+}
 
 function onRoomEvent(m) {
   let ev;
@@ -166,29 +204,88 @@ function onRoomEvent(m) {
   } catch {
     ev = { event: 'message', text: m.text() };
   }
+  if (ev.event === 'hello') {
+    if (typeof ev.session === 'string' && typeof ev.name === 'string') names.set(ev.session, ev.name.slice(0, 64));
+    renderMembers();
+    return;
+  }
+  if (ev.event === 'message') return chatLine(String(ev.text));
+  if (chat?.presence) return; // joins, leaves and the count come from presence
   if (typeof ev.members === 'number') $('members').textContent = String(ev.members);
-  if (ev.event === 'message') chatLine(String(ev.text));
-  else if (ev.event === 'join') chatLine(`· ${ev.name || 'someone'} joined`);
+  if (ev.event === 'join') chatLine(`· ${ev.name || 'someone'} joined`);
   else if (ev.event === 'leave') chatLine(`· ${ev.name || 'someone'} left`);
+}
+
+/** Presence of the room: listen for joins and leaves before joining, so our own join shows too. */
+async function watchRoom(room) {
+  const subject = `room.${room}`;
+  const onJoin = client.onJoin(subject, (m) => {
+    members.set(m.session, m);
+    renderMembers();
+    chatLine(`· ${nameOf(m)} joined`);
+    if (m.session !== client.session.session) sayHello(); // so the newcomer can name us
+  });
+  const onLeave = client.onLeave(subject, (m) => {
+    members.delete(m.session);
+    renderMembers();
+    chatLine(`· ${nameOf(m)} left`);
+  });
+  stopPresence = [onJoin, onLeave];
+  try {
+    await Promise.all([onJoin.ready, onLeave.ready]);
+    return true;
+  } catch {
+    for (const stop of stopPresence) stop();
+    stopPresence = [];
+    return false; // presence is not kept here: the chat component's events tell joins and leaves
+  }
+}
+
+/** Who is in the room now (after joining, and after a reconnect that may have missed events). */
+async function loadMembers() {
+  if (!chat?.presence) return;
+  try {
+    const p = await client.presence(`room.${chat.room}`);
+    members.clear();
+    for (const m of p.members) members.set(m.session, m);
+    renderMembers();
+  } catch {
+    // disconnected meanwhile: the next session loads them again
+  }
 }
 
 function leaveRoom() {
   if (chat?.viaComponent && client?.session.state === 'open') client.publish(`chat.${chat.room}.leave`, chat.nick);
   chatSub?.();
   chatSub = null;
+  for (const stop of stopPresence) stop();
+  stopPresence = [];
+  members.clear();
+  renderMembers();
 }
 
 async function joinRoom(room, nick) {
-  chat = { room, nick, viaComponent: true };
+  chat = { room, nick, viaComponent: true, presence: false };
+  const mine = chat;
   $('chat-room').textContent = room;
+  try {
+    await client.ready();
+  } catch {
+    return; // closed before it opened
+  }
+  mine.presence = await watchRoom(room);
+  if (chat !== mine) return;
+  sayHello();
   chatSub = client.subscribe(`room.${room}`, onRoomEvent);
+  await chatSub.ready.catch(() => {});
+  void loadMembers();
   try {
     // A cold server builds or loads the component first: give it time.
     const r = await client.request(`chat.${room}.join`, nick, { timeoutMs: 10_000 });
-    $('members').textContent = String(r.json().members);
+    if (!mine.presence) $('members').textContent = String(r.json().members);
   } catch (err) {
     if (err.code === 'no_responders') {
-      chat.viaComponent = false;
+      mine.viaComponent = false;
       chatLine(`· joined ${room} (no chat component: messages go straight to room.${room})`);
     } else if (err.code !== 'closed' && err.code !== 'disconnected') {
       chatLine(`· could not join ${room}: ${err.code}: ${err.message}`, 'bad');

@@ -71,6 +71,7 @@ export class Gateway {
   readonly wasm = new Map<string, RunningComponent>();
   #closing: Promise<void> | undefined;
   #presence: import('../cluster/presence.ts').Presence | undefined;
+  #subjectPresence: import('../cluster/subject-presence.ts').SubjectPresence | undefined;
 
   private constructor(config: Config, log: Logger, bus: Bus) {
     this.config = config;
@@ -103,6 +104,7 @@ export class Gateway {
     const gw = new Gateway(config, log, bus ?? new MemoryBus());
     try {
       await gw.#startCluster();
+      await gw.#startSubjectPresence();
     } catch (e) {
       await gw.shutdown(); // the NATS connection too: a failed start leaves nothing running
       throw e;
@@ -155,6 +157,51 @@ export class Gateway {
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, 'cluster presence unavailable (is JetStream enabled on the NATS server?): listing local sessions only');
     }
+  }
+
+  /** Presence per subject (PRESENCE_SUBJECTS): in NATS KV with a cluster, in memory on one node. */
+  async #startSubjectPresence(): Promise<void> {
+    const cfg = this.config.subjectPresence;
+    if (cfg.subjects.length === 0) return;
+    const { SubjectPresence, LocalMemberStore } = await import('../cluster/subject-presence.ts');
+    const { NatsBus } = await import('../bus/nats-bus.ts');
+    let presence: import('../cluster/subject-presence.ts').SubjectPresence | undefined;
+    let store: import('../cluster/subject-presence.ts').MemberStore = new LocalMemberStore();
+    const bus = this.bus;
+    if (bus instanceof NatsBus) {
+      try {
+        const { KvMemberStore } = await import('../cluster/kv-member-store.ts');
+        store = await KvMemberStore.start(bus.nc, {
+          nodeId: bus.nodeId,
+          prefix: bus.prefix,
+          js: bus.jsOptions(),
+          storage: await bus.placement.kv(),
+          ttlSec: this.config.presenceTtlSec,
+          localMembers: () => presence?.localMembers() ?? [],
+          onRestored: (recs) => presence?.restored(recs),
+        }, this.log);
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message }, 'presence per subject unavailable cluster-wide (is JetStream enabled on the NATS server?): members of this node only');
+      }
+    }
+    presence = new SubjectPresence(bus, store, cfg, this.log);
+    this.#subjectPresence = presence;
+    this.hub.presence = presence;
+  }
+
+  /**
+   * The members of a subject on every node (operator and TypeScript API). Throws SubjectRefused
+   * for a subject that is not a literal user subject, PresenceUnavailable when its members are not
+   * kept (PRESENCE_SUBJECTS).
+   */
+  async presenceOf(subject: string): Promise<{ subject: string; members: Array<import('../cluster/subject-presence.ts').MemberRecord>; truncated: boolean }> {
+    const e = subjectError(subject, false);
+    if (e) throw new SubjectRefused('invalid_subject', e);
+    if (isReserved(subject)) throw new SubjectRefused('invalid_subject', `${subject} is reserved: presence is kept for user subjects`);
+    const p = this.#subjectPresence;
+    if (!p?.tracks(subject)) throw new PresenceUnavailable(`presence is not kept for ${subject} (PRESENCE_SUBJECTS)`);
+    const r = await p.membersWithNodes(subject);
+    return { subject, members: r.members, truncated: r.truncated };
   }
 
   /** Whether this node can serve everything: with NATS, only while NATS is connected. */
@@ -401,7 +448,8 @@ export class Gateway {
       hub: { ...this.hub.stats },
       handlers: { calls: this.stats.handlerCalls, errors: this.stats.handlerErrors },
       outbound_websockets: { ...this.stats.outbound },
-      components: Object.fromEntries([...this.wasm].map(([id, c]) => [id, { pool_size: c.pool.size, ...c.pool.stats }])),
+      components: Object.fromEntries([...this.wasm].map(([id, c]) => [id, { pool_size: c.pool.size, ...c.pool.load, ...c.pool.stats }])),
+      traffic: { ...this.hub.totals },
       links: this.links.map((l) => ({ url: l.config.uri, state: l.state, ...l.stats })),
     };
   }
@@ -421,6 +469,8 @@ export class Gateway {
       this.wasm.clear();
       await this.hub.close();
       this.inbox.close();
+      // Sessions are gone: their leaves are written (within a bound) before NATS closes.
+      await this.#subjectPresence?.close(Math.max(1000, timeout));
       await this.#presence?.stop();
       await this.bus.close();
     })();
@@ -436,6 +486,9 @@ export class SubjectRefused extends Error {
     this.code = code;
   }
 }
+
+/** Presence per subject is not kept for that subject (PRESENCE_SUBJECTS). */
+export class PresenceUnavailable extends Error {}
 
 /** NATS was configured but could not be reached at startup. */
 export class NatsUnavailableError extends Error {}

@@ -113,6 +113,10 @@ function toClientFrame(
     }
     case 'ping':
       return { op: 'ping', id };
+    case 'presence': {
+      if (id === undefined) throw new ProtocolError('bad_request', 'presence needs an id');
+      return { op: 'presence', id, subject: checkSubject(o.subject, false, id) };
+    }
     case 'auth': {
       if (typeof o.token !== 'string' || o.token.length === 0 || o.token.length > 16384) throw new ProtocolError('bad_request', 'auth needs token: a non-empty string', id);
       return { op: 'auth', id, token: o.token };

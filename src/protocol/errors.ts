@@ -20,6 +20,7 @@ export const ErrorCodes = {
   permission_denied: 'the session may not publish or subscribe to that subject',
   unauthorized: 'the token given with op auth was not accepted',
   unknown_seq: 'ack of a sequence this session has no unacknowledged message for',
+  presence_unavailable: 'presence is not kept for that subject (PRESENCE_SUBJECTS)',
   internal: 'the gateway failed to handle the frame',
 } as const;
 

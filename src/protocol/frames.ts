@@ -25,7 +25,17 @@ export type ClientFrame =
   | { op: 'auth'; id: string | undefined; token: string }
   | { op: 'unsub'; id: string | undefined; subject: string }
   | { op: 'req'; id: string; subject: string; body: Uint8Array; timeoutMs: number | undefined }
-  | { op: 'ping'; id: string | undefined };
+  | { op: 'ping'; id: string | undefined }
+  | { op: 'presence'; id: string; subject: string };
+
+/** A member of a subject (a session subscribed to exactly it), as presence answers and events show it. */
+export interface PresenceMember {
+  session: string;
+  /** The JWT `sub` (or a named token's name); null without one. */
+  user: string | null;
+  /** The JWT's `info` claim, when it has one. */
+  info?: unknown;
+}
 
 /** Frames the server sends, other than plain messages. */
 export type ServerFrame =
@@ -34,4 +44,5 @@ export type ServerFrame =
   | { op: 'pong'; id?: string }
   | { op: 'res'; id: string; msg: BrokerMessage }
   | { op: 'error'; code: ErrorCode; message: string; id?: string | undefined; subject?: string | undefined }
-  | { op: 'history_lost'; subject: string; since: number; first_seq: number; id?: string | undefined };
+  | { op: 'history_lost'; subject: string; since: number; first_seq: number; id?: string | undefined }
+  | { op: 'presence'; id: string; subject: string; members: PresenceMember[]; truncated: boolean };

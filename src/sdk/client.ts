@@ -8,6 +8,10 @@
 //   await sub.ready;                        // rejects with the server's code if refused
 //   c.publish('chat.lobby', 'hello');
 //   const answer = await c.request('svc.time', 'now?', { timeoutMs: 1000 });
+//
+// Where WebSocket is broken (a proxy, a middlebox) or missing, the client falls back to the
+// gateway's Server-Sent Events + HTTP POST transport (same protocol, same session semantics) and
+// says so in `session.transport`.
 
 export interface Message {
   subject: string;
@@ -75,13 +79,30 @@ export interface ConnectOptions {
   onHandlerError?: (err: unknown, msg: Message) => void;
   /** A WebSocket constructor, where there is no global one. */
   WebSocket?: WebSocketConstructor;
+  /**
+   * 'auto' (default): WebSocket, falling back to Server-Sent Events + HTTP POST when a WebSocket
+   * attempt ends without a session (or there is no WebSocket at all); once a session opened over
+   * the fallback, the client stays on it. 'websocket' or 'sse': that transport only. The fallback
+   * speaks JSON: with protocol 'msgpack', 'auto' means WebSocket only.
+   */
+  transport?: 'auto' | 'websocket' | 'sse';
+  /** The fallback's endpoint. Default: `url` with http(s):// and its last path segment `ws` replaced by `sse`. */
+  sseUrl?: string;
+  /** A fetch function for the fallback, where there is no global one. */
+  fetch?: FetchLike;
 }
+
+/** What the fallback transport needs of fetch: the standard browser / Node ≥ 22 global satisfies it. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type FetchLike = (url: string, init: { method: string; headers: Record<string, string>; body?: string; signal?: any; cache?: string }) => Promise<any>;
 
 export interface SessionInfo {
   /** The session id, or null while disconnected. */
   session: string | null;
   replyTo: string | null;
   state: 'connecting' | 'open' | 'reconnecting' | 'closed';
+  /** What the current session sits on: 'websocket', 'sse' (the fallback), or null while there is none. */
+  transport: 'websocket' | 'sse' | null;
   /** Close code of the last connection that ended (1006: it never opened or dropped), else null. */
   closeCode: number | null;
   /** Close reason the server gave for it ('' when none). */
@@ -95,6 +116,8 @@ export interface ConnectErrorInfo {
   reason: string;
   /** Consecutive failed attempts so far. */
   attempt: number;
+  /** The transport that failed: with 'auto', a failed WebSocket attempt is followed at once (retryInMs 0) by one over 'sse'. */
+  transport: 'websocket' | 'sse';
   /** Whether the client will dial again (and after how long). */
   willRetry: boolean;
   retryInMs: number | null;
@@ -122,6 +145,30 @@ export class ConnectionClosedError extends RequestError {
 }
 
 type Handler = (msg: Message) => void | Promise<void>;
+
+/** Where the server announces a subject's joins and leaves: `_WSB.P.<subject>`. */
+const PRESENCE_PREFIX = '_WSB.P.';
+
+/** A member of a subject: a session subscribed to exactly it. */
+export interface PresenceMember {
+  session: string;
+  /** The JWT `sub` (or a named token's name) the session authenticated with; null without one. */
+  user: string | null;
+  /** The JWT's `info` claim, when it has one. */
+  info?: unknown;
+}
+
+export interface PresenceInfo {
+  members: PresenceMember[];
+  /** More members exist than the server lists (PRESENCE_MAX_MEMBERS). */
+  truncated: boolean;
+}
+
+/** Told of a join or leave: the member, and the subject (useful with a pattern). */
+export type PresenceListener = (member: PresenceMember, subject: string) => void;
+
+/** What onJoin/onLeave return: call it to stop listening; `ready` settles like a subscription's. */
+export type PresenceWatch = (() => void) & { readonly ready: Promise<void> };
 
 export interface SubscribeOptions {
   queue?: string;
@@ -250,7 +297,11 @@ export class Client {
   readonly url: string;
   #opts: ConnectOptions;
   #ws: WebSocketLike | undefined;
-  #info: SessionInfo = { session: null, replyTo: null, state: 'connecting', closeCode: null, closeReason: '' };
+  #info: SessionInfo = { session: null, replyTo: null, state: 'connecting', transport: null, closeCode: null, closeReason: '' };
+  /** The transport of the next dial (see ConnectOptions.transport). */
+  #onSse: boolean;
+  /** The fallback opened a session once: stay on it. */
+  #sseWorked = false;
   #subs = new Map<string, SubEntry>();
   /** Sub frames awaiting ok/error, by id. */
   #subAcks = new Map<string, SubEntry>();
@@ -263,6 +314,8 @@ export class Client {
   #sessionListeners = new Set<(info: SessionInfo) => void>();
   #connectErrorListeners = new Set<(e: ConnectErrorInfo) => void>();
   #direct = new Set<Handler>();
+  /** onJoin/onLeave listeners by subject, sharing one subscription to its presence events. */
+  #presenceWatches = new Map<string, { join: Set<PresenceListener>; leave: Set<PresenceListener>; sub: Subscription }>();
   #closed = false;
   #everOpen = false;
   #token: string | undefined;
@@ -270,7 +323,14 @@ export class Client {
 
   constructor(url: string, opts: ConnectOptions = {}) {
     if (opts.protocol === 'msgpack' && !opts.msgpack) throw new Error("protocol 'msgpack' needs the msgpack codec option");
-    if (!opts.WebSocket && typeof (globalThis as { WebSocket?: unknown }).WebSocket !== 'function') throw new Error('no WebSocket global here: pass the WebSocket option (for example from the ws package)');
+    const hasWs = !!opts.WebSocket || typeof (globalThis as { WebSocket?: unknown }).WebSocket === 'function';
+    const hasFetch = !!opts.fetch || typeof (globalThis as { fetch?: unknown }).fetch === 'function';
+    const mode = opts.transport ?? 'auto';
+    if (mode === 'sse' && opts.protocol === 'msgpack') throw new Error("the SSE transport speaks JSON: protocol 'msgpack' needs transport 'websocket' or 'auto'");
+    const sseAllowed = mode === 'sse' || (mode === 'auto' && opts.protocol !== 'msgpack');
+    if (mode !== 'sse' && !hasWs && !(sseAllowed && hasFetch)) throw new Error('no WebSocket global here: pass the WebSocket option (for example from the ws package)');
+    if (mode === 'sse' && !hasFetch) throw new Error('no fetch global here: pass the fetch option');
+    this.#onSse = mode === 'sse' || (!hasWs && sseAllowed);
     this.url = url;
     this.#opts = opts;
     this.#ready = deferred();
@@ -346,6 +406,7 @@ export class Client {
 
   async #dial(): Promise<void> {
     const Ctor = this.#opts.WebSocket ?? (globalThis as unknown as { WebSocket: WebSocketConstructor }).WebSocket;
+    const onSse = this.#onSse;
     const url = new URL(this.url);
     const src = this.#opts.token;
     if (src !== undefined) {
@@ -356,12 +417,14 @@ export class Client {
         return this.#dropped(undefined, 1006, `token function failed: ${(err as Error).message}`);
       }
       if (this.#closed) return;
-      url.searchParams.set('token', this.#token);
+      if (!onSse) url.searchParams.set('token', this.#token);
     }
     const proto = this.#opts.protocol === 'msgpack' ? 'wsbridge.v1.msgpack' : 'wsbridge.v1.json';
     let ws: WebSocketLike;
     try {
-      ws = new Ctor(url.toString(), proto);
+      // Called as a method of globalThis: browsers refuse fetch with another `this`.
+      const fetchFn: FetchLike = this.#opts.fetch ?? ((u, init) => (globalThis as unknown as { fetch: FetchLike }).fetch(u, init));
+      ws = onSse ? new SseLink(this.#opts.sseUrl ?? sseUrlOf(this.url), this.#token, fetchFn) : new Ctor(url.toString(), proto);
     } catch (err) {
       return this.#dropped(undefined, 1006, (err as Error).message);
     }
@@ -375,6 +438,15 @@ export class Client {
   #dropped(ws: WebSocketLike | undefined, code: number, reason: string): void {
     if (ws !== undefined && this.#ws !== ws) return;
     this.#ws = undefined;
+    // 'auto': a WebSocket attempt that ended without a session is followed at once by one over
+    // the fallback; if that fails too, the attempt after the backoff tries WebSocket again. Once
+    // the fallback opened a session, the client stays on it.
+    let fallBack = false;
+    const failedOnSse = this.#onSse;
+    if ((this.#opts.transport ?? 'auto') === 'auto' && this.#opts.protocol !== 'msgpack' && this.#info.state !== 'open' && !this.#sseWorked && !this.#closed) {
+      if (!this.#onSse) fallBack = this.#onSse = true;
+      else if (this.#opts.WebSocket || typeof (globalThis as { WebSocket?: unknown }).WebSocket === 'function') this.#onSse = false;
+    }
     clearTimeout(this.#refreshTimer);
     // What was sent is lost with the session; what never left stays queued for the next one.
     for (const [id, p] of this.#pending) if (!p.queued) this.#settle(id, new RequestError('disconnected', 'the connection closed before the answer arrived'));
@@ -386,9 +458,9 @@ export class Client {
     const failures = this.#attempt++;
     // A refused credential with a fixed token will be refused again: stop instead of looping.
     const fatal = code === 1008 && typeof this.#opts.token !== 'function';
-    const stop = this.#closed || this.#opts.reconnect === false || fatal;
-    let delay: number | null = null;
-    if (!stop) {
+    const stop = this.#closed || (!fallBack && (this.#opts.reconnect === false || fatal));
+    let delay: number | null = fallBack ? 0 : null;
+    if (!stop && !fallBack) {
       const r = this.#opts.reconnect || {};
       const base = r.baseMs ?? 250;
       const max = r.maxMs ?? 10_000;
@@ -396,7 +468,7 @@ export class Client {
       delay = Math.min(MAX_TIMER_MS, d / 2 + Math.random() * (d / 2));
     }
     if (!this.#closed) {
-      const info: ConnectErrorInfo = { code, reason, attempt: this.#attempt, willRetry: !stop, retryInMs: delay };
+      const info: ConnectErrorInfo = { code, reason, attempt: this.#attempt, transport: failedOnSse ? 'sse' : 'websocket', willRetry: !stop, retryInMs: delay };
       for (const l of this.#connectErrorListeners) this.#notify(l, info);
     }
     if (stop) {
@@ -404,7 +476,8 @@ export class Client {
       return;
     }
     if (this.#ready.settled) this.#ready = deferred();
-    this.#setInfo({ session: null, replyTo: null, state: 'reconnecting', closeCode: code, closeReason: reason });
+    // Falling back on the very first connection is still connecting, not reconnecting.
+    this.#setInfo({ session: null, replyTo: null, state: fallBack && this.#info.state === 'connecting' ? 'connecting' : 'reconnecting', transport: null, closeCode: code, closeReason: reason });
     this.#timer = setTimeout(() => void this.#dial(), delay!);
   }
 
@@ -422,7 +495,7 @@ export class Client {
     this.#subAcks.clear();
     if (this.#ready.settled) this.#ready = deferred();
     this.#ready.reject(new ConnectionClosedError(code, reason, why));
-    this.#setInfo({ session: null, replyTo: null, state: 'closed', closeCode: code, closeReason: reason });
+    this.#setInfo({ session: null, replyTo: null, state: 'closed', transport: null, closeCode: code, closeReason: reason });
   }
 
   #settle(id: string, outcome: Error | Message): void {
@@ -490,8 +563,9 @@ export class Client {
     if (op === undefined) {
       const msg = message(String(frame.subject), this.#body(frame.body), (frame.reply_to as string | null) ?? null, frame.seq, frame.redelivered);
       let matched = false;
-      // The gateway's own subjects (this session's reply subject) never match a subscription.
-      if (!msg.subject.startsWith('_WSB.')) {
+      // The gateway's own subjects (this session's reply subject) never match a subscription,
+      // except presence events (`_WSB.P.<subject>`, subscribed to by onJoin/onLeave).
+      if (!msg.subject.startsWith('_WSB.') || msg.subject.startsWith(PRESENCE_PREFIX)) {
         for (const [pattern, sub] of this.#subs) {
           if ((sub.state !== 'active' && sub.state !== 'pending') || !matches(pattern, msg.subject)) continue;
           matched = true;
@@ -511,7 +585,8 @@ export class Client {
     if (op === 'welcome') {
       this.#attempt = 0;
       this.#everOpen = true;
-      this.#setInfo({ session: String(frame.session), replyTo: String(frame.reply_to), state: 'open' });
+      if (this.#onSse) this.#sseWorked = true;
+      this.#setInfo({ session: String(frame.session), replyTo: String(frame.reply_to), state: 'open', transport: this.#onSse ? 'sse' : 'websocket' });
       // Subscriptions outlive connections: say them again, then flush what waited.
       for (const [subject, sub] of this.#subs) if (sub.state === 'pending') this.#sendSub(subject, sub);
       for (const o of this.#outbox.splice(0)) {
@@ -521,6 +596,12 @@ export class Client {
       }
       this.#scheduleRefresh();
       this.#ready.resolve();
+      return;
+    }
+    if (op === 'presence') {
+      // Carried as a Message whose JSON is the answer, through the same pending-call path as res.
+      const id = String(frame.id);
+      if (this.#pending.has(id)) this.#settle(id, message(String(frame.subject), utf8.encode(JSON.stringify({ members: frame.members, truncated: frame.truncated })), null));
       return;
     }
     if (op === 'history_lost') {
@@ -652,6 +733,54 @@ export class Client {
   }
 
   /**
+   * Who is subscribed to exactly `subject`, on every node (the server must keep presence for it:
+   * PRESENCE_SUBJECTS). Rejects with RequestError: presence_unavailable, permission_denied (the
+   * session may not subscribe to it), invalid_subject, or as request() does.
+   */
+  async presence(subject: string, opts: { timeoutMs?: number } = {}): Promise<PresenceInfo> {
+    const timeoutMs = opts.timeoutMs ?? this.#opts.requestTimeoutMs ?? 5000;
+    return (await this.#call({ op: 'presence', subject }, timeoutMs)).json<PresenceInfo>();
+  }
+
+  /**
+   * Calls `listener` when a session starts a subscription to exactly `subject` (or, for a pattern,
+   * to any subject it matches), on any node. The returned function stops listening; `ready`
+   * rejects with the server's code (presence_unavailable, permission_denied, …). Events missed
+   * while disconnected are not replayed: call presence() again after a reconnect.
+   */
+  onJoin(subject: string, listener: PresenceListener): PresenceWatch {
+    return this.#watchPresence(subject, 'join', listener);
+  }
+
+  /** Calls `listener` when a member leaves `subject`: it unsubscribed, or its session ended (its node too). */
+  onLeave(subject: string, listener: PresenceListener): PresenceWatch {
+    return this.#watchPresence(subject, 'leave', listener);
+  }
+
+  #watchPresence(subject: string, kind: 'join' | 'leave', listener: PresenceListener): PresenceWatch {
+    let w = this.#presenceWatches.get(subject);
+    if (!w) {
+      const watch = { join: new Set<PresenceListener>(), leave: new Set<PresenceListener>(), sub: undefined as unknown as Subscription };
+      watch.sub = this.subscribe(PRESENCE_PREFIX + subject, (m) => {
+        const ev = m.json<{ event?: unknown; subject?: unknown; member?: PresenceMember }>();
+        if ((ev.event !== 'join' && ev.event !== 'leave') || !ev.member) return;
+        for (const l of [...watch[ev.event]]) l(ev.member, String(ev.subject));
+      });
+      this.#presenceWatches.set(subject, (w = watch));
+    }
+    const watch = w;
+    watch[kind].add(listener);
+    const stop = () => {
+      watch[kind].delete(listener);
+      if (watch.join.size === 0 && watch.leave.size === 0 && this.#presenceWatches.get(subject) === watch) {
+        this.#presenceWatches.delete(subject);
+        watch.sub();
+      }
+    };
+    return Object.defineProperty(stop, 'ready', { get: () => watch.sub.ready, enumerable: true }) as PresenceWatch;
+  }
+
+  /**
    * Replaces the session's credential in-band (`{"op":"auth"}`): resolves on the server's ok,
    * rejects with 'unauthorized' (the old identity stays). The token is also used on reconnects
    * unless the token option is a function.
@@ -736,6 +865,150 @@ export function matches(pattern: string, subject: string): boolean {
     if (i >= s.length || (p[i] !== '*' && p[i] !== s[i])) return false;
   }
   return p.length === s.length;
+}
+
+/** The fallback's endpoint for a WebSocket URL: http(s)://, last path segment `ws` → `sse`, no query. */
+export function sseUrlOf(wsUrl: string): string {
+  const u = new URL(wsUrl);
+  u.protocol = u.protocol === 'wss:' || u.protocol === 'https:' ? 'https:' : 'http:';
+  u.pathname = `${u.pathname.replace(/\/ws\/?$/, '').replace(/\/$/, '')}/sse`;
+  u.search = '';
+  u.hash = '';
+  return u.toString();
+}
+
+/** HTTP answers to the POST that opens a fallback session, as the close codes a WebSocket would give. */
+function closeCodeOf(status: number): number {
+  if (status === 401 || status === 403) return 1008;
+  if (status === 429 || status === 503) return 1013;
+  return 1006;
+}
+
+/**
+ * The fallback transport, shaped like a WebSocket for the Client: a POST to `<sse url>` opens the
+ * session and answers with a Server-Sent Events stream (read with fetch, so the credential goes in
+ * the Authorization header, never in a URL); frames go out as POSTs to `<sse url>/send`, one at a
+ * time, each carrying every frame queued meanwhile (one JSON frame per line).
+ */
+class SseLink implements WebSocketLike {
+  readyState = 0;
+  binaryType = 'arraybuffer';
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  onmessage: ((ev: any) => void) | null = null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  onclose: ((ev: any) => void) | null = null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  onerror: ((ev: any) => void) | null = null;
+  #url: string;
+  #fetch: FetchLike;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  #abort: any = new (globalThis as any).AbortController();
+  #sendToken = '';
+  #queue: string[] = [];
+  #posting = false;
+  /** The server pinged: the next POST (an empty one if nothing waits) answers it. */
+  #pongDue = false;
+  #closeInfo: { code: number; reason: string } | undefined;
+
+  constructor(url: string, token: string | undefined, fetchFn: FetchLike) {
+    this.#url = url;
+    this.#fetch = fetchFn;
+    void this.#run(token);
+  }
+
+  async #run(token: string | undefined): Promise<void> {
+    try {
+      const res = await this.#fetch(this.#url, { method: 'POST', headers: token !== undefined ? { authorization: `Bearer ${token}` } : {}, signal: this.#abort.signal, cache: 'no-store' });
+      if (res.status !== 200 || !res.body) {
+        let reason = `HTTP ${res.status}`;
+        try {
+          const e = (await res.json()) as { error?: { code?: string } };
+          if (e.error?.code) reason = e.error.code;
+        } catch {
+          // no JSON error body
+        }
+        return this.#end(closeCodeOf(res.status), reason);
+      }
+      const reader = res.body.getReader();
+      const dec = new TextDecoder();
+      let buf = '';
+      let event = '';
+      let data: string[] = [];
+      for (;;) {
+        const { value, done } = (await reader.read()) as { value?: Uint8Array; done: boolean };
+        if (done) break;
+        buf += dec.decode(value, { stream: true });
+        let nl: number;
+        while ((nl = buf.search(/\r\n|\r|\n/)) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + (buf[nl] === '\r' && buf[nl + 1] === '\n' ? 2 : 1));
+          if (line === '') {
+            if (data.length > 0 || event !== '') this.#event(event || 'message', data.join('\n'));
+            event = '';
+            data = [];
+          } else if (line.startsWith('data:')) data.push(line.slice(line[5] === ' ' ? 6 : 5));
+          else if (line.startsWith('event:')) event = line.slice(line[6] === ' ' ? 7 : 6);
+          // comments (":…"), id and retry fields: nothing to do
+        }
+      }
+      this.#end(this.#closeInfo?.code ?? 1006, this.#closeInfo?.reason ?? 'stream ended');
+    } catch (err) {
+      this.#end(this.#closeInfo?.code ?? 1006, this.#closeInfo?.reason ?? (err as Error).message);
+    }
+  }
+
+  #event(type: string, data: string): void {
+    if (this.readyState === 3) return;
+    if (type === 'message') this.onmessage?.({ data });
+    else if (type === 'open') {
+      this.#sendToken = String((JSON.parse(data) as { send_token?: unknown }).send_token);
+      this.readyState = 1;
+    } else if (type === 'ping') {
+      this.#pongDue = true;
+      this.#flush();
+    } else if (type === 'close') {
+      const c = JSON.parse(data) as { code?: unknown; reason?: unknown };
+      this.#closeInfo = { code: Number(c.code) || 1006, reason: String(c.reason ?? '') };
+    }
+  }
+
+  send(data: string | Uint8Array): void {
+    if (this.readyState !== 1) return;
+    this.#queue.push(typeof data === 'string' ? data : new TextDecoder().decode(data));
+    this.#flush();
+  }
+
+  #flush(): void {
+    if (this.#posting || this.readyState !== 1 || (this.#queue.length === 0 && !this.#pongDue)) return;
+    this.#posting = true;
+    this.#pongDue = false;
+    const body = this.#queue.splice(0).join('\n');
+    this.#fetch(`${this.#url}/send`, { method: 'POST', headers: { authorization: `Bearer ${this.#sendToken}`, 'content-type': 'text/plain;charset=utf-8' }, body, signal: this.#abort.signal, cache: 'no-store' }).then(
+      (res: { status: number }) => {
+        this.#posting = false;
+        // Anything but 204: the session is gone (its stream says why) or the frames were refused.
+        if (res.status !== 204) return this.#end(this.#closeInfo?.code ?? 1006, this.#closeInfo?.reason ?? `send answered HTTP ${res.status}`);
+        this.#flush();
+      },
+      (err: Error) => {
+        this.#posting = false;
+        this.#end(this.#closeInfo?.code ?? 1006, this.#closeInfo?.reason ?? err.message);
+      },
+    );
+  }
+
+  close(code = 1000, reason = ''): void {
+    this.#end(code, reason);
+  }
+
+  #end(code: number, reason: string): void {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    this.#queue.length = 0;
+    this.#abort.abort();
+    const cb = this.onclose;
+    if (cb) queueMicrotask(() => cb({ code, reason }));
+  }
 }
 
 export function connect(url: string, opts?: ConnectOptions): Client {

@@ -30,6 +30,11 @@ export const BROADCAST_PREFIX = '_WSB.B.';
 export const TARGETED_PREFIX = '_WSB.T.';
 /** Node control channels: `_WSB.N.<node>.<verb>`. */
 export const NODE_PREFIX = '_WSB.N.';
+/**
+ * Join and leave events of a subject's members: `_WSB.P.<subject>`. Only the gateway publishes
+ * there; a client may subscribe to `_WSB.P.<pattern>` when it may subscribe to `<pattern>`.
+ */
+export const PRESENCE_PREFIX = '_WSB.P.';
 
 const REPLY_PREFIXES = [SESSION_REPLY_PREFIX, INBOX_PREFIX, LINK_REPLY_PREFIX, RAW_PREFIX, '_INBOX.'];
 
@@ -200,10 +205,18 @@ export function checkReplyTo(actor: Actor, replyTo: string): Denial | null {
 }
 
 /**
- * May `actor` subscribe to `pattern`? Never a reserved pattern. A wildcard pattern that could
- * match reserved subjects (`>`, `*.x`) is allowed: the buses never deliver reserved traffic to it.
+ * May `actor` subscribe to `pattern`? Never a reserved pattern, except the presence events of
+ * user subjects it may subscribe to (`_WSB.P.<pattern>`: what it could subscribe to, it may see
+ * the members of). A wildcard pattern that could match reserved subjects (`>`, `*.x`) is
+ * allowed: the buses never deliver reserved traffic to it.
  */
 export function checkSubscribe(actor: Actor, pattern: string): Denial | null {
+  if (pattern.startsWith(PRESENCE_PREFIX) && actor.role === 'client') {
+    const inner = pattern.slice(PRESENCE_PREFIX.length);
+    if (isReserved(inner)) return reserved('subscribed to', pattern);
+    if (actor.subscribePermission && !actor.subscribePermission.allowsPattern(inner)) return denied('see the presence of', inner);
+    return null;
+  }
   if (isReserved(pattern)) return reserved('subscribed to', pattern);
   if (actor.subscribePermission && !actor.subscribePermission.allowsPattern(pattern)) return denied('subscribe to', pattern);
   return null;

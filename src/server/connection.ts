@@ -3,9 +3,9 @@
 // cleanup when the socket closes. One Connection object per socket with its methods on the
 // prototype: at 10k+ idle sessions, closures per session are memory.
 import { randomBytes } from 'node:crypto';
-import type { WebSocket } from 'ws';
 import { Session } from '../sessions/session.ts';
 import type { SessionLimits } from '../sessions/session.ts';
+import type { SessionSocket } from '../sessions/session-socket.ts';
 import { codecFor, CloseError } from '../protocol/codec.ts';
 import { ProtocolError, CloseCodes } from '../protocol/errors.ts';
 import type { Authenticator, Identity } from '../auth/authenticator.ts';
@@ -31,14 +31,14 @@ export interface ConnectionContext {
   authFailed(ip: string): void;
 }
 
-export function runConnection(ctx: ConnectionContext, ws: WebSocket, ip: string, remote: string, identity: Identity | undefined): Session {
+export function runConnection(ctx: ConnectionContext, ws: SessionSocket, ip: string, remote: string, identity: Identity | undefined): Session {
   return new Connection(ctx, ws, ip, remote, identity).session;
 }
 
 class Connection {
   readonly session: Session;
   #ctx: ConnectionContext;
-  #ws: WebSocket;
+  #ws: SessionSocket;
   #ip: string;
   // With authentication on and no token in the handshake, the session exists only after a
   // valid {"op":"auth"} as its first frame: nothing is sent before welcome, and frames that
@@ -48,7 +48,7 @@ class Connection {
   #heldBytes = 0;
   #deadline: NodeJS.Timeout | undefined;
 
-  constructor(ctx: ConnectionContext, ws: WebSocket, ip: string, remote: string, identity: Identity | undefined) {
+  constructor(ctx: ConnectionContext, ws: SessionSocket, ip: string, remote: string, identity: Identity | undefined) {
     this.#ctx = ctx;
     this.#ws = ws;
     this.#ip = ip;

@@ -1,12 +1,12 @@
-// Server mode transport: one HTTP(S) server carrying the WebSocket endpoint (/ws), the operator
-// API (/api/), health and metrics. This file listens, loads and reloads TLS, and closes; the
+// Server mode transport: one HTTP(S) server carrying the WebSocket endpoint (/ws), its HTTP
+// fallback (/sse, sse-transport.ts), the operator API (/api/), health and metrics. This file listens, loads and reloads TLS, and closes; the
 // handshake checks live in upgrade-gate.ts, a session's life in connection.ts, the HTTP routes
 // in http-routes.ts, the periodic sweeps in sweepers.ts.
 import { createServer } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { Server as TlsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
-import type { IncomingMessage, Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import type { AddressInfo, Server as NetServer } from 'node:net';
 import { acceptProxyProtocol } from './proxy-protocol.ts';
@@ -22,6 +22,7 @@ import { HttpRoutes } from './http-routes.ts';
 import { runConnection } from './connection.ts';
 import type { ConnectionContext } from './connection.ts';
 import { startSweepers } from './sweepers.ts';
+import { SseTransport } from './sse-transport.ts';
 
 export { WS_PATH, TOKEN_SUBPROTOCOL };
 
@@ -29,6 +30,7 @@ export class GatewayServer {
   readonly http: Server;
   readonly wss: WebSocketServer;
   readonly gate: UpgradeGate;
+  readonly sse: SseTransport;
   #gw: Gateway;
   #config: Config;
   #connections: ConnectionContext;
@@ -53,8 +55,8 @@ export class GatewayServer {
     this.http = config.tls
       // handshakeTimeout bounds the TLS handshake itself (120 s by default in Node): the HTTP
       // timeouts above only start once it is done.
-      ? createTlsServer({ ...checking, ...this.#tlsOptions(), handshakeTimeout: handshakeMs, requestCert: !!config.tls.clientCa, rejectUnauthorized: !!config.tls.clientCa }, (req, res) => routes.handle(req, res))
-      : createServer(checking, (req, res) => routes.handle(req, res));
+      ? createTlsServer({ ...checking, ...this.#tlsOptions(), handshakeTimeout: handshakeMs, requestCert: !!config.tls.clientCa, rejectUnauthorized: !!config.tls.clientCa }, (req, res) => this.#route(req, res, routes))
+      : createServer(checking, (req, res) => this.#route(req, res, routes));
     this.wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -79,6 +81,9 @@ export class GatewayServer {
       runConnection(this.#connections, ws, ip, remoteOf(req, ip), identity);
     }, gw.log);
     this.http.on('upgrade', (req, socket, head) => this.gate.handle(req, socket, head));
+    this.sse = new SseTransport(config, auth, this.gate, (socket, req, ip, identity) => {
+      runConnection(this.#connections, socket, ip, remoteOf(req, ip), identity);
+    }, gw.log);
     // A failed in-band refresh counts toward the address's auth backoff like a failed handshake.
     gw.hub.onAuthFailure = (session) => {
       if (session.clientIp !== undefined) this.gate.throttle.failed(session.clientIp);
@@ -104,6 +109,10 @@ export class GatewayServer {
       if (httpLevel && socket.writable) socket.end(timedOut ? 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
       else socket.destroy();
     });
+  }
+
+  #route(req: IncomingMessage, res: ServerResponse, routes: HttpRoutes): void {
+    if (!this.sse.handle(req, res, (req.url ?? '/').split('?')[0]!)) routes.handle(req, res);
   }
 
   /** Connections open now (authenticated or not). */
@@ -160,6 +169,7 @@ export class GatewayServer {
   async close(timeoutMs: number): Promise<void> {
     this.#closing = true;
     this.gate.close();
+    this.sse.close();
     this.#stopSweepers();
     const httpClosed = new Promise<void>((resolve) => this.#listener.close(() => resolve()));
     if (this.#front) this.http.close(() => {}); // stops its timeout checks; it has no port of its own

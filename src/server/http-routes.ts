@@ -1,9 +1,10 @@
 // The plain HTTP side of the listener: /healthz, /readyz, /metrics, the operator API under /api/,
-// and the demo page's assets.
+// the admin page (/admin) and the demo page's assets.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import { handleOperatorApi, unauthorized } from './operator-api.ts';
 import { serveDemoAsset } from './demo-assets.ts';
+import { isAdminPath, serveAdminAsset } from './admin-assets.ts';
 import { bearerMatches } from '../auth/secret.ts';
 import type { Config } from '../config/load.ts';
 import type { Gateway } from '../gateway/gateway.ts';
@@ -45,6 +46,11 @@ export class HttpRoutes {
       res.writeHead(404, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { code: 'not_found', message: `no route for ${path}` } }));
     };
+    if (isAdminPath(path)) {
+      // No ADMIN_TOKEN, no operator API: the page would be useless.
+      if (!this.#config.adminToken || (req.method !== 'GET' && req.method !== 'HEAD') || !serveAdminAsset(path, res)) notFound();
+      return;
+    }
     if (!this.#config.demoPage || (req.method !== 'GET' && req.method !== 'HEAD')) return notFound();
     serveDemoAsset(path, res).then((served) => {
       if (!served) notFound();

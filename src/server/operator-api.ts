@@ -7,7 +7,7 @@ import { ProtocolError } from '../protocol/errors.ts';
 import type { BrokerMessage } from '../protocol/frames.ts';
 import type { Config } from '../config/load.ts';
 import type { Gateway } from '../gateway/gateway.ts';
-import { SubjectRefused } from '../gateway/gateway.ts';
+import { PresenceUnavailable, SubjectRefused } from '../gateway/gateway.ts';
 
 function send(res: ServerResponse, status: number, body?: unknown, headers: Record<string, string> = {}): void {
   if (body === undefined) {
@@ -100,6 +100,16 @@ export async function handleOperatorApi(gw: Gateway, config: Config, req: Incomi
       throw e;
     }
     return send(res, 202, { delivered: 1 });
+  }
+  if (parts.length === 3 && parts[1] === 'presence') {
+    if (method !== 'GET') return fail(res, 405, 'method_not_allowed', 'use GET', { allow: 'GET' });
+    try {
+      return send(res, 200, await gw.presenceOf(parts[2]!));
+    } catch (e) {
+      if (e instanceof SubjectRefused) return fail(res, 400, e.code, e.message);
+      if (e instanceof PresenceUnavailable) return fail(res, 404, 'presence_unavailable', e.message);
+      return fail(res, 503, 'bus_unavailable', `presence could not be read: ${(e as Error).message}`);
+    }
   }
   if (parts.length === 2 && parts[1] === 'stats') {
     if (method !== 'GET') return fail(res, 405, 'method_not_allowed', 'use GET', { allow: 'GET' });

@@ -33,7 +33,7 @@ export function refuse(socket: Duplex, status: number, headers: Record<string, s
 }
 
 /** One connection's claim on MAX_CONNECTIONS and MAX_CONNECTIONS_PER_IP. */
-class Slot {
+export class Slot {
   #slots: ConnectionSlots | undefined;
   readonly ip: string;
   constructor(slots: ConnectionSlots, ip: string) {
@@ -77,6 +77,9 @@ class ConnectionSlots {
   }
 }
 
+/** admit()'s answer: a reserved slot, or the HTTP status (and headers) to refuse with. */
+export type Admission = { ok: true; ip: string; slot: Slot } | { ok: false; status: number; headers: Record<string, string> };
+
 export type Accept = (ws: WebSocket, req: IncomingMessage, ip: string, identity: Identity | undefined) => void;
 
 export class UpgradeGate {
@@ -112,6 +115,36 @@ export class UpgradeGate {
     this.throttle.failed(ip);
   }
 
+  /**
+   * The checks every new session passes before its credential, whatever its transport: shutting
+   * down, the per-IP throttles, the connection slots (reserved here, synchronously) and Origin.
+   * The SSE fallback (sse-transport.ts) opens its sessions through it too.
+   */
+  admit(req: IncomingMessage): Admission {
+    if (this.#closing) return { ok: false, status: 503, headers: {} };
+    const ip = this.addresses.of(req);
+    const verdict = this.throttle.admit(ip);
+    if (!verdict.ok) return { ok: false, status: 429, headers: { 'Retry-After': String(verdict.retryAfterSec) } };
+    const slot = this.slots.reserve(ip);
+    if (slot === 'total' || slot === 'ip') {
+      this.#stats.connectionsRefused++;
+      return { ok: false, status: slot === 'total' ? 503 : 429, headers: { 'Retry-After': '5' } };
+    }
+    const origin = req.headers.origin;
+    if (!this.originAllowed(origin)) {
+      this.#log?.info({ remote: ip, origin }, 'origin refused (ALLOWED_ORIGINS)');
+      this.#stats.authFailures++;
+      slot.release();
+      return { ok: false, status: 403, headers: {} };
+    }
+    return { ok: true, ip, slot };
+  }
+
+  /** Whether a browser Origin may open sessions (ALLOWED_ORIGINS; requests without one may). */
+  originAllowed(origin: string | undefined): boolean {
+    return origin === undefined || this.#config.allowedOrigins.length === 0 || this.#config.allowedOrigins.includes(origin);
+  }
+
   handle(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     // A module-level listener: a closure here would share this call's context with the
     // handleUpgrade callback below and keep `req` (headers and all) alive for the session's life.
@@ -119,22 +152,10 @@ export class UpgradeGate {
     if (this.#closing) return refuse(socket, 503);
     const path = (req.url ?? '/').split('?')[0];
     if (path !== WS_PATH) return refuse(socket, 404);
-    const ip = this.addresses.of(req);
-    const verdict = this.throttle.admit(ip);
-    if (!verdict.ok) return refuse(socket, 429, { 'Retry-After': String(verdict.retryAfterSec) });
-    const slot = this.slots.reserve(ip);
-    if (slot === 'total' || slot === 'ip') {
-      this.#stats.connectionsRefused++;
-      return refuse(socket, slot === 'total' ? 503 : 429, { 'Retry-After': '5' });
-    }
+    const admitted = this.admit(req);
+    if (!admitted.ok) return refuse(socket, admitted.status, admitted.headers);
+    const { ip, slot } = admitted;
     releaseOnClose(socket, slot);
-    const origin = req.headers.origin;
-    if (origin !== undefined && this.#config.allowedOrigins.length > 0 && !this.#config.allowedOrigins.includes(origin)) {
-      this.#log?.info({ remote: ip, origin }, 'origin refused (ALLOWED_ORIGINS)');
-      this.#stats.authFailures++;
-      slot.release();
-      return refuse(socket, 403);
-    }
     const token = this.#auth ? handshakeToken(req) : undefined;
     if (!this.#auth || token === undefined) {
       // No authentication, or the token comes in the first frame.

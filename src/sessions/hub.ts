@@ -8,7 +8,8 @@ import type { ErrorCode } from '../protocol/errors.ts';
 import type { Session } from './session.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Authenticator } from '../auth/authenticator.ts';
-import { checkPublish, checkReplyTo, checkRequest, checkSubscribe, isReserved } from '../security/subject-policy.ts';
+import { checkPublish, checkReplyTo, checkRequest, checkSubscribe, isReserved, PRESENCE_PREFIX } from '../security/subject-policy.ts';
+import type { SubjectPresence } from '../cluster/subject-presence.ts';
 import type { Denial } from '../security/subject-policy.ts';
 import { Fanout } from './fanout.ts';
 import { SessionRoutes } from './session-routes.ts';
@@ -62,6 +63,8 @@ export class SessionHub {
   onChange: () => void = () => {};
   /** Told of a failed in-band refresh, so it counts toward the client's auth backoff. */
   onAuthFailure: (session: Session) => void = () => {};
+  /** Presence per subject (PRESENCE_SUBJECTS): told of subscriptions that begin and end; answers op presence. */
+  presence: SubjectPresence | undefined;
 
   constructor(bus: Bus, inbox: RequestInbox, log: Logger, opts: HubOptions) {
     this.#bus = bus;
@@ -104,6 +107,7 @@ export class SessionHub {
     this.stats.sessionsClosed++;
     this.routes.remove(session);
     this.#requests.cancel(session);
+    this.presence?.sessionGone(session);
     // Timers, subscriptions, grants, unacked messages (given back for immediate redelivery).
     session.dispose();
     this.onChange();
@@ -154,6 +158,10 @@ export class SessionHub {
       case 'sub': {
         const denial = checkSubscribe(session, frame.subject);
         if (denial) return this.#refuse(session, denial, frame.id);
+        if (!this.presence && frame.subject.startsWith(PRESENCE_PREFIX)) {
+          this.error(session, 'presence_unavailable', 'presence is not kept on this server (PRESENCE_SUBJECTS)', frame.id);
+          return;
+        }
         const already = session.subscriptions.has(frame.subject);
         if (!already && session.subscriptions.size >= this.#opts.maxSubscriptions) {
           this.error(session, 'limit_exceeded', `at most ${this.#opts.maxSubscriptions} subscriptions per session`, frame.id);
@@ -169,6 +177,8 @@ export class SessionHub {
           }
           if (frame.id !== undefined) session.sendFrame({ op: 'ok', id: frame.id });
         }
+        // A subscription to exactly a tracked subject makes the session a member (not acked ones).
+        if (this.presence && frame.ack === undefined && session.subscriptions.has(frame.subject)) this.presence.subscribed(session, frame.subject);
         return;
       }
       case 'unsub': {
@@ -179,6 +189,7 @@ export class SessionHub {
         }
         release();
         session.subscriptions.delete(frame.subject);
+        this.presence?.unsubscribed(session, frame.subject);
         if (frame.id !== undefined) session.sendFrame({ op: 'ok', id: frame.id });
         this.onChange();
         return;
@@ -192,6 +203,9 @@ export class SessionHub {
       case 'ping':
         session.sendFrame(frame.id === undefined ? { op: 'pong' } : { op: 'pong', id: frame.id });
         return;
+      case 'presence':
+        this.#presence(session, frame.subject, frame.id);
+        return;
       case 'ack': {
         const handle = session.unacked.get(frame.seq);
         if (!handle) {
@@ -204,6 +218,29 @@ export class SessionHub {
         return;
       }
     }
+  }
+
+  /**
+   * The members of a subject, for a session that may subscribe to it. Reading them (from NATS KV
+   * in a cluster) counts as a request in flight (MAX_PENDING_REQUESTS).
+   */
+  #presence(session: Session, subject: string, id: string): void {
+    const denial = checkSubscribe(session, subject);
+    if (denial) return this.#refuse(session, denial, id);
+    const presence = this.presence;
+    if (!presence?.tracks(subject)) return this.error(session, 'presence_unavailable', `presence is not kept for ${subject} (PRESENCE_SUBJECTS)`, id);
+    if (session.pendingRequests >= this.#opts.maxPendingRequests) return this.error(session, 'too_many_requests', `at most ${this.#opts.maxPendingRequests} requests in flight`, id);
+    session.pendingRequests++;
+    presence.members(subject).then(
+      (r) => {
+        if (!session.closed) session.sendFrame({ op: 'presence', id, subject, members: r.members, truncated: r.truncated });
+      },
+      (err: unknown) => {
+        if (!session.closed) this.error(session, 'bus_unavailable', `presence could not be read: ${(err as Error).message}`, id);
+      },
+    ).finally(() => {
+      if (session.pendingRequests > 0) session.pendingRequests--;
+    });
   }
 
   #publish(session: Session, msg: BusMessage, id: string | undefined): void {
@@ -249,6 +286,7 @@ export class SessionHub {
           if (checkSubscribe(session, pattern) === null) continue;
           release();
           session.subscriptions.delete(pattern);
+          this.presence?.unsubscribed(session, pattern);
           this.stats.permissionDenials++;
           session.sendFrame({ op: 'error', code: 'permission_denied', message: `subscription ${pattern} ended: the new token does not allow it`, subject: pattern });
           this.onChange();

@@ -9,6 +9,7 @@
 // permessage-deflate was negotiated (ws then compresses through a queue); see canWriteFrames.
 import * as wsModule from 'ws';
 import { WebSocket } from 'ws';
+import type { SessionSocket } from './session-socket.ts';
 
 type FrameFn = (data: Buffer, opts: { fin: boolean; rsv1: boolean; opcode: number; mask: boolean; readOnly: boolean }) => Buffer[];
 const frame = (wsModule as unknown as { Sender: { frame: FrameFn } }).Sender.frame;
@@ -30,12 +31,12 @@ export function frameOnce(payload: Buffer, binary: boolean): Buffer {
 }
 
 /** Whether pre-framed bytes may go straight to this socket (no compression queue in ws). */
-export function canWriteFrames(ws: WebSocket): boolean {
+export function canWriteFrames(ws: SessionSocket): boolean {
   return ws.extensions === '' && typeof (ws as unknown as Partial<WithSender>)._sender?.sendFrame === 'function';
 }
 
 /** Writes a frame made by frameOnce; the caller checked canWriteFrames and that ws is OPEN. */
-export function writeFrame(ws: WebSocket, framed: Buffer): void {
+export function writeFrame(ws: SessionSocket, framed: Buffer): void {
   (ws as unknown as WithSender)._sender.sendFrame([framed]);
 }
 
@@ -46,7 +47,7 @@ export function writeFrame(ws: WebSocket, framed: Buffer): void {
  * leaves before the next I/O turn: this batches, it never delays. Once FLUSH_BYTES are held the
  * batch is written at once, so corking never holds back more than that.
  */
-export function corkUntilTickEnd(ws: WebSocket): void {
+export function corkUntilTickEnd(ws: SessionSocket): void {
   const sock = (ws as unknown as WithSender)._socket;
   if (!sock) return;
   const before = corked.get(sock);
@@ -88,7 +89,7 @@ export const WRITE_OVERHEAD_BYTES = 256;
  * are leaving anyway; counting them made a low MAX_BUFFERED_BYTES close healthy readers. What is
  * queued in one tick is still bounded, by FLUSH_BYTES.
  */
-export function queuedBytes(ws: WebSocket): number {
+export function queuedBytes(ws: SessionSocket): number {
   const sock = (ws as unknown as WithSender)._socket;
   const total = (ws as unknown as WithBuffered).bufferedAmount;
   if (sock === undefined) return total;

@@ -1,6 +1,7 @@
-// One WebSocket connection in server mode: its identity, its subscriptions, its counters, and the
+// One client connection in server mode (a WebSocket, or the SSE fallback: see session-socket.ts): its identity, its subscriptions, its counters, and the
 // outbound path with the slow-consumer policy. Routing decisions live in SessionHub.
 import { canWriteFrames, corkUntilTickEnd, queuedBytes, writeFrame, WebSocket } from './preframed.ts';
+import type { SessionSocket } from './session-socket.ts';
 import { setLongTimeout } from './long-timeout.ts';
 import type { LongTimeout } from './long-timeout.ts';
 import type { Codec, WireData } from '../protocol/codec.ts';
@@ -61,6 +62,8 @@ export interface SessionInfo {
   counters: SessionCounters;
   /** Outbound bytes waiting to be sent to the client now (the slow-consumer measure). */
   queued_bytes: number;
+  /** What the session sits on: a WebSocket, or the Server-Sent Events fallback. */
+  transport: 'websocket' | 'sse';
 }
 
 export class Session implements Actor {
@@ -122,8 +125,8 @@ export class Session implements Actor {
   /** Created on first use: most sessions never take an acked subscription. */
   #unacked: Map<number, { ack(): void; nak(): void }> | undefined;
   closed = false;
-  #ws: WebSocket;
-  get socket(): WebSocket {
+  #ws: SessionSocket;
+  get socket(): SessionSocket {
     return this.#ws;
   }
   /** Whether pre-framed bytes can be written to the socket (decided on the first fan-out). */
@@ -165,7 +168,7 @@ export class Session implements Actor {
   /** Told once when the slow-consumer policy closes or first drops for this session. */
   onSlow: (session: Session, action: SlowConsumerPolicy) => void = () => {};
 
-  constructor(id: string, replySubject: string, ws: WebSocket, remoteAddress: string, codec: Codec, limits: SessionLimits) {
+  constructor(id: string, replySubject: string, ws: SessionSocket, remoteAddress: string, codec: Codec, limits: SessionLimits) {
     this.id = id;
     this.replySubject = replySubject;
     this.#ws = ws;
@@ -277,6 +280,7 @@ export class Session implements Actor {
       subscriptions: [...this.subscriptions.keys()],
       counters: { ...this.counters },
       queued_bytes: queuedBytes(this.#ws),
+      transport: this.#ws.transport ?? 'websocket',
     };
   }
 }
