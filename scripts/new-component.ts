@@ -153,7 +153,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   console.log(`created ${relative(USER_CWD, made.dir) || '.'}/: ${made.files.join(', ')}
 
 build it (10–50 s the first time, then cached) and run it:
-${inside ? '' : `  cd ${ROOT}\n`}  npm run build:components -- ${shown(made.dir)}
+${inside ? '' : `  cd ${ROOT.replace(/\/$/, '')}\n`}  npm run build:components -- ${shown(made.dir)}
   npx wsbridge serve --component ${shown(wasm)} --subscribe '${name}.>'
 then send from any WebSocket client connected to ws://127.0.0.1:8080/ws:
   {"op":"req","id":"1","subject":"${name}.try","text":"hi"}`);
