@@ -22,7 +22,7 @@ export declare class Message<T = unknown> {
 
 /** A failed publish or request. */
 export declare class MessagingError extends Error {
-  /** The gateway's code: timeout, no_responders, handler_failed, invalid_subject, permission_denied, bus_unavailable, not_imported, … */
+  /** The gateway's code: timeout, no_responders, handler_failed, invalid_subject, permission_denied, bus_unavailable, not_imported, no_event_loop, … */
   readonly code: string;
 }
 

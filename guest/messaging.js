@@ -1,7 +1,7 @@
 // Messaging helpers over wasmcloud:messaging@0.2.0: a handler that gives messages as text, JSON or
 // bytes and turns whatever it throws into handle-message's `err(string)`, and publish, reply and
 // request with checked arguments (a wrong type reaching a WIT import would trap the instance).
-import { bound } from './bindings.js';
+import { bound, NO_EVENT_LOOP } from './bindings.js';
 import { decodeUtf8 } from './utf8.js';
 import { toBytes, describeThrown } from './bodies.js';
 
@@ -89,7 +89,13 @@ const MAX_U32 = 2 ** 32 - 1;
  * the gateway's REQUEST_TIMEOUT_MS) bounds the wait. Rejects with a MessagingError whose `code`
  * is timeout, no_responders, handler_failed, invalid_subject, …
  */
-export async function request(subject, body, options = {}) {
+export function request(subject, body, options = {}) {
+  // Refused at once (a promise would never settle there), so a synchronous handler fails loudly.
+  if (!bound.eventLoop) throw new MessagingError(`request: ${NO_EVENT_LOOP}`, 'no_event_loop');
+  return requestAsync(subject, body, options);
+}
+
+async function requestAsync(subject, body, options) {
   checkSubject('request: subject', subject);
   const timeoutMs = options?.timeoutMs ?? 0;
   if (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > MAX_U32) throw new RangeError(`request: options.timeoutMs must be an integer from 0 to ${MAX_U32}, got ${String(timeoutMs)}`);
@@ -131,6 +137,8 @@ export function messageHandler(fn) {
       } catch (e) {
         throw describeThrown(e);
       }
+      // QuickJS: the promise would be dropped unsettled, its answer or its error lost.
+      if (!bound.eventLoop) throw describeThrown(new Error(`the handler returned a promise, but ${NO_EVENT_LOOP}`));
       // A promise (or any thenable): settle it in a fresh promise, so a thenable that throws or
       // never calls back is still handled like a rejection.
       return new Promise((resolve, reject) => {

@@ -15,6 +15,11 @@ import { bound } from './bindings.js';
 import { utf8Length } from './utf8.js';
 import { kitSetTimeout, nextTimerDue } from './timers.js';
 
+// QuickJS builds have neither Event nor EventTarget nor DOMException: the module must still load
+// there (the kit's messaging half works on QuickJS), and the constructor says why it cannot run.
+const EventBase = typeof Event === 'function' ? Event : class {};
+const EventTargetBase = typeof EventTarget === 'function' ? EventTarget : class {};
+
 const CONNECTING = 0;
 const OPEN = 1;
 const CLOSING = 2;
@@ -22,7 +27,7 @@ const CLOSED = 3;
 const MAX_IDLE_MS = 16;
 
 /** A message event (the engine has Event and EventTarget, not MessageEvent). */
-export class MessageEvent extends Event {
+export class MessageEvent extends EventBase {
   #data;
   #origin;
   #lastEventId;
@@ -49,7 +54,7 @@ export class MessageEvent extends Event {
   }
 }
 
-export class CloseEvent extends Event {
+export class CloseEvent extends EventBase {
   #wasClean;
   #code;
   #reason;
@@ -71,7 +76,7 @@ export class CloseEvent extends Event {
 }
 
 /** The `error` event: a browser's plain Event, plus the reason in `message` (as Node's WebSocket). */
-export class ErrorEvent extends Event {
+export class ErrorEvent extends EventBase {
   #message;
   #error;
   constructor(type, init = {}) {
@@ -142,7 +147,10 @@ const internal = Symbol('wsbridge.websocket');
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 function domError(message, name) {
-  return new DOMException(message, name);
+  if (typeof DOMException === 'function') return new DOMException(message, name);
+  const e = new Error(message);
+  e.name = name;
+  return e;
 }
 
 /** WebIDL [Clamp] unsigned short. */
@@ -279,7 +287,7 @@ class Internal {
   }
 }
 
-export class WebSocket extends EventTarget {
+export class WebSocket extends EventTargetBase {
   constructor(url, protocols = []) {
     super();
     const transport = bound.websocket;

@@ -222,6 +222,7 @@ async function bundleSource(source: string, userWorld: string, world: string, o:
     `bind({ ${[
       hasConsumer ? 'consumer' : '',
       golem ? 'websocket: golemTransport(golemClient, poll, clock)' : wasmcloud ? 'websocket: wasmcloudTransport(wasmcloudClient)' : websocketWhy ? `websocket: ${JSON.stringify(websocketWhy)}` : '',
+      o.engine === 'quickjs' ? 'eventLoop: false' : '',
     ].filter(Boolean).join(', ')} });`,
     // Code written for browsers reaches for the globals.
     (golem || wasmcloud) ? 'globalThis.WebSocket ??= WebSocket;\nglobalThis.MessageEvent ??= MessageEvent;\nglobalThis.CloseEvent ??= CloseEvent;' : '',

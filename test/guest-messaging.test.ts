@@ -124,3 +124,33 @@ test('whatever is thrown or rejected becomes err(string), never a trap', async (
   assert.equal(pool.stats.instancesCreated, 1);
   assert.equal(JSON.parse(text(count.replies[0])).calls, pool.stats.calls);
 });
+
+test('QuickJS builds: the kit works without TextEncoder; a handler returning a promise fails loudly (no event loop to settle it)', async () => {
+  const qjs = await loadComponent((await buildComponent(join(ROOT, 'test/fixtures/components/kit-messaging'), { engine: 'quickjs', outDir: join(ROOT, 'build/test-components') })).path, join(ROOT, 'build/cache'));
+  const out: BrokerMessage[] = [];
+  const p = new InstancePool(qjs, {
+    publish: (m) => out.push(m),
+    request: async () => err('unused'),
+    outbound: { open: 0, opened: 0, bytesIn: 0, bytesOut: 0 },
+    grants: { env: {}, preopens: {} },
+    policy: { allow: [], maxConnections: 1, receiveQueue: 10 },
+    defaults: { timeoutMs: 5000, maxMessageBytes: 1 << 20 },
+    onWorkerError: () => {},
+  }, { size: 1, timeoutMs: 20_000, maxQueue: 10 });
+  await p.warm();
+  try {
+    const run = (step: string, body = '') => p.call({ subject: `kit.${step}`, body: Buffer.from(body), replyTo: '_INBOX.q' });
+    assert.deepEqual(await run('text', 'héllo ✓'), ok(undefined));
+    assert.equal(Buffer.from(out.at(-1)!.body).toString(), 'HÉLLO ✓');
+    assert.deepEqual(await p.call({ subject: 'kit.text', body: new Uint8Array([0xff, 0x41]), replyTo: '_INBOX.q' }), ok(undefined));
+    assert.equal(Buffer.from(out.at(-1)!.body).toString(), '\ufffdA');
+    assert.deepEqual(await run('throw-error'), err('Error: boom'));
+    for (const step of ['later', 'reject-error', 'request']) {
+      const r = await run(step);
+      assert.match(r.tag === 'err' ? r.val : '', /^Error: the handler returned a promise, but this component was built with QuickJS, which runs no event loop/, step);
+    }
+    assert.equal(p.stats.traps, 0);
+  } finally {
+    await p.close();
+  }
+});
