@@ -1,9 +1,9 @@
 // Config resolution that the CLI tests do not reach: per-link merging and component entries.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { writeFileSync, mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { loadConfig, ConfigError } from '../src/config/load.ts';
 
 const file = (obj: unknown) => {
@@ -53,6 +53,27 @@ test('component entries: defaults, queue, grants, and errors naming the entry', 
   ];
   for (const [entry, re] of bad) assert.throws(() => loadConfig({ env: {}, file: file({ components: [entry] }) }), (err: Error) => err instanceof ConfigError && re.test(err.message));
   assert.throws(() => loadConfig({ env: {}, file: file({ components: [{ path: 'a/x.wasm' }, { path: 'b/x.wasm' }] }) }), /two components have the id "x"/);
+});
+
+test('component paths and preopens in a config file resolve from its folder; on the command line from the cwd', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'wsbridge-cfg-'));
+  try {
+    mkdirSync(join(dir, 'conf'));
+    const path = join(dir, 'conf', 'gateway.json');
+    writeFileSync(path, JSON.stringify({ components: [
+      { path: '../build/a.wasm', preopens: { '/data': 'data', '/abs': '/srv/abs' } },
+      { path: '/opt/b.wasm' },
+    ] }));
+    const c = loadConfig({ env: {}, file: path, components: [{ path: 'cli/c.wasm' }] });
+    assert.deepEqual(c.components.map((e) => e.path), [join(dir, 'build/a.wasm'), '/opt/b.wasm', 'cli/c.wasm']);
+    assert.deepEqual(c.components[0]!.preopens, { '/data': join(dir, 'conf/data'), '/abs': '/srv/abs' });
+    assert.deepEqual(c.components.map((e) => e.id), ['a', 'b', 'c']);
+    // The same through WSBRIDGE_CONFIG, given relative to the cwd.
+    const rel = relative(process.cwd(), path);
+    assert.equal(loadConfig({ env: { WSBRIDGE_CONFIG: rel } }).components[0]!.path, join(dir, 'build/a.wasm'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('defaults: server mode listens on 127.0.0.1:8080 with every documented default', () => {

@@ -10,7 +10,7 @@ import type { LogLevel } from '../observability/logger.ts';
 import type { SlowConsumerPolicy } from '../sessions/session.ts';
 import { subjectError } from '../protocol/subject.ts';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { ComponentConfig } from '../components/component-config.ts';
 import { defaultComponentId } from '../components/component-config.ts';
 import type { AuthConfig, NamedToken } from '../auth/authenticator.ts';
@@ -335,11 +335,15 @@ export function loadConfig(sources: ConfigSources): Config {
     ...((fileComponents as unknown[] | undefined) ?? []).map((c, i): [Record<string, unknown>, string] => [c as Record<string, unknown>, `${fileSource}: components[${i}]`]),
     ...(sources.components ?? []).map((c, i): [Record<string, unknown>, string] => [c, `--component #${i + 1}`]),
   ];
-  config.components = componentEntries.map(([c, where]) => componentConfig(c, where, {
+  // Paths in a config file are the file's: relative ones resolve from its folder, wherever the
+  // gateway starts. On the command line they stay relative to the current directory.
+  const fileDir = filePath ? dirname(resolve(filePath)) : undefined;
+  const fileEntries = ((fileComponents as unknown[] | undefined) ?? []).length;
+  config.components = componentEntries.map(([c, where], i) => componentConfig(c, where, {
     poolSize: get('COMPONENT_POOL_SIZE'),
     timeoutMs: get('COMPONENT_TIMEOUT_MS'),
     maxQueue: get('COMPONENT_MAX_QUEUE'),
-  }));
+  }, i < fileEntries ? fileDir : undefined));
   const ids = new Set<string>();
   for (const c of config.components) {
     if (ids.has(c.id)) throw new ConfigError(`components: two components have the id ${JSON.stringify(c.id)}; give one an "id"`);
@@ -486,7 +490,7 @@ function productionNats(get: <T>(key: string) => T): Omit<NatsConfig, 'servers' 
 
 const COMPONENT_KEYS = new Set(['path', 'id', 'subscriptions', 'queue', 'pool_size', 'timeout_ms', 'max_queue', 'env', 'preopens']);
 
-function componentConfig(c: unknown, where: string, defaults: { poolSize: number; timeoutMs: number; maxQueue: number }): ComponentConfig {
+function componentConfig(c: unknown, where: string, defaults: { poolSize: number; timeoutMs: number; maxQueue: number }, baseDir?: string): ComponentConfig {
   if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new ConfigError(`${where}: must be an object`);
   const o = c as Record<string, unknown>;
   checkKeys(o, where, (k) => COMPONENT_KEYS.has(k));
@@ -516,15 +520,16 @@ function componentConfig(c: unknown, where: string, defaults: { poolSize: number
     if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${where}: ${key}: expected an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
     return n;
   };
+  const preopens = stringMap(o.preopens, `${where}: preopens`);
   return {
     id,
-    path: o.path,
+    path: baseDir ? resolve(baseDir, o.path) : o.path,
     subscriptions,
     poolSize: num('pool_size', defaults.poolSize, 1, 1024),
     timeoutMs: num('timeout_ms', defaults.timeoutMs, 1, 3_600_000),
     maxQueue: num('max_queue', defaults.maxQueue, 0, 1_000_000),
     env: stringMap(o.env, `${where}: env`),
-    preopens: stringMap(o.preopens, `${where}: preopens`),
+    preopens: baseDir ? Object.fromEntries(Object.entries(preopens).map(([guest, host]) => [guest, resolve(baseDir, host)])) : preopens,
   };
 }
 

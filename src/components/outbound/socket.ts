@@ -131,6 +131,7 @@ export class OutboundSocket {
       } else if (code === 1009) {
         this.failure ??= `message larger than ${this.#opts.maxMessageBytes} bytes`;
       } else {
+        // guest/golem.js tells this text apart (a cut connection: close 1006 without an error event).
         this.failure ??= 'connection lost';
       }
       if (wasOpen) {
