@@ -55,13 +55,34 @@ function exited(p: ChildProcess, ms = 20_000): Promise<{ code: number | null; si
   });
 }
 
+/**
+ * The process group of the shell `script` runs in its own session (on the pty): signals to
+ * `script`'s group never reach it, and the gateway ignores the SIGHUP it gets when the pty closes
+ * (SIGHUP reloads TLS), so it is signalled directly.
+ */
+const ptyGroups = new WeakMap<ChildProcess, Promise<number>>();
+
+/** Signals a detached process group (and the pty session's group under it), ignoring one that is gone. */
+function signalGroup(p: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  const groups = [p.pid!];
+  const pty = ptyGroups.get(p);
+  const send = () => {
+    for (const g of groups) {
+      try {
+        process.kill(-g, signal);
+      } catch {
+        // already gone
+      }
+    }
+  };
+  if (!pty) return (send(), Promise.resolve());
+  // The shell prints its pid first thing, so it is known long before anything is signalled.
+  return within(pty, 5000, 'the pty shell\'s pid').then((g) => (groups.push(g), send()), () => send());
+}
+
 /** Kills a detached process group, ignoring one that is gone. */
-function killGroup(p: ChildProcess): void {
-  try {
-    process.kill(-p.pid!, 'SIGKILL');
-  } catch {
-    // already gone
-  }
+function killGroup(p: ChildProcess): Promise<void> {
+  return signalGroup(p, 'SIGKILL');
 }
 
 /** `p`, or a rejection after `ms`: every wait here has a bound. */
@@ -87,7 +108,11 @@ const refused = (port: number) => new Promise<boolean>((resolve) => {
 
 /** Runs a shell command line under `script`, which gives it a terminal (a pty) for whatever it does not redirect. */
 function underTerminal(command: string, env: Record<string, string> = {}): ChildProcess {
-  return spawn('script', ['-qfec', command, '/dev/null'], { env: { PATH, TERM: 'xterm', ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const p = spawn('script', ['-qfec', `echo "pty-group:$$"; ${command}`, '/dev/null'], { env: { PATH, TERM: 'xterm', ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const group = waitOutput(p, /pty-group:(\d+)/, 30_000).then((m) => Number(m[1]));
+  group.catch(() => {}); // awaited (or not) by signalGroup
+  ptyGroups.set(p, group);
+  return p;
 }
 
 test('help: short by default and grouped; --help-all has every setting once, by topic; serve and connect differ', async () => {
@@ -152,7 +177,7 @@ test('colour: decided on the stream written to (errors on a terminal stderr are 
     try {
       await exited(p);
     } finally {
-      killGroup(p);
+      await killGroup(p);
     }
     return out;
   };
@@ -180,7 +205,7 @@ test('logs: readable and coloured on a terminal, JSON lines in a file; session o
     await within(ok.closed, 5000, 'closed');
     const wrong = new TestClient(`${url}?token=wrong-secret-token`);
     await within(wrong.closed, 5000, 'refused at the handshake');
-    process.kill(-p.pid!, 'SIGTERM');
+    await signalGroup(p, 'SIGTERM');
     await exited(p);
   };
 
