@@ -27,7 +27,10 @@ function npmRun(args: string[], cwd = ROOT, timeoutMs = 300_000): Promise<{ code
   });
 }
 
-const newComponent = (...args: string[]) => spawnSync(process.execPath, [join(ROOT, 'scripts/new-component.ts'), ...args], { cwd: SCRATCH, encoding: 'utf8' });
+// Without npm's INIT_CWD (set when the tests run under `npm test`), which the script would take as
+// the user's directory: the scaffold goes where it is run from, the scratch directory.
+const { INIT_CWD: _npmCwd, ...ENV } = process.env;
+const newComponent = (...args: string[]) => spawnSync(process.execPath, [join(ROOT, 'scripts/new-component.ts'), ...args], { cwd: SCRATCH, env: ENV, encoding: 'utf8' });
 
 test('bad names and existing folders are refused (exit 2, a reason, nothing written)', () => {
   const bad: Array<[string, RegExp]> = [
@@ -50,7 +53,9 @@ test('bad names and existing folders are refused (exit 2, a reason, nothing writ
   assert.equal(newComponent().status, 2);
   assert.match(newComponent('a', 'b').stderr, /one name at a time/);
   assert.deepEqual(spawnSync('ls', [SCRATCH], { encoding: 'utf8' }).stdout, '', 'nothing written');
-  assert.equal(newComponent('taken').status, 0);
+  const first = newComponent('taken');
+  assert.equal(first.status, 0, first.stderr);
+  assert.ok(existsSync(join(SCRATCH, 'taken/component.js')), 'made where it was run');
   const again = newComponent('taken');
   assert.equal(again.status, 2);
   assert.match(again.stderr, /already exists: not overwriting it/);
