@@ -6,8 +6,6 @@
 // a history of its own (diverging sequences), and its log line says which domain it uses.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Gateway } from '../src/gateway/gateway.ts';
@@ -15,7 +13,7 @@ import { loadConfig } from '../src/config/load.ts';
 import type { NatsBus } from '../src/bus/nats-bus.ts';
 import type { Logger } from '../src/observability/logger.ts';
 import { TestClient, bounded, unb64 } from './helpers.ts';
-import { startCluster, startLeaf, leafConnected } from './nats-cluster-helpers.ts';
+import { startCluster, startLeaf, leafConnected, captureLog } from './nats-cluster-helpers.ts';
 
 const hub = await startCluster({ name: 'hubc', domain: 'hub', leafListen: true });
 after(() => hub.stop());
@@ -25,17 +23,6 @@ await hub.jetstreamReady();
 await leafConnected(leaf);
 
 const TOKEN = 'domains-admin';
-
-function captureLog(): { log: Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { log: pino({ level: 'info' }, sink) as unknown as Logger, lines };
-}
 
 async function node(url: string, settings: Record<string, string>, log?: Logger): Promise<Gateway & { bus: NatsBus }> {
   const config = loadConfig({ flags: { MODE: 'server', LISTEN: '127.0.0.1:0', NATS_URL: url, HISTORY_SUBJECTS: 'dom.>', ADMIN_TOKEN: TOKEN, PRESENCE_TTL_SEC: '5', ...settings }, env: {} });

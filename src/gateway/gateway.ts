@@ -128,10 +128,12 @@ export class Gateway {
     if (!(bus instanceof NatsBus)) return;
     const { Presence } = await import('../cluster/presence.ts');
     const { PlacementError } = await import('../bus/jetstream-placement.ts');
+    // The bucket is named per NATS_PREFIX: tenants sharing a NATS never see each other's sessions.
+    const bucket = scopedStateName('wsbridge_presence', bus.prefix);
     // Replicas and placement first: settings JetStream cannot honour stop startup here, naming
     // the setting. JetStream unavailable is not fatal here (history says so below, if used).
     try {
-      await bus.placement.resolve();
+      await bus.placement.resolve([bus.historyStream, `KV_${bucket}`]);
     } catch (e) {
       if (e instanceof PlacementError) throw new NatsUnavailableError(e.message);
       this.log.warn({ err: (e as Error).message }, 'JetStream did not answer: replicas of history and presence not known yet');
@@ -146,8 +148,6 @@ export class Gateway {
     // Operator closes of sessions on this node, sent from any node.
     bus.subscribe(`${NODE_PREFIX}${bus.nodeId}.close`, (m) => this.closeSession(Buffer.from(m.body).toString()));
     try {
-      // The bucket is named per NATS_PREFIX: tenants sharing a NATS never see each other's sessions.
-      const bucket = scopedStateName('wsbridge_presence', bus.prefix);
       this.#presence = await Presence.start(bus.nc, bucket, bus.nodeId, this.config.presenceTtlSec, () => this.listSessions(), this.log, { js: bus.jsOptions(), storage: await bus.placement.kv() });
       // KV create leaves an existing bucket's replicas as they were: bring them to the setting.
       await bus.placement.ensure(`KV_${bucket}`).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not check the presence bucket\'s replicas'));
