@@ -6,7 +6,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnCli, TestClient, unb64 } from './helpers.ts';
+import { spawnCli, TestClient, unb64, bounded } from './helpers.ts';
 import { startNats, freePort } from './nats-helpers.ts';
 import { startCluster } from './nats-cluster-helpers.ts';
 import { makePki } from './tls-helpers.ts';
@@ -98,6 +98,16 @@ test('mutual TLS refused: no client certificate, a certificate from another CA, 
     // Three servers × NATS_CONNECT_TIMEOUT_MS (2 s) at most, then one probe: not a retry loop.
     assert.ok(ms < 20_000, `exited after ${ms} ms`);
   }
+});
+
+test('a tls:// NATS_URL requires TLS: a server without TLS ends startup (exit 1), never plain text', async () => {
+  const plain = await startNats();
+  after(() => plain.stop());
+  const n = await node({ NATS_URL: plain.url.replace('nats://', 'tls://'), NATS_STARTUP_RETRY_SEC: '0' }, null);
+  const { code } = await bounded(n.exit, 'exit of a node dialling tls:// to a plain server', 20_000);
+  assert.equal(code, 1, n.output());
+  assert.match(n.output(), /does not offer TLS, which a tls:\/\/ NATS_URL requires/);
+  assert.doesNotMatch(n.output(), /listening on/);
 });
 
 test('certificate files that cannot be used exit 2 naming the setting, before any connection', async () => {

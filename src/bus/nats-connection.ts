@@ -72,7 +72,9 @@ export function connectionOptions(s: NatsConnectionSettings, name: string, inbox
   if (s.token !== undefined) o.token = s.token;
   if (s.credsFile) o.authenticator = credsAuthenticator(readFileSync(s.credsFile));
   else if (s.nkeySeedFile) o.authenticator = nkeyAuthenticator(new TextEncoder().encode(readFileSync(s.nkeySeedFile, 'utf8').trim()));
-  if (s.tlsCaFile || s.tlsCertFile) {
+  // TLS is required with a CA or client certificate, and with a tls:// URL (nats.js on its own
+  // would speak plain text to a tls:// server that does not offer TLS).
+  if (s.tlsCaFile || s.tlsCertFile || s.servers.some((u) => u.startsWith('tls://'))) {
     o.tls = {
       ...(s.tlsCaFile ? { caFile: s.tlsCaFile } : {}),
       ...(s.tlsCertFile ? { certFile: s.tlsCertFile, keyFile: s.tlsKeyFile } : {}),

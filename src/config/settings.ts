@@ -80,7 +80,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'OUTBOUND_MAX_CONNECTIONS', type: int(0, 100_000), default: 100, scope: 'both', doc: 'Outbound WebSocket connections one component (all its instances) may hold open.' },
   { key: 'OUTBOUND_RECEIVE_QUEUE', type: int(1, 1_000_000), default: 1000, scope: 'both', doc: 'Received messages queued per outbound connection; when full the socket stops reading (TCP backpressure) until the component has taken half of them.' },
   { key: 'OUTBOUND_TIMEOUT_MS', type: int(1, 3_600_000), default: 30_000, scope: 'both', doc: 'Connect timeout of an outbound WebSocket whose config gives none (golem connect has none).' },
-  { key: 'NATS_URL', type: { kind: 'list' }, default: [], scope: 'both', doc: 'NATS server URL(s), comma-separated (flag --nats). Set: the bus spans every node on this NATS; unset: the in-memory bus.' },
+  { key: 'NATS_URL', type: { kind: 'list' }, default: [], scope: 'both', doc: 'NATS server URL(s), comma-separated (flag --nats): nats://host:port or tls://host:port. Set: the bus spans every node on this NATS; unset: the in-memory bus. A tls:// URL anywhere in the list makes TLS required with every server (as NATS_TLS_CA_FILE does); with nats:// only, TLS is used when the server asks for it.' },
   { key: 'NATS_PREFIX', type: { kind: 'string' }, default: '', scope: 'both', doc: 'Prefix of every subject on NATS (empty: subjects map one to one, as a wasmCloud messaging provider sees them). End it with a dot.' },
   { key: 'NATS_USER', type: { kind: 'string' }, default: undefined, scope: 'both', doc: 'NATS user (with NATS_PASSWORD).' },
   { key: 'NATS_PASSWORD', type: { kind: 'string' }, default: undefined, scope: 'both', doc: 'NATS password.' },
