@@ -110,7 +110,7 @@ test('a tls:// NATS_URL requires TLS: a server without TLS ends startup (exit 1)
   assert.doesNotMatch(n.output(), /listening on/);
 });
 
-test('certificate files that cannot be used exit 2 naming the setting, before any connection', async () => {
+test('certificate, credentials and NKEY seed files that cannot be used exit 2 naming the setting, before any connection', async () => {
   const [, otherKey] = makePki().issue('x', { client: true });
   const junk = join(pki.dir, 'junk.pem');
   writeFileSync(junk, 'not a certificate\n');
@@ -119,6 +119,9 @@ test('certificate files that cannot be used exit 2 naming the setting, before an
     [{ NATS_TLS_CERT_FILE: clientCert, NATS_TLS_KEY_FILE: otherKey }, /NATS_TLS_CERT_FILE \/ NATS_TLS_KEY_FILE: .*key values mismatch/],
     [{ NATS_TLS_CERT_FILE: join(pki.dir, 'missing.pem'), NATS_TLS_KEY_FILE: clientKey }, /NATS_TLS_CERT_FILE: cannot read .*ENOENT/],
     [{ NATS_TLS_CA_FILE: junk }, /NATS_TLS_CA_FILE: .* is not a PEM CA certificate/],
+    // nats.js reads these only when a server asks; unchecked, they looked like an unreachable NATS.
+    [{ NATS_CREDS_FILE: junk }, /NATS_CREDS_FILE: .*junk\.pem is not a NATS credentials file .*unable to parse credentials/],
+    [{ NATS_NKEY_SEED_FILE: junk }, /NATS_NKEY_SEED_FILE: .*junk\.pem is not an NKEY user seed .*invalid encoded key/],
   ];
   for (const [env, msg] of cases) {
     const n = await node({ NATS_URL: cluster.urls[0]!, ...env }, null);

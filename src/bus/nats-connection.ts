@@ -13,6 +13,7 @@ import { connect, credsAuthenticator, nkeyAuthenticator, errors } from '@nats-io
 import type { ConnectionOptions, NatsConnection, Server } from '@nats-io/transport-node';
 import type { JetStreamOptions } from '@nats-io/jetstream';
 import { SETTING_BY_KEY } from '../config/settings.ts';
+import { ConfigError } from '../config/load.ts';
 import type { Logger } from '../observability/logger.ts';
 
 /** The connection settings (NATS_*); what is left out takes the settings table's default. */
@@ -51,7 +52,10 @@ export class NatsStartupError extends Error {
   }
 }
 
-/** The nats.js options for these settings. Reconnecting never gives up once connected. */
+/**
+ * The nats.js options for these settings. Reconnecting never gives up once connected. Throws
+ * ConfigError (exit 2) for a credentials or NKEY seed file nats.js cannot use.
+ */
 export function connectionOptions(s: NatsConnectionSettings, name: string, inboxPrefix: string): ConnectionOptions {
   const jitter = s.reconnectJitterMs ?? settingDefault('NATS_RECONNECT_JITTER_MS');
   const o: ConnectionOptions = {
@@ -70,8 +74,19 @@ export function connectionOptions(s: NatsConnectionSettings, name: string, inbox
   };
   if (s.user !== undefined) Object.assign(o, { user: s.user, pass: s.pass });
   if (s.token !== undefined) o.token = s.token;
-  if (s.credsFile) o.authenticator = credsAuthenticator(readFileSync(s.credsFile));
-  else if (s.nkeySeedFile) o.authenticator = nkeyAuthenticator(new TextEncoder().encode(readFileSync(s.nkeySeedFile, 'utf8').trim()));
+  const key = s.credsFile ? { setting: 'NATS_CREDS_FILE', file: s.credsFile, what: 'a NATS credentials file (.creds: a user JWT and its NKEY seed)' }
+    : s.nkeySeedFile ? { setting: 'NATS_NKEY_SEED_FILE', file: s.nkeySeedFile, what: 'an NKEY user seed (SU…)' } : undefined;
+  if (key) {
+    const authenticator = s.credsFile ? credsAuthenticator(readFileSync(key.file)) : nkeyAuthenticator(new TextEncoder().encode(readFileSync(key.file, 'utf8').trim()));
+    // nats.js reads the file only when a server asks for it, and a file it cannot use then looks
+    // like an unreachable server: read it once here (an empty nonce signs nothing).
+    try {
+      authenticator('');
+    } catch (e) {
+      throw new ConfigError(`${key.setting}: ${key.file} is not ${key.what} (${(e as Error).message})`);
+    }
+    o.authenticator = authenticator;
+  }
   // TLS is required with a CA or client certificate, and with a tls:// URL (nats.js on its own
   // would speak plain text to a tls:// server that does not offer TLS).
   if (s.tlsCaFile || s.tlsCertFile || s.servers.some((u) => u.startsWith('tls://'))) {

@@ -9,7 +9,7 @@ import { SessionHub } from '../sessions/hub.ts';
 import type { SessionInfo } from '../sessions/session.ts';
 import { GatewayServer } from '../server/gateway-server.ts';
 import { RemoteLink, linkKey } from '../client/remote-link.ts';
-import { loadConfig } from '../config/load.ts';
+import { loadConfig, ConfigError } from '../config/load.ts';
 import type { Config, LinkConfig } from '../config/load.ts';
 import { silentLogger } from '../observability/logger.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -97,6 +97,7 @@ export class Gateway {
       try {
         bus = await NatsBus.connect({ ...config.nats, name: 'wsbridge' }, log);
       } catch (e) {
+        if (e instanceof ConfigError) throw e; // a file nats.js cannot use: exit 2, naming the setting
         throw new NatsUnavailableError(`cannot connect to NATS at ${config.nats.servers.join(', ')} (NATS_URL): ${(e as Error).message}`);
       }
     }
