@@ -231,12 +231,11 @@ async function diagnose(err: unknown, s: NatsConnectionSettings, timeoutMs: numb
   const direct = tlsProblem(err, s, 'the NATS server');
   if (direct) return { fatal: true, message: direct };
   // A refusal or timeout: look at each server for a TLS mismatch nats.js reports only as a
-  // timeout (with TLS 1.3 a server refuses a client certificate after the handshake).
-  for (const url of s.servers) {
-    const found = await probeServer(url, s, timeoutMs);
-    if (found) return { fatal: true, message: found };
-  }
-  if (msg.includes(ROUND_OVER)) return { fatal: false, message: `no server completed the NATS handshake within NATS_CONNECT_TIMEOUT_MS=${timeoutMs}` };
+  // timeout (with TLS 1.3 a server refuses a client certificate after the handshake). All at
+  // once: the check adds one NATS_CONNECT_TIMEOUT_MS to a round, not one per server.
+  const found = (await Promise.all(s.servers.map((url) => probeServer(url, s, timeoutMs)))).find((f) => f !== undefined);
+  if (found) return { fatal: true, message: found };
+  if (msg.includes(ROUND_OVER) || err instanceof errors.TimeoutError) return { fatal: false, message: `no server completed the NATS handshake within NATS_CONNECT_TIMEOUT_MS=${timeoutMs}` };
   const code = errCode(err);
   return { fatal: false, message: code && !msg.includes(code) ? `${msg} (${code})` : msg };
 }
