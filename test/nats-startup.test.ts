@@ -191,6 +191,8 @@ test('production NATS settings: bad values are ConfigErrors naming the key; defa
     [{ NATS_PING_INTERVAL_SEC: '0' }, /NATS_PING_INTERVAL_SEC/],
     [{ NATS_MAX_PINGS_OUT: '0' }, /NATS_MAX_PINGS_OUT/],
     [{ NATS_CONNECT_TIMEOUT_MS: '10' }, /NATS_CONNECT_TIMEOUT_MS/],
+    // 0 (with no jitter) made reconnecting a busy loop: 74 % of a core while NATS was down.
+    [{ NATS_RECONNECT_WAIT_MS: '0' }, /NATS_RECONNECT_WAIT_MS .*expected an integer from 100 to 600000/],
     [{ NATS_PUBLISH_ACK_TIMEOUT_MS: '99' }, /NATS_PUBLISH_ACK_TIMEOUT_MS/],
     [{ NATS_JS_PLACEMENT_CLUSTER: 'a b' }, /NATS_JS_PLACEMENT_CLUSTER/],
   ];
