@@ -43,19 +43,20 @@ export class JetStreamPlacement {
   #settings: PlacementSettings;
   #probeName: string;
   #log: Logger;
-  #where: string;
   #resolved: Promise<number> | undefined;
   /** The streams holding the gateway's state (history stream, presence bucket's). */
   #state: string[] = [];
   /** The replica count in use, once known. */
   replicas: number | undefined;
+  /** Where the state lives, for messages: the JetStream domain or API prefix and its setting. */
+  readonly where: string;
 
   constructor(nc: NatsConnection, jsOptions: () => JetStreamOptions, settings: PlacementSettings, probeName: string, where: string, log: Logger) {
     this.#nc = nc;
     this.#jsOptions = jsOptions;
     this.#settings = settings;
     this.#probeName = probeName;
-    this.#where = where;
+    this.where = where;
     this.#log = log;
   }
 
@@ -115,17 +116,17 @@ export class JetStreamPlacement {
       this.#log.warn({ replicas, err: three.refused }, `could not ask JetStream how many replicas it can place: using ${replicas}${want ? '' : '; set NATS_JS_REPLICAS (3 on a JetStream cluster)'}`);
     } else if (want >= 2) {
       if (three !== 'ok') {
-        throw new PlacementError(`NATS_JS_REPLICAS=${want}: ${this.#where} cannot place ${want} replicas${placed} (${three === 'not_clustered' ? 'JetStream is not clustered' : 'not enough servers with JetStream'})`);
+        throw new PlacementError(`NATS_JS_REPLICAS=${want}: ${this.where} cannot place ${want} replicas${placed} (${three === 'not_clustered' ? 'JetStream is not clustered' : 'not enough servers with JetStream'})`);
       }
       replicas = want;
     } else if (three === 'ok') {
       replicas = want === 1 ? 1 : 3;
-      if (want === 1) this.#log.warn({ replicas: 1, where: this.#where }, 'NATS_JS_REPLICAS=1 on a JetStream cluster: the history stream and the presence bucket live on ONE server; losing it loses history or presence. Set NATS_JS_REPLICAS=3 (or 0).');
+      if (want === 1) this.#log.warn({ replicas: 1, where: this.where }, 'NATS_JS_REPLICAS=1 on a JetStream cluster: the history stream and the presence bucket live on ONE server; losing it loses history or presence. Set NATS_JS_REPLICAS=3 (or 0).');
     } else {
       // One replica fits anywhere, unless the placement itself matches no server.
-      if (this.placement && (await this.#probe(jsm, 1)) === 'no_peers') throw new PlacementError(`${this.#where} has no server${placed}`);
+      if (this.placement && (await this.#probe(jsm, 1)) === 'no_peers') throw new PlacementError(`${this.where} has no server${placed}`);
       replicas = 1;
-      if (three === 'no_peers') this.#log.warn({ replicas: 1, where: this.#where }, 'the JetStream cluster cannot place 3 replicas: the history stream and the presence bucket live on ONE server; losing it loses history or presence. Give the cluster 3 JetStream servers.');
+      if (three === 'no_peers') this.#log.warn({ replicas: 1, where: this.where }, 'the JetStream cluster cannot place 3 replicas: the history stream and the presence bucket live on ONE server; losing it loses history or presence. Give the cluster 3 JetStream servers.');
     }
     const domain = await jsm.getAccountInfo().then((a) => a.domain, () => undefined);
     this.#log.info({ replicas, placement: this.placement, domain: domain ?? null }, 'JetStream state (history stream, presence bucket) placed');

@@ -137,13 +137,13 @@ export class Gateway {
       await bus.placement.resolve([bus.historyStream, `KV_${bucket}`]);
     } catch (e) {
       if (e instanceof PlacementError) throw new NatsUnavailableError(e.message);
-      this.log.warn({ err: (e as Error).message }, 'JetStream did not answer: replicas of history and presence not known yet');
+      this.log.warn({ err: (e as Error).message, jetstream: bus.placement.where }, `${bus.placement.where} did not answer: replicas of history and presence not known yet`);
     }
     if (this.config.history.subjects.length > 0) {
       try {
         await bus.enableHistory(this.config.history);
       } catch (e) {
-        throw new NatsUnavailableError(`cannot set up history (HISTORY_SUBJECTS) in JetStream: ${(e as Error).message}`);
+        throw new NatsUnavailableError(`cannot set up history (HISTORY_SUBJECTS) in ${bus.placement.where}: ${(e as Error).message}`);
       }
     }
     // Operator closes of sessions on this node, sent from any node.
@@ -154,7 +154,7 @@ export class Gateway {
       await bus.placement.ensure(`KV_${bucket}`).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not check the presence bucket\'s replicas'));
       this.hub.onChange = () => this.#presence?.changed();
     } catch (e) {
-      this.log.warn({ err: (e as Error).message }, 'cluster presence unavailable (is JetStream enabled on the NATS server?): listing local sessions only');
+      this.log.warn({ err: (e as Error).message, jetstream: bus.placement.where }, `cluster presence unavailable in ${bus.placement.where}: listing local sessions only`);
     }
   }
 
