@@ -268,13 +268,18 @@ test('a node starting while JetStream cannot place 3 replicas (as during a serve
   }
 });
 
-test('a single JetStream server: 1 replica, no warning', async () => {
+test('a single JetStream server: 1 replica, no warning; placement settings there are warned about', async () => {
   const solo = await startNats();
   after(() => solo.stop());
   const { log, lines } = captureLog();
   const gw = await node([solo.url], {}, log);
   assert.equal(gw.bus.placement.replicas, 1);
   assert.equal(lines.filter((l) => (l.level as number) >= 40).length, 0, JSON.stringify(lines.filter((l) => (l.level as number) >= 40)));
+  // Placement settings cannot apply to one server (JetStream takes and ignores them): a warning.
+  const tagged = captureLog();
+  const placed = await node([solo.url], { NATS_JS_PLACEMENT_TAGS: 'ssd', NATS_PREFIX: 'tagged.' }, tagged.log);
+  assert.equal(placed.bus.placement.replicas, 1);
+  assert.ok(tagged.lines.some((l) => l.level === 40 && /not clustered: NATS_JS_PLACEMENT_CLUSTER and NATS_JS_PLACEMENT_TAGS do not apply/.test(String(l.msg))), 'warned');
 });
 
 test('NATS_PUBLISH_ACK_TIMEOUT_MS: with the stream leader frozen, an acked publish fails within the timeout, not 5 s', async () => {

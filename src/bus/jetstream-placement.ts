@@ -126,6 +126,8 @@ export class JetStreamPlacement {
       // One replica fits anywhere, unless the placement itself matches no server.
       if (this.placement && (await this.#probe(jsm, 1)) === 'no_peers') throw new PlacementError(`${this.where} has no server${placed}`);
       replicas = 1;
+      // A JetStream that is not clustered takes any placement and ignores it: say so.
+      if (three === 'not_clustered' && this.placement) this.#log.warn({ replicas: 1, placement: this.placement, where: this.where }, 'JetStream is not clustered: NATS_JS_PLACEMENT_CLUSTER and NATS_JS_PLACEMENT_TAGS do not apply; the history stream and the presence bucket live on the one server');
       if (three === 'no_peers') this.#log.warn({ replicas: 1, where: this.where }, 'the JetStream cluster cannot place 3 replicas: the history stream and the presence bucket live on ONE server; losing it loses history or presence. Give the cluster 3 JetStream servers.');
     }
     const domain = await jsm.getAccountInfo().then((a) => a.domain, () => undefined);
