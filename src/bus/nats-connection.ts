@@ -198,6 +198,11 @@ function credentialSettings(s: NatsConnectionSettings): string {
   return used.length ? `check ${used.join(', ')}` : 'the server requires credentials: set NATS_USER/NATS_PASSWORD, NATS_TOKEN, NATS_NKEY_SEED_FILE or NATS_CREDS_FILE';
 }
 
+/** A server without TLS, when the settings require it: which setting requires it. */
+function noTls(s: NatsConnectionSettings, where: string): string {
+  return `${where} does not offer TLS, which ${s.tlsCertFile ? 'NATS_TLS_CERT_FILE' : s.tlsCaFile ? 'NATS_TLS_CA_FILE' : 'a tls:// NATS_URL'} requires`;
+}
+
 /** A TLS failure as a sentence naming the setting, or undefined when `err` is not one. */
 function tlsProblem(err: unknown, s: NatsConnectionSettings, where: string): string | undefined {
   const code = errCode(err);
@@ -213,9 +218,8 @@ function tlsProblem(err: unknown, s: NatsConnectionSettings, where: string): str
       ? `${where} refused the client certificate (${code}): NATS_TLS_CERT_FILE=${s.tlsCertFile} must be signed by a CA the server trusts (its tls ca_file), be valid now and allow client authentication`
       : `${where} requires a client certificate (mutual TLS) and refused the handshake (${code}): set NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE`;
   }
-  if (/tls.*not available/i.test(msg)) {
-    return `${where} does not offer TLS, which ${s.tlsCertFile ? 'NATS_TLS_CERT_FILE' : s.tlsCaFile ? 'NATS_TLS_CA_FILE' : 'a tls:// NATS_URL'} requires`;
-  }
+  // nats.js: "'tls' is not available on this server" or "server does not support 'tls'".
+  if (/tls.*not available|not support 'tls'/i.test(msg)) return noTls(s, where);
   if (code?.startsWith('ERR_SSL_') || code?.startsWith('ERR_OSSL_')) {
     return `TLS with ${where} failed (${code}: ${msg}): check NATS_TLS_CA_FILE, NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE`;
   }
@@ -279,7 +283,7 @@ export async function probeServer(url: string, s: NatsConnectionSettings, timeou
     if (!info) return undefined;
     const wantTls = info.tls_required || url.startsWith('tls://') || Boolean(s.tlsCaFile || s.tlsCertFile);
     if (!wantTls) return undefined;
-    if (!info.tls_required && !info.tls_available) return `${where} does not offer TLS, which ${s.tlsCertFile ? 'NATS_TLS_CERT_FILE' : s.tlsCaFile ? 'NATS_TLS_CA_FILE' : 'a tls:// NATS_URL'} requires`;
+    if (!info.tls_required && !info.tls_available) return noTls(s, where);
     return await new Promise<string | undefined>((resolve) => {
       tlsSocket = tls.connect({
         socket,
