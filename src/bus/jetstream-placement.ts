@@ -104,11 +104,13 @@ export class JetStreamPlacement {
     const want = this.#settings.jsReplicas ?? 0;
     const placed = this.placement ? ` with placement ${JSON.stringify(this.placement)} (NATS_JS_PLACEMENT_CLUSTER, NATS_JS_PLACEMENT_TAGS)` : '';
     const three = await this.#probe(jsm, want >= 2 ? want : 3);
-    const kept = want === 0 && three !== 'ok' ? await this.#existingReplicas(jsm) : 1;
+    // The default never scales existing state down (to 1 when the probe fails during an outage,
+    // nor an operator's 5 to 3).
+    const existing = want === 0 ? await this.#existingReplicas(jsm) : 1;
     let replicas: number;
-    if (kept > 1) {
-      replicas = kept;
-      this.#log.warn({ replicas, err: typeof three === 'object' ? three.refused : three, streams: this.#state }, `JetStream cannot place 3 replicas now: keeping the ${kept} the existing history stream or presence bucket has`);
+    if (existing > (three === 'ok' ? 3 : 1)) {
+      replicas = existing;
+      if (three !== 'ok') this.#log.warn({ replicas, err: typeof three === 'object' ? three.refused : three, streams: this.#state }, `JetStream cannot place 3 replicas now: keeping the ${existing} the existing history stream or presence bucket has`);
     } else if (typeof three === 'object') {
       // JetStream refused the probe for another reason (an account allowed only its own stream
       // names, say): nothing learnt, so the setting (or 1) is used and the creates will tell.
