@@ -9,6 +9,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import type { Logger } from '../src/observability/logger.ts';
 
 /**
  * A free loopback port below the kernel's ephemeral range (32768+): the ports of a cluster are
@@ -264,4 +267,16 @@ export async function leafConnected(server: ClusterServer, timeoutMs = 20_000): 
     if (Date.now() > deadline) throw new Error(`${server.name}: no leafnode connection within ${timeoutMs} ms`);
     await new Promise((r2) => setTimeout(r2, 100)); // polling an external process's state, bounded above
   }
+}
+
+/** A logger (level info) whose lines the test can read, parsed. */
+export function captureLog(): { log: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
+      cb();
+    },
+  });
+  return { log: pino({ level: 'info' }, sink) as unknown as Logger, lines };
 }

@@ -7,10 +7,8 @@
 // NATS_PUBLISH_ACK_TIMEOUT_MS while the stream's leader is frozen.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { connect } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { Gateway, NatsUnavailableError } from '../src/gateway/gateway.ts';
 import { loadConfig } from '../src/config/load.ts';
@@ -18,25 +16,13 @@ import { NatsBus } from '../src/bus/nats-bus.ts';
 import type { Logger } from '../src/observability/logger.ts';
 import { scopedStateName } from '../src/security/subject-policy.ts';
 import { TestClient, bounded } from './helpers.ts';
-import { startCluster } from './nats-cluster-helpers.ts';
+import { startCluster, captureLog } from './nats-cluster-helpers.ts';
 import type { ClusterServer } from './nats-cluster-helpers.ts';
 import { startNats } from './nats-helpers.ts';
 
 const cluster = await startCluster();
 after(() => cluster.stop());
 await cluster.jetstreamReady();
-
-/** A logger whose lines the test can read. */
-function captureLog(): { log: Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { log: pino({ level: 'info' }, sink) as unknown as Logger, lines };
-}
 
 async function node(servers: string[], settings: Record<string, string> = {}, log?: Logger): Promise<Gateway & { bus: NatsBus }> {
   const config = loadConfig({ flags: { MODE: 'server', LISTEN: '127.0.0.1:0', NATS_URL: servers.join(','), HISTORY_SUBJECTS: 'hist.>', PRESENCE_TTL_SEC: '3', ...settings }, env: {} });
@@ -256,13 +242,44 @@ test('NATS_JS_REPLICAS=1 on a cluster warns; 5 (more than the cluster has) and a
   assert.equal(placed.bus.placement.replicas, 3);
 });
 
-test('a single JetStream server: 1 replica, no warning', async () => {
+test('a node starting while JetStream cannot place 3 replicas (as during a server outage) keeps the 3 that history and presence already have', async () => {
+  const nc = await connect({ servers: cluster.urls });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const settings = { NATS_PREFIX: 'keep.', HISTORY_SUBJECTS: 'h.>' };
+    const first = await node(cluster.urls, settings);
+    assert.equal(first.bus.placement.replicas, 3);
+    await first.shutdown();
+    // The probe gets no "placed": here another stream owns its subjects; with a server down it
+    // can time out or be refused alike (measured: about every other try with one of 3 down).
+    await jsm.streams.add({ name: 'PROBE_BLOCKER', subjects: ['_WSB_PROBE.>'], storage: StorageType.Memory });
+    try {
+      const { log, lines } = captureLog();
+      const again = await node(cluster.urls, settings, log);
+      assert.equal(again.bus.placement.replicas, 3);
+      assert.equal((await jsm.streams.info(again.bus.historyStream)).config.num_replicas, 3, 'history stream not scaled down');
+      assert.equal((await jsm.streams.info(`KV_${scopedStateName('wsbridge_presence', 'keep.')}`)).config.num_replicas, 3, 'presence bucket not scaled down');
+      assert.ok(lines.some((l) => l.level === 40 && /cannot place 3 replicas now: keeping the 3/.test(String(l.msg))), 'warned');
+    } finally {
+      await jsm.streams.delete('PROBE_BLOCKER');
+    }
+  } finally {
+    await nc.close();
+  }
+});
+
+test('a single JetStream server: 1 replica, no warning; placement settings there are warned about', async () => {
   const solo = await startNats();
   after(() => solo.stop());
   const { log, lines } = captureLog();
   const gw = await node([solo.url], {}, log);
   assert.equal(gw.bus.placement.replicas, 1);
   assert.equal(lines.filter((l) => (l.level as number) >= 40).length, 0, JSON.stringify(lines.filter((l) => (l.level as number) >= 40)));
+  // Placement settings cannot apply to one server (JetStream takes and ignores them): a warning.
+  const tagged = captureLog();
+  const placed = await node([solo.url], { NATS_JS_PLACEMENT_TAGS: 'ssd', NATS_PREFIX: 'tagged.' }, tagged.log);
+  assert.equal(placed.bus.placement.replicas, 1);
+  assert.ok(tagged.lines.some((l) => l.level === 40 && /not clustered: NATS_JS_PLACEMENT_CLUSTER and NATS_JS_PLACEMENT_TAGS do not apply/.test(String(l.msg))), 'warned');
 });
 
 test('NATS_PUBLISH_ACK_TIMEOUT_MS: with the stream leader frozen, an acked publish fails within the timeout, not 5 s', async () => {

@@ -3,19 +3,18 @@
 // presence, so a message published on the leaf's node has one sequence everywhere, a client
 // resuming on either side gets the same messages with the same sequences, and sessions on the
 // leaf's node are listed and reachable from the hub's. A node on the leaf without the setting keeps
-// a history of its own (diverging sequences), and its log line says which domain it uses.
+// a history of its own (diverging sequences), and its log line says which domain it uses. A
+// domain no server serves is named, with its setting, in the startup failure and the warnings.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { Gateway } from '../src/gateway/gateway.ts';
+import { Gateway, NatsUnavailableError } from '../src/gateway/gateway.ts';
 import { loadConfig } from '../src/config/load.ts';
 import type { NatsBus } from '../src/bus/nats-bus.ts';
 import type { Logger } from '../src/observability/logger.ts';
 import { TestClient, bounded, unb64 } from './helpers.ts';
-import { startCluster, startLeaf, leafConnected } from './nats-cluster-helpers.ts';
+import { startCluster, startLeaf, leafConnected, captureLog } from './nats-cluster-helpers.ts';
 
 const hub = await startCluster({ name: 'hubc', domain: 'hub', leafListen: true });
 after(() => hub.stop());
@@ -25,17 +24,6 @@ await hub.jetstreamReady();
 await leafConnected(leaf);
 
 const TOKEN = 'domains-admin';
-
-function captureLog(): { log: Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { log: pino({ level: 'info' }, sink) as unknown as Logger, lines };
-}
 
 async function node(url: string, settings: Record<string, string>, log?: Logger): Promise<Gateway & { bus: NatsBus }> {
   const config = loadConfig({ flags: { MODE: 'server', LISTEN: '127.0.0.1:0', NATS_URL: url, HISTORY_SUBJECTS: 'dom.>', ADMIN_TOKEN: TOKEN, PRESENCE_TTL_SEC: '5', ...settings }, env: {} });
@@ -145,4 +133,16 @@ test('NATS_JS_API_PREFIX=$JS.hub.API on the leaf reaches the hub\'s JetStream li
   const viaPrefix = await node(leaf.url, { NATS_JS_API_PREFIX: '$JS.hub.API', NATS_PREFIX: 'pfx.' }, l.log);
   assert.equal(placedDomain(l.lines), 'hub');
   assert.equal(viaPrefix.bus.placement.replicas, 3);
+});
+
+test('a NATS_JS_DOMAIN no server serves: history setup fails naming the domain and the setting, presence warns alike', async () => {
+  const l = captureLog();
+  await assert.rejects(
+    node(leaf.url, { NATS_JS_DOMAIN: 'nowhere', NATS_PREFIX: 'nowhere.' }, l.log),
+    (e: Error) => e instanceof NatsUnavailableError && /cannot set up history \(HISTORY_SUBJECTS\) in JetStream domain nowhere \(NATS_JS_DOMAIN\): /.test(e.message),
+  );
+  assert.ok(l.lines.some((x) => x.level === 40 && /JetStream domain nowhere \(NATS_JS_DOMAIN\) did not answer/.test(String(x.msg))), JSON.stringify(l.lines));
+  const noHistory = captureLog();
+  await node(leaf.url, { NATS_JS_DOMAIN: 'nowhere', NATS_PREFIX: 'nowhere.', HISTORY_SUBJECTS: '' }, noHistory.log);
+  assert.ok(noHistory.lines.some((x) => x.level === 40 && /cluster presence unavailable in JetStream domain nowhere \(NATS_JS_DOMAIN\)/.test(String(x.msg))), JSON.stringify(noHistory.lines));
 });

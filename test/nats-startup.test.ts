@@ -6,7 +6,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnCli, TestClient, unb64 } from './helpers.ts';
+import { spawnCli, TestClient, unb64, bounded } from './helpers.ts';
 import { startNats, freePort } from './nats-helpers.ts';
 import { startCluster } from './nats-cluster-helpers.ts';
 import { makePki } from './tls-helpers.ts';
@@ -100,7 +100,17 @@ test('mutual TLS refused: no client certificate, a certificate from another CA, 
   }
 });
 
-test('certificate files that cannot be used exit 2 naming the setting, before any connection', async () => {
+test('a tls:// NATS_URL requires TLS: a server without TLS ends startup (exit 1), never plain text', async () => {
+  const plain = await startNats();
+  after(() => plain.stop());
+  const n = await node({ NATS_URL: plain.url.replace('nats://', 'tls://'), NATS_STARTUP_RETRY_SEC: '0' }, null);
+  const { code } = await bounded(n.exit, 'exit of a node dialling tls:// to a plain server', 20_000);
+  assert.equal(code, 1, n.output());
+  assert.match(n.output(), /does not offer TLS, which a tls:\/\/ NATS_URL requires/);
+  assert.doesNotMatch(n.output(), /listening on/);
+});
+
+test('certificate, credentials and NKEY seed files that cannot be used exit 2 naming the setting, before any connection', async () => {
   const [, otherKey] = makePki().issue('x', { client: true });
   const junk = join(pki.dir, 'junk.pem');
   writeFileSync(junk, 'not a certificate\n');
@@ -109,6 +119,9 @@ test('certificate files that cannot be used exit 2 naming the setting, before an
     [{ NATS_TLS_CERT_FILE: clientCert, NATS_TLS_KEY_FILE: otherKey }, /NATS_TLS_CERT_FILE \/ NATS_TLS_KEY_FILE: .*key values mismatch/],
     [{ NATS_TLS_CERT_FILE: join(pki.dir, 'missing.pem'), NATS_TLS_KEY_FILE: clientKey }, /NATS_TLS_CERT_FILE: cannot read .*ENOENT/],
     [{ NATS_TLS_CA_FILE: junk }, /NATS_TLS_CA_FILE: .* is not a PEM CA certificate/],
+    // nats.js reads these only when a server asks; unchecked, they looked like an unreachable NATS.
+    [{ NATS_CREDS_FILE: junk }, /NATS_CREDS_FILE: .*junk\.pem is not a NATS credentials file .*unable to parse credentials/],
+    [{ NATS_NKEY_SEED_FILE: junk }, /NATS_NKEY_SEED_FILE: .*junk\.pem is not an NKEY user seed .*invalid encoded key/],
   ];
   for (const [env, msg] of cases) {
     const n = await node({ NATS_URL: cluster.urls[0]!, ...env }, null);
@@ -148,20 +161,23 @@ test('NATS that comes up during the startup retry: the node starts', async () =>
   });
 });
 
-test('a frozen NATS server at startup: each round ends at NATS_CONNECT_TIMEOUT_MS, never a hang', async () => {
-  const frozen = await startNats();
-  after(() => frozen.stop());
-  frozen.proc.kill('SIGSTOP');
+test('frozen NATS servers at startup: each round costs one NATS_CONNECT_TIMEOUT_MS per server plus one for the TLS check, never a hang', async () => {
+  const frozen = [await startNats(), await startNats(), await startNats()];
+  after(() => Promise.all(frozen.map((f) => f.stop())));
+  for (const f of frozen) f.proc.kill('SIGSTOP');
   try {
-    const t0 = Date.now();
-    const n = await node({ NATS_URL: frozen.url, NATS_STARTUP_RETRY_SEC: '0', NATS_CONNECT_TIMEOUT_MS: '1000' }, null);
-    const { code, ms } = await exitOf(n, t0);
+    const n = await node({ NATS_URL: frozen.map((f) => f.url).join(','), NATS_STARTUP_RETRY_SEC: '0', NATS_CONNECT_TIMEOUT_MS: '2000', LOG_LEVEL: 'info' }, null);
+    const { code } = await n.exit;
+    const exited = Date.now();
     assert.equal(code, 1);
-    assert.match(n.output(), /cannot connect to NATS .*\(NATS_URL\): .*timeout/i);
-    // One attempt (1 s) and one probe (1 s), plus process start on a loaded machine.
-    assert.ok(ms < 10_000, `exited after ${ms} ms`);
+    assert.match(n.output(), /cannot connect to NATS .*\(NATS_URL\): no server completed the NATS handshake within NATS_CONNECT_TIMEOUT_MS=2000/);
+    // From the first dial: 3 × 2 s, then the three TLS checks at once (2 s): 8 s. One check after
+    // another (as before) made it 12 s; 10 s leaves room for a loaded machine either way.
+    const started = (JSON.parse(n.output().split('\n').find((l) => l.includes('"connecting to NATS"'))!) as { time: number }).time;
+    const ms = exited - started;
+    assert.ok(ms >= 7500 && ms < 10_000, `the round took ${ms} ms`);
   } finally {
-    frozen.proc.kill('SIGCONT');
+    for (const f of frozen) f.proc.kill('SIGCONT');
   }
 });
 
@@ -175,6 +191,8 @@ test('production NATS settings: bad values are ConfigErrors naming the key; defa
     [{ NATS_PING_INTERVAL_SEC: '0' }, /NATS_PING_INTERVAL_SEC/],
     [{ NATS_MAX_PINGS_OUT: '0' }, /NATS_MAX_PINGS_OUT/],
     [{ NATS_CONNECT_TIMEOUT_MS: '10' }, /NATS_CONNECT_TIMEOUT_MS/],
+    // 0 (with no jitter) made reconnecting a busy loop: 74 % of a core while NATS was down.
+    [{ NATS_RECONNECT_WAIT_MS: '0' }, /NATS_RECONNECT_WAIT_MS .*expected an integer from 100 to 600000/],
     [{ NATS_PUBLISH_ACK_TIMEOUT_MS: '99' }, /NATS_PUBLISH_ACK_TIMEOUT_MS/],
     [{ NATS_JS_PLACEMENT_CLUSTER: 'a b' }, /NATS_JS_PLACEMENT_CLUSTER/],
   ];

@@ -5,7 +5,10 @@
 // probe stream: server INFO describes the server the node dialled, which is not the cluster that
 // holds the state when NATS_JS_DOMAIN points across a leafnode. The probe also checks an explicit
 // NATS_JS_REPLICAS and the placement settings, so a number or a placement JetStream cannot honour
-// stops startup naming the setting instead of failing inside every later create.
+// stops startup naming the setting instead of failing inside every later create. With the
+// default, state that already has more replicas keeps them when the probe cannot place 3 at the
+// moment (a server down, JetStream slow to answer): a node starting during an outage must not
+// scale the shared history and presence down to one server.
 import { jetstreamManager, JetStreamApiError, StorageType } from '@nats-io/jetstream';
 import type { JetStreamManager, JetStreamOptions, Placement, StreamConfig } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -40,17 +43,20 @@ export class JetStreamPlacement {
   #settings: PlacementSettings;
   #probeName: string;
   #log: Logger;
-  #where: string;
   #resolved: Promise<number> | undefined;
+  /** The streams holding the gateway's state (history stream, presence bucket's). */
+  #state: string[] = [];
   /** The replica count in use, once known. */
   replicas: number | undefined;
+  /** Where the state lives, for messages: the JetStream domain or API prefix and its setting. */
+  readonly where: string;
 
   constructor(nc: NatsConnection, jsOptions: () => JetStreamOptions, settings: PlacementSettings, probeName: string, where: string, log: Logger) {
     this.#nc = nc;
     this.#jsOptions = jsOptions;
     this.#settings = settings;
     this.#probeName = probeName;
-    this.#where = where;
+    this.where = where;
     this.#log = log;
   }
 
@@ -77,9 +83,12 @@ export class JetStreamPlacement {
 
   /**
    * The replica count, found once. Rejects with PlacementError when the settings cannot be
-   * honoured; with another error (JetStream unavailable) it is asked again next time.
+   * honoured; with another error (JetStream unavailable) it is asked again next time. `state`
+   * names the streams that hold the gateway's state (kept for later calls): with
+   * NATS_JS_REPLICAS=0 they are never placed on fewer replicas than they already have.
    */
-  resolve(): Promise<number> {
+  resolve(state?: string[]): Promise<number> {
+    if (state) this.#state = state;
     this.#resolved ??= this.#resolve().then((r) => {
       this.replicas = r;
       return r;
@@ -95,29 +104,47 @@ export class JetStreamPlacement {
     const want = this.#settings.jsReplicas ?? 0;
     const placed = this.placement ? ` with placement ${JSON.stringify(this.placement)} (NATS_JS_PLACEMENT_CLUSTER, NATS_JS_PLACEMENT_TAGS)` : '';
     const three = await this.#probe(jsm, want >= 2 ? want : 3);
+    // The default never scales existing state down (to 1 when the probe fails during an outage,
+    // nor an operator's 5 to 3).
+    const existing = want === 0 ? await this.#existingReplicas(jsm) : 1;
     let replicas: number;
-    if (typeof three === 'object') {
+    if (existing > (three === 'ok' ? 3 : 1)) {
+      replicas = existing;
+      if (three !== 'ok') this.#log.warn({ replicas, err: typeof three === 'object' ? three.refused : three, streams: this.#state }, `JetStream cannot place 3 replicas now: keeping the ${existing} the existing history stream or presence bucket has`);
+    } else if (typeof three === 'object') {
       // JetStream refused the probe for another reason (an account allowed only its own stream
       // names, say): nothing learnt, so the setting (or 1) is used and the creates will tell.
       replicas = want || 1;
       this.#log.warn({ replicas, err: three.refused }, `could not ask JetStream how many replicas it can place: using ${replicas}${want ? '' : '; set NATS_JS_REPLICAS (3 on a JetStream cluster)'}`);
     } else if (want >= 2) {
       if (three !== 'ok') {
-        throw new PlacementError(`NATS_JS_REPLICAS=${want}: ${this.#where} cannot place ${want} replicas${placed} (${three === 'not_clustered' ? 'JetStream is not clustered' : 'not enough servers with JetStream'})`);
+        throw new PlacementError(`NATS_JS_REPLICAS=${want}: ${this.where} cannot place ${want} replicas${placed} (${three === 'not_clustered' ? 'JetStream is not clustered' : 'not enough servers with JetStream'})`);
       }
       replicas = want;
     } else if (three === 'ok') {
       replicas = want === 1 ? 1 : 3;
-      if (want === 1) this.#log.warn({ replicas: 1, where: this.#where }, 'NATS_JS_REPLICAS=1 on a JetStream cluster: the history stream and the presence bucket live on ONE server; losing it loses history or presence. Set NATS_JS_REPLICAS=3 (or 0).');
+      if (want === 1) this.#log.warn({ replicas: 1, where: this.where }, 'NATS_JS_REPLICAS=1 on a JetStream cluster: the history stream and the presence bucket live on ONE server; losing it loses history or presence. Set NATS_JS_REPLICAS=3 (or 0).');
     } else {
       // One replica fits anywhere, unless the placement itself matches no server.
-      if (this.placement && (await this.#probe(jsm, 1)) === 'no_peers') throw new PlacementError(`${this.#where} has no server${placed}`);
+      if (this.placement && (await this.#probe(jsm, 1)) === 'no_peers') throw new PlacementError(`${this.where} has no server${placed}`);
       replicas = 1;
-      if (three === 'no_peers') this.#log.warn({ replicas: 1, where: this.#where }, 'the JetStream cluster cannot place 3 replicas: the history stream and the presence bucket live on ONE server; losing it loses history or presence. Give the cluster 3 JetStream servers.');
+      // A JetStream that is not clustered takes any placement and ignores it: say so.
+      if (three === 'not_clustered' && this.placement) this.#log.warn({ replicas: 1, placement: this.placement, where: this.where }, 'JetStream is not clustered: NATS_JS_PLACEMENT_CLUSTER and NATS_JS_PLACEMENT_TAGS do not apply; the history stream and the presence bucket live on the one server');
+      if (three === 'no_peers') this.#log.warn({ replicas: 1, where: this.where }, 'the JetStream cluster cannot place 3 replicas: the history stream and the presence bucket live on ONE server; losing it loses history or presence. Give the cluster 3 JetStream servers.');
     }
     const domain = await jsm.getAccountInfo().then((a) => a.domain, () => undefined);
     this.#log.info({ replicas, placement: this.placement, domain: domain ?? null }, 'JetStream state (history stream, presence bucket) placed');
     return replicas;
+  }
+
+  /** The most replicas any existing state stream has (1 when none exists or none answers). */
+  async #existingReplicas(jsm: JetStreamManager): Promise<number> {
+    let most = 1;
+    for (const name of this.#state) {
+      const info = await jsm.streams.info(name).catch(() => undefined);
+      most = Math.max(most, info?.config.num_replicas ?? 1);
+    }
+    return most;
   }
 
   /** Creates and deletes an empty in-memory stream with `replicas`; JetStream's verdict. */
@@ -151,13 +178,14 @@ export class JetStreamPlacement {
 
   /**
    * Brings an existing stream (the presence bucket's, which KV create leaves as it was) to the
-   * replica count in use; logs and leaves it when JetStream refuses.
+   * replica count in use, never down with NATS_JS_REPLICAS=0; logs and leaves it when JetStream
+   * refuses.
    */
   async ensure(stream: string): Promise<void> {
     const replicas = await this.resolve();
     const jsm = await jetstreamManager(this.#nc, this.#jsOptions());
     const info = await jsm.streams.info(stream);
-    if (info.config.num_replicas === replicas) return;
+    if (info.config.num_replicas === replicas || (!this.#settings.jsReplicas && info.config.num_replicas > replicas)) return;
     try {
       await jsm.streams.update(stream, { ...info.config, num_replicas: replicas });
       this.#log.info({ stream, from: info.config.num_replicas, to: replicas }, 'JetStream replicas changed');

@@ -13,6 +13,7 @@ import { connect, credsAuthenticator, nkeyAuthenticator, errors } from '@nats-io
 import type { ConnectionOptions, NatsConnection, Server } from '@nats-io/transport-node';
 import type { JetStreamOptions } from '@nats-io/jetstream';
 import { SETTING_BY_KEY } from '../config/settings.ts';
+import { ConfigError } from '../config/load.ts';
 import type { Logger } from '../observability/logger.ts';
 
 /** The connection settings (NATS_*); what is left out takes the settings table's default. */
@@ -51,7 +52,10 @@ export class NatsStartupError extends Error {
   }
 }
 
-/** The nats.js options for these settings. Reconnecting never gives up once connected. */
+/**
+ * The nats.js options for these settings. Reconnecting never gives up once connected. Throws
+ * ConfigError (exit 2) for a credentials or NKEY seed file nats.js cannot use.
+ */
 export function connectionOptions(s: NatsConnectionSettings, name: string, inboxPrefix: string): ConnectionOptions {
   const jitter = s.reconnectJitterMs ?? settingDefault('NATS_RECONNECT_JITTER_MS');
   const o: ConnectionOptions = {
@@ -70,9 +74,22 @@ export function connectionOptions(s: NatsConnectionSettings, name: string, inbox
   };
   if (s.user !== undefined) Object.assign(o, { user: s.user, pass: s.pass });
   if (s.token !== undefined) o.token = s.token;
-  if (s.credsFile) o.authenticator = credsAuthenticator(readFileSync(s.credsFile));
-  else if (s.nkeySeedFile) o.authenticator = nkeyAuthenticator(new TextEncoder().encode(readFileSync(s.nkeySeedFile, 'utf8').trim()));
-  if (s.tlsCaFile || s.tlsCertFile) {
+  const key = s.credsFile ? { setting: 'NATS_CREDS_FILE', file: s.credsFile, what: 'a NATS credentials file (.creds: a user JWT and its NKEY seed)' }
+    : s.nkeySeedFile ? { setting: 'NATS_NKEY_SEED_FILE', file: s.nkeySeedFile, what: 'an NKEY user seed (SU…)' } : undefined;
+  if (key) {
+    const authenticator = s.credsFile ? credsAuthenticator(readFileSync(key.file)) : nkeyAuthenticator(new TextEncoder().encode(readFileSync(key.file, 'utf8').trim()));
+    // nats.js reads the file only when a server asks for it, and a file it cannot use then looks
+    // like an unreachable server: read it once here (an empty nonce signs nothing).
+    try {
+      authenticator('');
+    } catch (e) {
+      throw new ConfigError(`${key.setting}: ${key.file} is not ${key.what} (${(e as Error).message})`);
+    }
+    o.authenticator = authenticator;
+  }
+  // TLS is required with a CA or client certificate, and with a tls:// URL (nats.js on its own
+  // would speak plain text to a tls:// server that does not offer TLS).
+  if (s.tlsCaFile || s.tlsCertFile || s.servers.some((u) => u.startsWith('tls://'))) {
     o.tls = {
       ...(s.tlsCaFile ? { caFile: s.tlsCaFile } : {}),
       ...(s.tlsCertFile ? { certFile: s.tlsCertFile, keyFile: s.tlsKeyFile } : {}),
@@ -181,6 +198,11 @@ function credentialSettings(s: NatsConnectionSettings): string {
   return used.length ? `check ${used.join(', ')}` : 'the server requires credentials: set NATS_USER/NATS_PASSWORD, NATS_TOKEN, NATS_NKEY_SEED_FILE or NATS_CREDS_FILE';
 }
 
+/** A server without TLS, when the settings require it: which setting requires it. */
+function noTls(s: NatsConnectionSettings, where: string): string {
+  return `${where} does not offer TLS, which ${s.tlsCertFile ? 'NATS_TLS_CERT_FILE' : s.tlsCaFile ? 'NATS_TLS_CA_FILE' : 'a tls:// NATS_URL'} requires`;
+}
+
 /** A TLS failure as a sentence naming the setting, or undefined when `err` is not one. */
 function tlsProblem(err: unknown, s: NatsConnectionSettings, where: string): string | undefined {
   const code = errCode(err);
@@ -196,9 +218,8 @@ function tlsProblem(err: unknown, s: NatsConnectionSettings, where: string): str
       ? `${where} refused the client certificate (${code}): NATS_TLS_CERT_FILE=${s.tlsCertFile} must be signed by a CA the server trusts (its tls ca_file), be valid now and allow client authentication`
       : `${where} requires a client certificate (mutual TLS) and refused the handshake (${code}): set NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE`;
   }
-  if (/tls.*not available/i.test(msg)) {
-    return `${where} does not offer TLS, which ${s.tlsCertFile ? 'NATS_TLS_CERT_FILE' : s.tlsCaFile ? 'NATS_TLS_CA_FILE' : 'a tls:// NATS_URL'} requires`;
-  }
+  // nats.js: "'tls' is not available on this server" or "server does not support 'tls'".
+  if (/tls.*not available|not support 'tls'/i.test(msg)) return noTls(s, where);
   if (code?.startsWith('ERR_SSL_') || code?.startsWith('ERR_OSSL_')) {
     return `TLS with ${where} failed (${code}: ${msg}): check NATS_TLS_CA_FILE, NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE`;
   }
@@ -214,12 +235,11 @@ async function diagnose(err: unknown, s: NatsConnectionSettings, timeoutMs: numb
   const direct = tlsProblem(err, s, 'the NATS server');
   if (direct) return { fatal: true, message: direct };
   // A refusal or timeout: look at each server for a TLS mismatch nats.js reports only as a
-  // timeout (with TLS 1.3 a server refuses a client certificate after the handshake).
-  for (const url of s.servers) {
-    const found = await probeServer(url, s, timeoutMs);
-    if (found) return { fatal: true, message: found };
-  }
-  if (msg.includes(ROUND_OVER)) return { fatal: false, message: `no server completed the NATS handshake within NATS_CONNECT_TIMEOUT_MS=${timeoutMs}` };
+  // timeout (with TLS 1.3 a server refuses a client certificate after the handshake). All at
+  // once: the check adds one NATS_CONNECT_TIMEOUT_MS to a round, not one per server.
+  const found = (await Promise.all(s.servers.map((url) => probeServer(url, s, timeoutMs)))).find((f) => f !== undefined);
+  if (found) return { fatal: true, message: found };
+  if (msg.includes(ROUND_OVER) || err instanceof errors.TimeoutError) return { fatal: false, message: `no server completed the NATS handshake within NATS_CONNECT_TIMEOUT_MS=${timeoutMs}` };
   const code = errCode(err);
   return { fatal: false, message: code && !msg.includes(code) ? `${msg} (${code})` : msg };
 }
@@ -263,7 +283,7 @@ export async function probeServer(url: string, s: NatsConnectionSettings, timeou
     if (!info) return undefined;
     const wantTls = info.tls_required || url.startsWith('tls://') || Boolean(s.tlsCaFile || s.tlsCertFile);
     if (!wantTls) return undefined;
-    if (!info.tls_required && !info.tls_available) return `${where} does not offer TLS, which ${s.tlsCertFile ? 'NATS_TLS_CERT_FILE' : s.tlsCaFile ? 'NATS_TLS_CA_FILE' : 'a tls:// NATS_URL'} requires`;
+    if (!info.tls_required && !info.tls_available) return noTls(s, where);
     return await new Promise<string | undefined>((resolve) => {
       tlsSocket = tls.connect({
         socket,

@@ -9,7 +9,7 @@ import { SessionHub } from '../sessions/hub.ts';
 import type { SessionInfo } from '../sessions/session.ts';
 import { GatewayServer } from '../server/gateway-server.ts';
 import { RemoteLink, linkKey } from '../client/remote-link.ts';
-import { loadConfig } from '../config/load.ts';
+import { loadConfig, ConfigError } from '../config/load.ts';
 import type { Config, LinkConfig } from '../config/load.ts';
 import { silentLogger } from '../observability/logger.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -98,6 +98,7 @@ export class Gateway {
       try {
         bus = await NatsBus.connect({ ...config.nats, name: 'wsbridge' }, log);
       } catch (e) {
+        if (e instanceof ConfigError) throw e; // a file nats.js cannot use: exit 2, naming the setting
         throw new NatsUnavailableError(`cannot connect to NATS at ${config.nats.servers.join(', ')} (NATS_URL): ${(e as Error).message}`);
       }
     }
@@ -130,32 +131,32 @@ export class Gateway {
     if (!(bus instanceof NatsBus)) return;
     const { Presence } = await import('../cluster/presence.ts');
     const { PlacementError } = await import('../bus/jetstream-placement.ts');
+    // The bucket is named per NATS_PREFIX: tenants sharing a NATS never see each other's sessions.
+    const bucket = scopedStateName('wsbridge_presence', bus.prefix);
     // Replicas and placement first: settings JetStream cannot honour stop startup here, naming
     // the setting. JetStream unavailable is not fatal here (history says so below, if used).
     try {
-      await bus.placement.resolve();
+      await bus.placement.resolve([bus.historyStream, `KV_${bucket}`]);
     } catch (e) {
       if (e instanceof PlacementError) throw new NatsUnavailableError(e.message);
-      this.log.warn({ err: (e as Error).message }, 'JetStream did not answer: replicas of history and presence not known yet');
+      this.log.warn({ err: (e as Error).message, jetstream: bus.placement.where }, `${bus.placement.where} did not answer: replicas of history and presence not known yet`);
     }
     if (this.config.history.subjects.length > 0) {
       try {
         await bus.enableHistory(this.config.history);
       } catch (e) {
-        throw new NatsUnavailableError(`cannot set up history (HISTORY_SUBJECTS) in JetStream: ${(e as Error).message}`);
+        throw new NatsUnavailableError(`cannot set up history (HISTORY_SUBJECTS) in ${bus.placement.where}: ${(e as Error).message}`);
       }
     }
     // Operator closes of sessions on this node, sent from any node.
     bus.subscribe(`${NODE_PREFIX}${bus.nodeId}.close`, (m) => this.closeSession(Buffer.from(m.body).toString()));
     try {
-      // The bucket is named per NATS_PREFIX: tenants sharing a NATS never see each other's sessions.
-      const bucket = scopedStateName('wsbridge_presence', bus.prefix);
       this.#presence = await Presence.start(bus.nc, bucket, bus.nodeId, this.config.presenceTtlSec, () => this.listSessions(), this.log, { js: bus.jsOptions(), storage: await bus.placement.kv() });
       // KV create leaves an existing bucket's replicas as they were: bring them to the setting.
       await bus.placement.ensure(`KV_${bucket}`).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not check the presence bucket\'s replicas'));
       this.hub.onChange = () => this.#presence?.changed();
     } catch (e) {
-      this.log.warn({ err: (e as Error).message }, 'cluster presence unavailable (is JetStream enabled on the NATS server?): listing local sessions only');
+      this.log.warn({ err: (e as Error).message, jetstream: bus.placement.where }, `cluster presence unavailable in ${bus.placement.where}: listing local sessions only`);
     }
   }
 
