@@ -121,6 +121,21 @@ test('permissions: presence and its events only for subjects the session may sub
   assert.equal(await code({ op: 'sub', subject: '_WSB.P.room.secret', id: '10' }), 'permission_denied');
   assert.equal(await code({ op: 'sub', subject: '_WSB.P._WSB.S.>', id: '11' }), 'invalid_subject');
   assert.equal(await code({ op: 'sub', subject: '_WSB.P._INBOX.>', id: '12' }), 'invalid_subject');
+  // The event subject itself is reserved: no presence of it.
+  assert.equal(await code({ op: 'presence', subject: '_WSB.P.room.lobby', id: '12a' }), 'invalid_subject');
+  // Events come only for kept subjects: a subscription none of whose subjects is kept is refused.
+  const memberCode = async (frame: Frame) => {
+    const r = await ask(member, frame);
+    return r.op === 'error' ? r.code : r.op;
+  };
+  assert.equal(await memberCode({ op: 'sub', subject: '_WSB.P.hall.x', id: 'm1' }), 'presence_unavailable');
+  assert.equal(await memberCode({ op: 'sub', subject: '_WSB.P.hall.*', id: 'm2' }), 'presence_unavailable');
+  assert.equal(await memberCode({ op: 'sub', subject: '_WSB.P.room', id: 'm3' }), 'presence_unavailable');
+  assert.equal(await memberCode({ op: 'sub', subject: '_WSB.P.room.a.b', id: 'm4' }), 'presence_unavailable');
+  assert.equal(await memberCode({ op: 'sub', subject: '_WSB.P.*.lobby', id: 'm5' }), 'ok');
+  assert.equal(await memberCode({ op: 'sub', subject: '_WSB.P.>', id: 'm6' }), 'ok');
+  assert.equal(await memberCode({ op: 'unsub', subject: '_WSB.P.*.lobby', id: 'm7' }), 'ok');
+  assert.equal(await memberCode({ op: 'unsub', subject: '_WSB.P.>', id: 'm8' }), 'ok');
   // Nobody forges an event: publishing or requesting there is refused like any reserved subject.
   assert.equal(await code({ subject: '_WSB.P.room.lobby', text: JSON.stringify({ event: 'join' }), id: '13' }), 'invalid_subject');
   assert.equal(await code({ op: 'req', subject: '_WSB.P.room.lobby', id: '14' }), 'invalid_subject');

@@ -14,6 +14,7 @@ import type { Identity } from '../auth/authenticator.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { PresenceMember } from '../protocol/frames.ts';
 import { isReserved, PRESENCE_PREFIX } from '../security/subject-policy.ts';
+import { patternsIntersect } from '../protocol/subject.ts';
 
 export type { PresenceMember };
 
@@ -124,6 +125,11 @@ export class SubjectPresence {
   /** Whether members of the literal `subject` are kept. */
   tracks(subject: string): boolean {
     return !isReserved(subject) && this.#tracked.allowsSubject(subject);
+  }
+
+  /** Whether events can come on `_WSB.P.<pattern>`: some subject it matches is tracked. */
+  announces(pattern: string): boolean {
+    return !isReserved(pattern) && this.#tracked.patterns.some((p) => patternsIntersect(p, pattern));
   }
 
   /** `session` now holds a subscription to `subject` (any pattern: only literal, tracked ones count). */
