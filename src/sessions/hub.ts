@@ -167,7 +167,12 @@ export class SessionHub {
           this.error(session, 'limit_exceeded', `at most ${this.#opts.maxSubscriptions} subscriptions per session`, frame.id);
           return;
         }
-        if (frame.ack !== undefined) this.#durable.subscribeAcked(session, frame.subject, frame.ack.durable, frame.ack.waitMs ?? 30_000, frame.id);
+        if (frame.ack !== undefined) {
+          const before = session.subscriptions.get(frame.subject);
+          this.#durable.subscribeAcked(session, frame.subject, frame.ack.durable, frame.ack.waitMs ?? 30_000, frame.id);
+          // An acknowledged subscription that replaced a plain one ends that membership.
+          if (session.subscriptions.get(frame.subject) !== before) this.presence?.unsubscribed(session, frame.subject);
+        }
         else if (frame.since !== undefined) this.#durable.resume(session, frame.subject, frame.queue, frame.since, frame.id);
         else {
           // Subscribing twice to the same pattern is a no-op that answers ok.
