@@ -135,3 +135,38 @@ test('the admin page shows live sessions, subjects, links, components and plots,
   await page.screenshot({ path: join(ROOT, 'build/artifacts/admin.png'), fullPage: true });
   assert.ok(existsSync(join(ROOT, 'build/artifacts/admin.png')));
 });
+
+test('the admin page shows what clients control as text: markup in a JWT sub, an info claim and a subject stays inert', { skip: available ? false : `${CHROMIUM} not installed` }, async (t) => {
+  const { SignJWT } = await import('jose');
+  const secret = 'admin-page-xss-secret-of-enough-length';
+  const gw = await startGateway({ ADMIN_TOKEN: TOKEN, JWT_SECRET: secret, PRESENCE_SUBJECTS: 'room.*' });
+  t.after(() => gw.shutdown());
+  const markup = '<img src=x onerror="document.title=\'pwned\'">';
+  const jwt = await new SignJWT({ info: { name: markup } }).setProtectedHeader({ alg: 'HS256' }).setSubject(markup).setIssuedAt().setExpirationTime('10m').sign(new TextEncoder().encode(secret));
+  const evil = await TestClient.connect(gw.server!.url, undefined, { headers: { authorization: `Bearer ${jwt}` } });
+  t.after(() => evil.close());
+  // Subjects may not hold '>' or spaces, but may hold the rest of a tag.
+  const subject = 'room.<svg/onload=alert(1)//';
+  assert.equal((await evil.call({ op: 'sub', subject, id: 's' })).op, 'ok');
+
+  const profile = mkdtempSync(join(tmpdir(), 'wsbridge-chromium-'));
+  const browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  t.after(async () => {
+    await browser.close();
+    rmSync(profile, { recursive: true, force: true });
+  });
+  const page = await browser.newPage();
+  await page.goto(`http://127.0.0.1:${gw.server!.address.port}/admin`);
+  await page.fill('#token', TOKEN);
+  await page.click('#login button');
+  await page.locator(`#sessions tr[data-session="${String(evil.welcome.session)}"]`, { hasText: subject }).waitFor();
+  await page.fill('#presence-subject', subject);
+  await page.click('#presence-form button');
+  const row = page.locator(`#presence tr[data-session="${String(evil.welcome.session)}"]`);
+  await row.waitFor();
+  assert.equal(await row.locator('td:nth-child(2)').textContent(), markup, 'the sub, as text');
+  assert.equal(await row.locator('td:nth-child(3)').textContent(), JSON.stringify({ name: markup }), 'the info claim, as text');
+  assert.equal(await page.locator('#subjects code', { hasText: subject }).count(), 1);
+  assert.equal(await page.locator('main img, main svg').count(), 0, 'no element made from client data');
+  assert.equal(await page.title(), 'wsbridge admin');
+});

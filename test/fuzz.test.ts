@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { pack } from 'msgpackr';
 import { jsonCodec, msgpackCodec, CloseError } from '../src/protocol/codec.ts';
 import { ProtocolError, ErrorCodes } from '../src/protocol/errors.ts';
-import { subjectError, subjectMatches } from '../src/protocol/subject.ts';
+import { patternsIntersect, subjectError, subjectMatches } from '../src/protocol/subject.ts';
 import { SubjectTrie } from '../src/bus/subject-trie.ts';
 import { loadConfig, ConfigError } from '../src/config/load.ts';
 import { SETTINGS } from '../src/config/settings.ts';
@@ -101,6 +101,23 @@ test('subject rules never throw; the trie agrees with a reference matcher', () =
     const want = new Set(valid.filter((p) => reference(p, subject)));
     assert.deepEqual(got, want);
   }), { numRuns: 3000 });
+});
+
+test('two patterns intersect exactly when some subject matches both', () => {
+  // The reference: every subject of up to five tokens over a, b and one token neither names.
+  const tokens = ['a', 'b', 'z'];
+  const subjects: string[] = [];
+  const grow = (prefix: string[]) => {
+    if (prefix.length > 0) subjects.push(prefix.join('.'));
+    if (prefix.length < 5) for (const t of tokens) grow([...prefix, t]);
+  };
+  grow([]);
+  const pattern = fc.array(fc.constantFrom('a', 'b', '*', '>'), { minLength: 1, maxLength: 4 }).map((t) => t.join('.')).filter((p) => subjectError(p, true) === null);
+  fc.assert(fc.property(pattern, pattern, (x, y) => {
+    const want = subjects.some((s) => subjectMatches(x, s) && subjectMatches(y, s));
+    assert.equal(patternsIntersect(x, y), want, `${x} and ${y}`);
+    assert.equal(patternsIntersect(y, x), want);
+  }), { numRuns: 2000 });
 });
 
 test('config parsing: arbitrary values for every setting give a value or a ConfigError naming the key', () => {

@@ -28,12 +28,20 @@ test('disabled when ADMIN_TOKEN is unset', async () => {
 });
 
 test('401 without or with a wrong token, for every route', async () => {
-  for (const [method, path] of [['GET', '/api/sessions'], ['POST', '/api/broadcast'], ['POST', '/api/publish'], ['DELETE', '/api/sessions/x'], ['POST', '/api/sessions/x/messages']] as const) {
+  for (const [method, path] of [['GET', '/api/sessions'], ['POST', '/api/broadcast'], ['POST', '/api/publish'], ['DELETE', '/api/sessions/x'], ['POST', '/api/sessions/x/messages'], ['GET', '/api/stats'], ['GET', '/api/presence/room.a'], ['GET', '/api/nothing/here'], ['GET', '/api/presence/%E0']] as const) {
     for (const token of [null, 'wrong', `${TOKEN}x`]) {
       const res = await api(path, { method, token, body: method === 'POST' ? JSON.stringify({ subject: 'a', text: 'x' }) : undefined });
       assert.equal(res.status, 401, `${method} ${path} with ${token}`);
       assert.match(res.headers.get('www-authenticate') ?? '', /^Bearer/);
     }
+  }
+});
+
+test('a path that is not valid percent-encoding is a 400, not a failure', async () => {
+  for (const path of ['/api/sessions/%E0', '/api/presence/%ZZ', '/api/sessions/%C3%28/messages']) {
+    const res = await api(path, { method: 'GET' });
+    assert.equal(res.status, 400, path);
+    assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'bad_request');
   }
 });
 

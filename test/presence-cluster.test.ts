@@ -130,3 +130,24 @@ test('three nodes: members, join/leave events, disconnects, and a SIGKILLed node
   assert.deepEqual(leavesOf(seenB), ['alice', 'bob', 'carol', 'dave']);
   assert.deepEqual(((await presence(erin, 'room.lobby')).members as Array<{ user: string }>).map((m) => m.user), ['erin']);
 });
+
+test('an acknowledged subscription is no membership: replacing a member\'s plain subscription with one is its leave', async (t) => {
+  const { startGateway } = await import('./helpers.ts');
+  const gw = await startGateway({ NATS_URL: nats.url, PRESENCE_SUBJECTS: 'room.*', HISTORY_SUBJECTS: 'room.>', JWT_SECRET: SECRET, PRESENCE_TTL_SEC: String(TTL_SEC) });
+  t.after(() => gw.shutdown());
+  const watcher = await client(gw.server!.url, 'watcher');
+  const member = await client(gw.server!.url, 'member');
+  t.after(() => [watcher, member].forEach((c) => c.close()));
+  const seen = events(watcher);
+  assert.equal((await watcher.call({ op: 'sub', subject: '_WSB.P.room.a', id: 'w' })).op, 'ok');
+  assert.equal((await member.call({ op: 'sub', subject: 'room.a', id: 'plain' })).op, 'ok');
+  await waitFor('the join', () => seen.some((e) => e.event === 'join'));
+  assert.deepEqual(((await presence(watcher, 'room.a')).members as Array<{ user: string }>).map((m) => m.user), ['member']);
+  assert.equal((await member.call({ op: 'sub', subject: 'room.a', ack: true, durable: 'd1', id: 'acked' })).op, 'ok');
+  await waitFor('the leave', () => seen.some((e) => e.event === 'leave'));
+  assert.deepEqual((await presence(watcher, 'room.a')).members, []);
+  // Back to a plain subscription: a member again.
+  assert.equal((await member.call({ op: 'sub', subject: 'room.a', id: 'plain2' })).op, 'ok');
+  await waitFor('the second join', () => seen.filter((e) => e.event === 'join').length === 2);
+  assert.deepEqual(((await presence(watcher, 'room.a')).members as Array<{ user: string }>).map((m) => m.user), ['member']);
+});

@@ -7,6 +7,10 @@ import { SignJWT } from 'jose';
 import { startGateway, TestClient, unb64 } from './helpers.ts';
 import type { Frame } from './helpers.ts';
 import { loadConfig, ConfigError } from '../src/config/load.ts';
+import { LocalMemberStore, MAX_CONCURRENT_READS, SubjectPresence } from '../src/cluster/subject-presence.ts';
+import type { MemberList } from '../src/cluster/subject-presence.ts';
+import { MemoryBus } from '../src/bus/memory-bus.ts';
+import { createLogger } from '../src/observability/logger.ts';
 
 const SECRET = 'presence-test-secret-of-enough-length';
 const ADMIN = 'presence-admin-token';
@@ -121,6 +125,21 @@ test('permissions: presence and its events only for subjects the session may sub
   assert.equal(await code({ op: 'sub', subject: '_WSB.P.room.secret', id: '10' }), 'permission_denied');
   assert.equal(await code({ op: 'sub', subject: '_WSB.P._WSB.S.>', id: '11' }), 'invalid_subject');
   assert.equal(await code({ op: 'sub', subject: '_WSB.P._INBOX.>', id: '12' }), 'invalid_subject');
+  // The event subject itself is reserved: no presence of it.
+  assert.equal(await code({ op: 'presence', subject: '_WSB.P.room.lobby', id: '12a' }), 'invalid_subject');
+  // Events come only for kept subjects: a subscription none of whose subjects is kept is refused.
+  const memberCode = async (frame: Frame) => {
+    const r = await ask(member, frame);
+    return r.op === 'error' ? r.code : r.op;
+  };
+  assert.equal(await memberCode({ op: 'sub', subject: '_WSB.P.hall.x', id: 'm1' }), 'presence_unavailable');
+  assert.equal(await memberCode({ op: 'sub', subject: '_WSB.P.hall.*', id: 'm2' }), 'presence_unavailable');
+  assert.equal(await memberCode({ op: 'sub', subject: '_WSB.P.room', id: 'm3' }), 'presence_unavailable');
+  assert.equal(await memberCode({ op: 'sub', subject: '_WSB.P.room.a.b', id: 'm4' }), 'presence_unavailable');
+  assert.equal(await memberCode({ op: 'sub', subject: '_WSB.P.*.lobby', id: 'm5' }), 'ok');
+  assert.equal(await memberCode({ op: 'sub', subject: '_WSB.P.>', id: 'm6' }), 'ok');
+  assert.equal(await memberCode({ op: 'unsub', subject: '_WSB.P.*.lobby', id: 'm7' }), 'ok');
+  assert.equal(await memberCode({ op: 'unsub', subject: '_WSB.P.>', id: 'm8' }), 'ok');
   // Nobody forges an event: publishing or requesting there is refused like any reserved subject.
   assert.equal(await code({ subject: '_WSB.P.room.lobby', text: JSON.stringify({ event: 'join' }), id: '13' }), 'invalid_subject');
   assert.equal(await code({ op: 'req', subject: '_WSB.P.room.lobby', id: '14' }), 'invalid_subject');
@@ -199,3 +218,80 @@ async function until(cond: () => boolean, what: string, ms = 10_000): Promise<vo
     await new Promise((r) => setTimeout(r, 10)); // waiting for frames to arrive, with a bound
   }
 }
+
+test('presence reads are bounded per node: queries for one subject share a read that starts after them; at most MAX_CONCURRENT_READS run', async () => {
+  // A store whose reads wait until released, counting how many run at once.
+  class SlowStore extends LocalMemberStore {
+    calls: string[] = [];
+    running = 0;
+    most = 0;
+    #gates: Array<() => void> = [];
+    override async list(subject: string, limit: number): Promise<MemberList> {
+      this.calls.push(subject);
+      this.most = Math.max(this.most, ++this.running);
+      await new Promise<void>((r) => this.#gates.push(r));
+      this.running--;
+      return super.list(subject, limit);
+    }
+    release(): number {
+      const n = this.#gates.length;
+      this.#gates.splice(0).forEach((r) => r());
+      return n;
+    }
+  }
+  const bus = new MemoryBus();
+  const store = new SlowStore();
+  const presence = new SubjectPresence(bus, store, { subjects: ['room.*'], maxMembers: 10 }, createLogger('silent'));
+  const settle = () => new Promise((r) => setImmediate(r));
+  const anne = { id: 'anne', identity: undefined };
+  const ben = { id: 'ben', identity: undefined };
+  presence.subscribed(anne, 'room.a');
+  await settle();
+
+  // 50 queries while the first read runs: one more read, after it, for all of them.
+  const first = presence.members('room.a');
+  await settle();
+  presence.subscribed(ben, 'room.a'); // joins after the first read started
+  await settle();
+  const later = Array.from({ length: 50 }, () => presence.members('room.a'));
+  await settle();
+  assert.deepEqual(store.calls, ['room.a'], 'the later queries wait for the running read');
+  assert.equal(store.release(), 1);
+  assert.deepEqual((await first).members.map((m) => m.session), ['anne', 'ben']);
+  await settle();
+  assert.deepEqual(store.calls, ['room.a', 'room.a'], 'one read for the 50 queries');
+  assert.equal(store.release(), 1);
+  for (const r of await Promise.all(later)) assert.deepEqual(r.members.map((m) => m.session).sort(), ['anne', 'ben']);
+
+  // Queries for 40 subjects: at most MAX_CONCURRENT_READS reads at once, every query answered.
+  const many = Array.from({ length: 40 }, (_, i) => presence.members(`room.r${i}`));
+  let answered = false;
+  void Promise.all(many).then(() => (answered = true));
+  for (let turn = 0; !answered; turn++) {
+    assert.ok(turn < 1000, 'every query answered');
+    await settle();
+    store.release();
+  }
+  assert.equal(store.calls.length, 2 + 40);
+  assert.equal(store.most, MAX_CONCURRENT_READS);
+  await presence.close(1000);
+
+  // A store read that never ends gives up its turn after 5 seconds: stuck reads do not block the node.
+  const stuck = new (class extends LocalMemberStore {
+    calls = 0;
+    override list(): Promise<MemberList> {
+      this.calls++;
+      return new Promise(() => {});
+    }
+  })();
+  const p2 = new SubjectPresence(bus, stuck, { subjects: ['room.*'], maxMembers: 10 }, createLogger('silent'));
+  const outcomes = Array.from({ length: MAX_CONCURRENT_READS + 1 }, (_, i) => p2.members(`room.s${i}`).then(() => 'answered', (e: Error) => e.message));
+  await settle();
+  assert.equal(stuck.calls, MAX_CONCURRENT_READS);
+  for (const o of await Promise.all(outcomes)) assert.match(o, /within 5000 ms/);
+  for (let turn = 0; stuck.calls < MAX_CONCURRENT_READS + 1; turn++) {
+    assert.ok(turn < 500, 'the last read got a turn');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  await p2.close(100);
+});

@@ -374,6 +374,14 @@ test('SSE and browsers: CORS as ALLOWED_ORIGINS says, and shutdown closes stream
   assert.equal(evil.status, 403);
   assert.equal(evil.headers['access-control-allow-origin'], undefined);
   assert.equal(gw.hub.sessions.size, 0);
+  assert.equal(gw.hub.stats.authFailures, 1, 'counted like a refused WebSocket Origin');
+  assert.equal((await fetch(`${base}/sse/send`, { method: 'POST', headers: { origin: 'https://evil.example' }, body: '' })).status, 403);
+  // In the same order as a WebSocket upgrade: the per-IP rate comes before Origin (429, not 403).
+  const limited = await startGateway({ ALLOWED_ORIGINS: 'https://app.example', HANDSHAKE_RATE_PER_IP: '1' });
+  t.after(() => limited.shutdown());
+  const first = await SseClient.open(limited, { origin: 'https://evil.example' });
+  const second = await SseClient.open(limited, { origin: 'https://evil.example' });
+  assert.deepEqual([first.status, second.status], [403, 429]);
   const app = await SseClient.open(gw, { origin: 'https://app.example' });
   t.after(() => app.destroy());
   assert.equal(app.headers['access-control-allow-origin'], 'https://app.example');

@@ -19,7 +19,7 @@ import { Kvm } from '@nats-io/kv';
 import type { KV, KvEntry } from '@nats-io/kv';
 import { jetstream } from '@nats-io/jetstream';
 import type { JetStreamOptions, Placement } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
 import type { Logger } from '../observability/logger.ts';
 import { scopedStateName } from '../security/subject-policy.ts';
 import type { MemberList, MemberRecord, MemberStore } from './subject-presence.ts';
@@ -61,6 +61,8 @@ export class KvMemberStore implements MemberStore {
   #stopped = false;
   /** Writes that failed (NATS unreachable), by key: the record to put, or null to delete. Retried each heartbeat. */
   #retry = new Map<string, MemberRecord | null>();
+  /** The KV scans running (presence reads, reaps), each as its stop: close() ends them all. */
+  #scans = new Set<() => void>();
 
   private constructor(members: KV, nodes: KV, opts: KvMemberStoreOptions, log: Logger) {
     this.#members = members;
@@ -106,19 +108,39 @@ export class KvMemberStore implements MemberStore {
     }
   }
 
+  /**
+   * The items of a KV scan (an ordered consumer). It ends with an error when `signal` aborts or
+   * the store closes, and its consumer is stopped however the loop ends: no scan outlives its
+   * reader or the NATS connection (a stranded one would reset itself on missed heartbeats forever).
+   */
+  async *#scan<T>(open: () => Promise<QueuedIterator<T>>, signal?: AbortSignal): AsyncGenerator<T> {
+    if (this.#stopped) throw new Error('the presence store is closed');
+    const it = await open();
+    const stop = (): void => it.stop(new Error(this.#stopped ? 'the presence store is closed' : 'the presence read took too long'));
+    this.#scans.add(stop);
+    signal?.addEventListener('abort', stop);
+    if (this.#stopped || signal?.aborted) stop();
+    try {
+      for await (const item of it) yield item;
+    } finally {
+      this.#scans.delete(stop);
+      signal?.removeEventListener('abort', stop);
+      it.stop();
+    }
+  }
+
   /** Nodes whose heartbeat lives. */
-  async #liveNodes(): Promise<Set<string>> {
+  async #liveNodes(signal?: AbortSignal): Promise<Set<string>> {
     const live = new Set<string>();
-    for await (const k of await this.#nodes.keys()) live.add(k);
+    for await (const k of this.#scan(() => this.#nodes.keys(), signal)) live.add(k);
     return live;
   }
 
-  async list(subject: string, limit: number): Promise<MemberList> {
-    const live = await this.#liveNodes();
+  async list(subject: string, limit: number, signal?: AbortSignal): Promise<MemberList> {
+    const live = await this.#liveNodes(signal);
     const members: MemberRecord[] = [];
     let truncated = false;
-    const it = await this.#members.history({ key: `m.${subjectKey(subject)}.>` });
-    for await (const e of it) {
+    for await (const e of this.#scan(() => this.#members.history({ key: `m.${subjectKey(subject)}.>` }), signal)) {
       if (e.operation !== 'PUT' || e.length === 0) continue;
       const node = e.key.split('.')[2]!;
       if (!live.has(node)) continue; // its node died: it leaves when a reaper gets to it
@@ -126,7 +148,6 @@ export class KvMemberStore implements MemberStore {
       if (rec.subject !== subject) continue; // a hash collision, however unlikely
       if (members.length >= limit) {
         truncated = true;
-        it.stop();
         break;
       }
       members.push(rec);
@@ -176,14 +197,14 @@ export class KvMemberStore implements MemberStore {
   async #reap(): Promise<void> {
     const live = await this.#liveNodes();
     const dead: KvEntry[] = [];
-    for await (const e of await this.#members.history({ key: 'i.*' })) {
+    for await (const e of this.#scan(() => this.#members.history({ key: 'i.*' }))) {
       if (e.operation === 'PUT' && !live.has(e.key.slice(2))) dead.push(e);
     }
     for (const idx of dead) {
       const node = idx.key.slice(2);
       const reaped: MemberRecord[] = [];
       const entries: KvEntry[] = [];
-      for await (const e of await this.#members.history({ key: `m.*.${node}.*` })) if (e.operation === 'PUT' && e.length > 0) entries.push(e);
+      for await (const e of this.#scan(() => this.#members.history({ key: `m.*.${node}.*` }))) if (e.operation === 'PUT' && e.length > 0) entries.push(e);
       for (const e of entries) {
         try {
           await this.#members.delete(e.key, { previousSeq: e.revision });
@@ -203,6 +224,7 @@ export class KvMemberStore implements MemberStore {
   async close(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#timer);
+    for (const stop of [...this.#scans]) stop();
     const me = this.#opts.nodeId;
     // Members left with their sessions; the index and heartbeat go too, so nobody reaps us.
     await this.#members.delete(`i.${me}`).catch(() => {});

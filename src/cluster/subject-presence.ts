@@ -14,6 +14,7 @@ import type { Identity } from '../auth/authenticator.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { PresenceMember } from '../protocol/frames.ts';
 import { isReserved, PRESENCE_PREFIX } from '../security/subject-policy.ts';
+import { patternsIntersect } from '../protocol/subject.ts';
 
 export type { PresenceMember };
 
@@ -33,8 +34,8 @@ export interface MemberList {
 export interface MemberStore {
   join(rec: MemberRecord): Promise<void>;
   leave(rec: MemberRecord): Promise<void>;
-  /** Members of `subject` on live nodes, at most `limit`. */
-  list(subject: string, limit: number): Promise<MemberList>;
+  /** Members of `subject` on live nodes, at most `limit`; gives up (rejects) when `signal` aborts. */
+  list(subject: string, limit: number, signal?: AbortSignal): Promise<MemberList>;
   /** Told of members of dead nodes this node removed (each removed by exactly one node). */
   onReaped: (recs: MemberRecord[]) => void;
   close(): Promise<void>;
@@ -48,6 +49,19 @@ export interface PresenceSession {
 
 /** How long a presence read may take before it is answered with an error. */
 const READ_TIMEOUT_MS = 5000;
+
+/**
+ * Store reads one node runs at once. In a cluster each read is a NATS KV scan (two JetStream
+ * consumers), so a client asking presence in a loop must not turn each frame into one: queries
+ * for the same subject share a read, and reads of different subjects wait for one of these.
+ */
+export const MAX_CONCURRENT_READS = 8;
+
+/** One subject's reads: the one running, and the one that starts after it (shared by every query meanwhile). */
+interface SubjectReads {
+  running: Promise<MemberList> | undefined;
+  queued: Promise<MemberList> | undefined;
+}
 
 /** Largest `info` claim (as JSON) shown in presence; a larger one is left out. */
 export const MAX_INFO_BYTES = 1024;
@@ -83,8 +97,12 @@ export class LocalMemberStore implements MemberStore {
   }
 
   async list(subject: string, limit: number): Promise<MemberList> {
-    const all = [...(this.#bySubject.get(subject)?.values() ?? [])];
-    return { members: all.slice(0, limit), truncated: all.length > limit };
+    const members: MemberRecord[] = [];
+    for (const rec of this.#bySubject.get(subject)?.values() ?? []) {
+      if (members.length === limit) return { members, truncated: true };
+      members.push(rec);
+    }
+    return { members, truncated: false };
   }
 
   async close(): Promise<void> {
@@ -109,6 +127,11 @@ export class SubjectPresence {
   #local = new Map<PresenceSession, Map<string, MemberRecord>>();
   /** Store writes in flight, awaited (within a bound) on close. */
   #inFlight = new Set<Promise<void>>();
+  /** Reads per subject in progress (see MAX_CONCURRENT_READS). */
+  #reads = new Map<string, SubjectReads>();
+  #readsRunning = 0;
+  #readTurns: Array<() => void> = [];
+  #closed = false;
 
   constructor(bus: Bus, store: MemberStore, opts: SubjectPresenceOptions, log: Logger) {
     this.#bus = bus;
@@ -124,6 +147,11 @@ export class SubjectPresence {
   /** Whether members of the literal `subject` are kept. */
   tracks(subject: string): boolean {
     return !isReserved(subject) && this.#tracked.allowsSubject(subject);
+  }
+
+  /** Whether events can come on `_WSB.P.<pattern>`: some subject it matches is tracked. */
+  announces(pattern: string): boolean {
+    return !isReserved(pattern) && this.#tracked.patterns.some((p) => patternsIntersect(p, pattern));
   }
 
   /** `session` now holds a subscription to `subject` (any pattern: only literal, tracked ones count). */
@@ -168,9 +196,60 @@ export class SubjectPresence {
       timer = setTimeout(() => reject(new Error('no answer from the presence store within 5000 ms')), READ_TIMEOUT_MS);
     });
     try {
-      return await Promise.race([this.#store.list(subject, this.maxMembers), deadline]);
+      return await Promise.race([this.#read(subject), deadline]);
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  /**
+   * The store's answer for `subject` from a read that starts no earlier than this call, so that it
+   * reflects every join and leave announced before: the read running now is not joined, the one
+   * queued behind it is.
+   */
+  #read(subject: string): Promise<MemberList> {
+    let reads = this.#reads.get(subject);
+    if (!reads) this.#reads.set(subject, (reads = { running: undefined, queued: undefined }));
+    if (reads.queued) return reads.queued;
+    if (!reads.running) return this.#startRead(subject, reads);
+    const st = reads;
+    st.queued = reads.running.then(() => {}, () => {}).then(() => {
+      st.queued = undefined;
+      return this.#startRead(subject, st);
+    });
+    return st.queued;
+  }
+
+  #startRead(subject: string, reads: SubjectReads): Promise<MemberList> {
+    // Each read ends within READ_TIMEOUT_MS of starting, so that a stuck one holds neither a turn
+    // nor its subject's queries for long.
+    const read = this.#inTurn(() => {
+      const signal = AbortSignal.timeout(READ_TIMEOUT_MS);
+      const aborted = new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(new Error(`no answer from the presence store within ${READ_TIMEOUT_MS} ms`))));
+      aborted.catch(() => {});
+      return Promise.race([this.#store.list(subject, this.maxMembers, signal), aborted]);
+    });
+    reads.running = read;
+    const done = (): void => {
+      if (reads.running !== read) return;
+      reads.running = undefined;
+      if (!reads.queued) this.#reads.delete(subject);
+    };
+    read.then(done, done);
+    return read;
+  }
+
+  /** Runs `fn` once fewer than MAX_CONCURRENT_READS reads run (in the order asked). */
+  async #inTurn<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#readsRunning < MAX_CONCURRENT_READS) this.#readsRunning++;
+    else await new Promise<void>((resolve) => this.#readTurns.push(resolve)); // the slot is handed over
+    try {
+      if (this.#closed) throw new Error('presence is closing');
+      return await fn();
+    } finally {
+      const next = this.#readTurns.shift();
+      if (next) next();
+      else this.#readsRunning--;
     }
   }
 
@@ -209,6 +288,7 @@ export class SubjectPresence {
 
   /** Waits (at most `ms`) for the writes in flight, then closes the store. */
   async close(ms: number): Promise<void> {
+    this.#closed = true;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.allSettled([...this.#inFlight]), new Promise((r) => (timer = setTimeout(r, ms)))]);
     clearTimeout(timer);

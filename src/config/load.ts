@@ -368,13 +368,12 @@ export function loadConfig(sources: ConfigSources): Config {
       ...productionNats(get),
     };
   }
-  for (const p of config.history.subjects) {
-    const e = subjectError(p, true) ?? (isReserved(p) ? 'reserved (_WSB., _INBOX. and $ subjects are the gateway\'s and NATS\'s own)' : null);
-    if (e) throw new ConfigError(`HISTORY_SUBJECTS: ${JSON.stringify(p)}: ${e}`);
-  }
-  for (const p of config.subjectPresence.subjects) {
-    const e = subjectError(p, true) ?? (isReserved(p) ? 'reserved (_WSB., _INBOX. and $ subjects are the gateway\'s and NATS\'s own)' : null);
-    if (e) throw new ConfigError(`PRESENCE_SUBJECTS: ${JSON.stringify(p)}: ${e}`);
+  // Subject patterns the gateway keeps something for: user subjects only.
+  for (const [key, patterns] of [['HISTORY_SUBJECTS', config.history.subjects], ['PRESENCE_SUBJECTS', config.subjectPresence.subjects]] as const) {
+    for (const p of patterns) {
+      const e = subjectError(p, true) ?? (isReserved(p) ? 'reserved (_WSB., _INBOX. and $ subjects are the gateway\'s and NATS\'s own)' : null);
+      if (e) throw new ConfigError(`${key}: ${JSON.stringify(p)}: ${e}`);
+    }
   }
   if (config.history.subjects.length > 0 && !config.nats) throw new ConfigError('HISTORY_SUBJECTS needs NATS_URL: history is kept in NATS JetStream');
   const tlsCert = get<string | undefined>('TLS_CERT');

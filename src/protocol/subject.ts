@@ -68,6 +68,19 @@ export function patternCovers(outer: string, inner: string): boolean {
   return o.length === i.length;
 }
 
+/** Whether some subject matches both patterns. */
+export function patternsIntersect(a: string, b: string): boolean {
+  const x = a.split('.');
+  const y = b.split('.');
+  for (let k = 0; ; k++) {
+    // `>` stands for one or more tokens: it meets anything that still has a token here.
+    if (x[k] === '>') return k < y.length;
+    if (y[k] === '>') return k < x.length;
+    if (k >= x.length || k >= y.length) return x.length === y.length;
+    if (x[k] !== '*' && y[k] !== '*' && x[k] !== y[k]) return false;
+  }
+}
+
 /** Whether the literal `subject` matches `pattern` (NATS rules). */
 export function subjectMatches(pattern: string, subject: string): boolean {
   return patternCovers(pattern, subject);

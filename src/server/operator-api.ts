@@ -72,7 +72,12 @@ export async function handleOperatorApi(gw: Gateway, config: Config, req: Incomi
     return;
   }
   const method = req.method ?? 'GET';
-  const parts = path.split('/').filter(Boolean).map(decodeURIComponent); // ['api', ...]
+  let parts: string[]; // ['api', ...]
+  try {
+    parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  } catch {
+    return fail(res, 400, 'bad_request', 'the path is not valid percent-encoded UTF-8');
+  }
 
   const sessionsRoute = parts[1] === 'sessions';
   if (sessionsRoute && !config.sessionTracking) {

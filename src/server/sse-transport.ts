@@ -55,11 +55,14 @@ export class SseTransport {
   handle(req: IncomingMessage, res: ServerResponse, path: string): boolean {
     if (path !== SSE_PATH && path !== SSE_SEND_PATH) return false;
     const origin = req.headers.origin;
-    if (!this.#gate.originAllowed(origin)) {
+    const allowed = this.#gate.originAllowed(origin);
+    // An opening POST is refused by admit(), in the order and with the count and log line of a
+    // WebSocket upgrade; the other requests here at once.
+    if (!allowed && !(path === SSE_PATH && req.method === 'POST')) {
       answer(res, 403, 'origin_refused', 'this Origin may not open sessions (ALLOWED_ORIGINS)');
       return true;
     }
-    if (origin !== undefined) {
+    if (allowed && origin !== undefined) {
       // Tokens travel in the Authorization header, never in cookies: no credentials mode needed.
       res.setHeader('access-control-allow-origin', origin);
       res.setHeader('vary', 'origin');

@@ -158,8 +158,8 @@ export class SessionHub {
       case 'sub': {
         const denial = checkSubscribe(session, frame.subject);
         if (denial) return this.#refuse(session, denial, frame.id);
-        if (!this.presence && frame.subject.startsWith(PRESENCE_PREFIX)) {
-          this.error(session, 'presence_unavailable', 'presence is not kept on this server (PRESENCE_SUBJECTS)', frame.id);
+        if (frame.subject.startsWith(PRESENCE_PREFIX) && !this.presence?.announces(frame.subject.slice(PRESENCE_PREFIX.length))) {
+          this.error(session, 'presence_unavailable', `presence is not kept for ${frame.subject.slice(PRESENCE_PREFIX.length)} (PRESENCE_SUBJECTS): no events would come`, frame.id);
           return;
         }
         const already = session.subscriptions.has(frame.subject);
@@ -167,7 +167,12 @@ export class SessionHub {
           this.error(session, 'limit_exceeded', `at most ${this.#opts.maxSubscriptions} subscriptions per session`, frame.id);
           return;
         }
-        if (frame.ack !== undefined) this.#durable.subscribeAcked(session, frame.subject, frame.ack.durable, frame.ack.waitMs ?? 30_000, frame.id);
+        if (frame.ack !== undefined) {
+          const before = session.subscriptions.get(frame.subject);
+          this.#durable.subscribeAcked(session, frame.subject, frame.ack.durable, frame.ack.waitMs ?? 30_000, frame.id);
+          // An acknowledged subscription that replaced a plain one ends that membership.
+          if (session.subscriptions.get(frame.subject) !== before) this.presence?.unsubscribed(session, frame.subject);
+        }
         else if (frame.since !== undefined) this.#durable.resume(session, frame.subject, frame.queue, frame.since, frame.id);
         else {
           // Subscribing twice to the same pattern is a no-op that answers ok.
@@ -225,6 +230,7 @@ export class SessionHub {
    * in a cluster) counts as a request in flight (MAX_PENDING_REQUESTS).
    */
   #presence(session: Session, subject: string, id: string): void {
+    if (isReserved(subject)) return this.error(session, 'invalid_subject', `${subject} is reserved: presence is kept for user subjects`, id);
     const denial = checkSubscribe(session, subject);
     if (denial) return this.#refuse(session, denial, id);
     const presence = this.presence;
