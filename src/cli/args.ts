@@ -15,6 +15,7 @@ function version(): string {
 
 // Settings by topic, for --help-all. Every setting is in exactly one (test/cli-help.test.ts).
 export const TOPICS: ReadonlyArray<{ title: string; keys: readonly string[] }> = [
+  { title: 'Mode', keys: ['MODE'] },
   { title: 'Listener and HTTP endpoints', keys: ['LISTEN', 'PORT', 'URI', 'ADMIN_TOKEN', 'ENABLE_SESSION_TRACKING', 'METRICS_TOKEN', 'DEMO_PAGE', 'ALLOWED_ORIGINS'] },
   { title: 'TLS', keys: ['TLS_CERT', 'TLS_KEY', 'TLS_CLIENT_CA'] },
   { title: 'Authentication of clients', keys: ['SERVER_AUTH_TOKEN', 'AUTH_TOKEN', 'JWT_SECRET', 'JWT_PUBLIC_KEY_FILE', 'JWT_JWKS', 'JWT_ISSUER', 'JWT_AUDIENCE', 'AUTH_DEADLINE_MS', 'REQUIRE_JWT_EXP', 'JWT_MAX_LIFETIME_SEC', 'HANDSHAKE_RATE_PER_IP', 'AUTH_FAILURE_BACKOFF_MS', 'TRUSTED_PROXIES', 'PROXY_PROTOCOL'] },
@@ -51,6 +52,7 @@ const COMMON: Record<string, string> = {
   --component <file.wasm> --subscribe <pattern>
                                run a WebAssembly component for the subjects it handles
   --nats nats://host:port      scale out over NATS
+  --mode server|client         what runs without a command (env MODE; default server)
   --log-level <level>          fatal, error, warn, info (default), debug, trace, silent
   -h, --help                   this text;  --help-all: every setting, by topic
   -v, --version                print the version`,
@@ -129,7 +131,7 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
     'help-all': { type: 'boolean' },
     version: { type: 'boolean', short: 'v' },
   };
-  for (const s of SETTINGS) if (s.key !== 'MODE') options[flagName(s.key)] = { type: 'string' };
+  for (const s of SETTINGS) options[flagName(s.key)] = { type: 'string' };
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true, tokens: true });
@@ -152,16 +154,25 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
     else if (t.name === 'pool-size') current.pool_size = t.value;
     else current[t.name] = t.value;
   }
-  const command = positionals[0] ?? (env.MODE === 'client' ? 'connect' : 'serve');
+  const given = positionals[0];
   if (values.version) return { exit: 0, out: `${version()}\n` };
-  const known = (COMMANDS as readonly string[]).includes(command);
-  if (!known) throw new ConfigError(`unknown command ${JSON.stringify(command)}: expected serve, connect, pub, sub, req or sessions`);
-  if (values.help || values['help-all']) return { exit: 0, out: help(positionals[0] ?? '', values['help-all'] === true) };
+  if (given !== undefined && !(COMMANDS as readonly string[]).includes(given)) {
+    throw new ConfigError(`unknown command ${JSON.stringify(given)}: expected serve, connect, pub, sub, req or sessions`);
+  }
+  if (values.help || values['help-all']) return { exit: 0, out: help(given ?? '', values['help-all'] === true) };
 
-  const flags: Record<string, string | undefined> = { MODE: command === 'connect' ? 'client' : 'server' };
+  const flags: Record<string, string | undefined> = {};
   for (const s of SETTINGS) {
     const v = values[flagName(s.key)];
     if (typeof v === 'string') flags[s.key] = v;
+  }
+  // The command, when given, is the mode; --mode may repeat it but not contradict it. Without a
+  // command the mode comes from --mode, env MODE, the config file's MODE or the default (server),
+  // like any other setting; loadConfig validates MODE in every layer that sets it.
+  if (given !== undefined) {
+    const mode = given === 'connect' ? 'client' : 'server';
+    if (flags.MODE !== undefined && flags.MODE !== mode) throw new ConfigError(`--mode ${flags.MODE} contradicts the command ${given} (MODE=${mode}): give one of them`);
+    flags.MODE = mode;
   }
   if (typeof values.nats === 'string') flags.NATS_URL = values.nats;
   for (const h of (values.header as string[] | undefined) ?? []) {
@@ -169,16 +180,14 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
     if (eq <= 0) throw new ConfigError(`--header ${JSON.stringify(h)}: expected Name=value`);
     flags[`HEADER_${h.slice(0, eq)}`] = h.slice(eq + 1);
   }
-  if (command === 'connect') {
+  if (given === 'connect') {
     if (positionals.length > 2) throw new ConfigError('connect takes one URL');
     if (positionals[1] !== undefined) flags.URI = positionals[1];
   } else if (positionals.length > 1) {
-    throw new ConfigError(`serve takes no positional arguments (got ${JSON.stringify(positionals[1])})`);
+    throw new ConfigError(`${given ?? 'serve'} takes no positional arguments (got ${JSON.stringify(positionals[1])})`);
   }
-  // The command line decides the mode; env MODE only picks the command when none is given.
-  const envForConfig = { ...env };
-  delete envForConfig.MODE;
-  const config = loadConfig({ flags, env: envForConfig, file: values.config as string | undefined, components });
+  const config = loadConfig({ flags, env, file: values.config as string | undefined, components });
+  const command = config.mode === 'client' ? 'connect' : 'serve';
   return { command, config };
 }
 

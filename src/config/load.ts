@@ -234,6 +234,11 @@ export function loadConfig(sources: ConfigSources): Config {
     return parseValue(s, r) as T;
   };
 
+  // MODE decides what runs: a bad value is an error in any layer, also one a higher layer
+  // overrides (the command line's serve/connect), never a silent fallback to a server.
+  for (const [values, source] of [[file, fileSource], [env, 'env'], [flags, 'flag']] as const) {
+    if (values.MODE !== undefined) parseValue(SETTING_BY_KEY.get('MODE')!, { value: values.MODE, source });
+  }
   const mode = get<'server' | 'client'>('MODE');
   let listen: HostPort | undefined = raw.has('LISTEN') || mode === 'server' ? get<HostPort>('LISTEN') : undefined;
   // The seed's URI is the bind address in server mode; LISTEN, when given, wins.

@@ -25,7 +25,7 @@ export interface Setting {
 const int = (min: number, max: number): SettingType => ({ kind: 'int', min, max });
 
 export const SETTINGS: readonly Setting[] = [
-  { key: 'MODE', type: { kind: 'enum', values: ['server', 'client'] }, default: 'server', scope: 'both', doc: 'server: accept WebSocket clients; client: dial URI. The CLI commands `serve` and `connect` set it.' },
+  { key: 'MODE', type: { kind: 'enum', values: ['server', 'client'] }, default: 'server', scope: 'both', doc: 'server: accept WebSocket clients; client: dial URI (and the config file\'s links). The commands `serve` and `connect` set it; without a command, --mode, env MODE or the config file\'s MODE picks it. Any other value is an error.' },
   { key: 'URI', type: { kind: 'string' }, default: undefined, scope: 'both', perLink: true, doc: 'Server mode: the bind address HOST:PORT (same as LISTEN). Client mode: the ws:// or wss:// URL to dial (default ws://127.0.0.1:8080/ws).' },
   { key: 'PORT', type: int(0, 65_535), default: undefined, scope: 'server', doc: 'The port of LISTEN, as hosting platforms set it: replaces the port of a LISTEN (or URI) that comes from a lower layer (default or config file under env PORT; not a LISTEN given in env or by flag). The host stays LISTEN\'s.' },
   { key: 'LISTEN', type: { kind: 'hostport' }, default: '127.0.0.1:8080', scope: 'both', doc: 'Address for the WebSocket endpoint (/ws), the operator API (/api/) and /healthz. In client mode, no listener unless set.' },
