@@ -146,10 +146,11 @@ test('CONNECT_TIMEOUT_SEC: a server that never answers the upgrade times the att
   const started = Date.now();
   const gw = await clientGateway({ URI: `ws://127.0.0.1:${port}/`, CONNECT_TIMEOUT_SEC: '1', RECONNECT_MAX_ATTEMPTS: '1', RECONNECT_BASE_MS: '10', RECONNECT_MAX_MS: '10' });
   const link = gw.links[0]!;
+  const failed = nextEvent(link, 'failed');
   const [err] = await nextEvent<[Error]>(link, 'error');
   assert.match(err.message, /timed out/i);
   assert.ok(Date.now() - started >= 900, 'not before the timeout');
-  await nextEvent(link, 'failed');
+  await failed;
   assert.equal(link.state, 'failed');
   await gw.shutdown();
   silent.close();
@@ -167,7 +168,7 @@ test('reconnects with backoff after the server restarts, and flushes what was qu
   for (const c of remote.wss.clients) c.terminate();
   await bounded(new Promise<void>((r) => remote.wss.close(() => r())), 'the remote server closing');
   const [delay] = (await reconnecting) as [number];
-  assert.ok(delay >= 25 && delay <= 50, `first delay within [base/2, base], got ${delay}`);
+  assert.ok(delay >= 0 && delay <= 50, `first delay within [0, base] (full jitter), got ${delay}`);
   gw.publish({ subject: 'while.down', body: Buffer.from('queued'), replyTo: null });
 
   remote = await remoteServer(port);
@@ -217,9 +218,10 @@ test('a refused handshake (401) is reported with the status and retried', async 
   const remote = await remoteServer(0, { verifyClient: (_info, cb) => cb(false, 401, 'Unauthorized') });
   const gw = await clientGateway({ URI: remote.url, RECONNECT_MAX_ATTEMPTS: '2', RECONNECT_BASE_MS: '10', RECONNECT_MAX_MS: '10' });
   const link = gw.links[0]!;
+  const failed = nextEvent(link, 'failed');
   const [err] = await nextEvent<[Error]>(link, 'error');
   assert.match(err.message, /401/);
-  await nextEvent(link, 'failed');
+  await failed;
   await gw.shutdown();
   remote.wss.close();
 });

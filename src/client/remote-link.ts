@@ -9,7 +9,10 @@ import WebSocket from 'ws';
 import type { Bus, BusMessage, BusSubscription } from '../bus/bus.ts';
 import type { LinkConfig } from '../config/load.ts';
 import type { Logger } from '../observability/logger.ts';
-import { backoffDelay } from './backoff.ts';
+import { ReconnectPolicy } from './backoff.ts';
+import type { NextStep } from './backoff.ts';
+import { dial } from './dial.ts';
+import type { Dialing, DialFailure } from './dial.ts';
 import { decodeBase64 } from '../protocol/codec.ts';
 import { subjectError, MAX_SUBJECT_LENGTH } from '../protocol/subject.ts';
 import { ProtocolError } from '../protocol/errors.ts';
@@ -20,6 +23,8 @@ export type LinkState = 'connecting' | 'open' | 'reconnecting' | 'failed' | 'clo
 
 export interface LinkStats {
   connects: number;
+  /** Consecutive failed attempts (a connection closed before RECONNECT_STABLE_SEC counts). */
+  failures: number;
   received: number;
   receivedRaw: number;
   sent: number;
@@ -34,13 +39,19 @@ const DEFAULT_GRANTS: GrantLimits = { ttlMs: 60_000, maxReplies: 1, maxGrants: 2
 export class RemoteLink extends EventEmitter {
   readonly id = randomBytes(6).toString('base64url');
   readonly config: LinkConfig;
-  readonly stats: LinkStats = { connects: 0, received: 0, receivedRaw: 0, sent: 0, droppedOffline: 0 };
+  readonly stats: LinkStats = { connects: 0, failures: 0, received: 0, receivedRaw: 0, sent: 0, droppedOffline: 0 };
   state: LinkState = 'connecting';
   #bus: Bus;
   #log: Logger;
   #ws: WebSocket | undefined;
-  #attempt = 0;
+  #dialing: Dialing | undefined;
+  #policy: ReconnectPolicy;
+  /** Set once the open connection has lasted RECONNECT_STABLE_SEC. */
+  #stable = false;
+  #stableTimer: NodeJS.Timeout | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** The subprotocol the server selected on the current connection; null: none. */
+  subprotocol: string | null = null;
   #keepalive: NodeJS.Timeout | undefined;
   #awaitingPong = false;
   #offline: string[] = [];
@@ -58,6 +69,7 @@ export class RemoteLink extends EventEmitter {
     this.#grants = grants;
     this.#log = log.child({ link: this.id, url: redactUrl(config.uri) });
     this.#replyPrefix = `${LINK_REPLY_PREFIX}${randomBytes(16).toString('base64url')}.`;
+    this.#policy = new ReconnectPolicy(config.reconnect);
   }
 
   start(): void {
@@ -81,56 +93,79 @@ export class RemoteLink extends EventEmitter {
     const c = this.config;
     const headers: Record<string, string> = { ...c.headers };
     if (c.authToken !== undefined) headers.Authorization = `Bearer ${c.authToken}`;
-    this.#log.debug({ attempt: this.#attempt }, 'dialing');
-    const ws = new WebSocket(c.uri, c.subprotocols, {
+    this.#log.debug({ failures: this.#policy.failures }, 'dialing');
+    this.#dialing = dial({
+      uri: c.uri,
+      protocols: c.subprotocols,
       headers,
-      handshakeTimeout: c.connectTimeoutMs,
+      connectTimeoutMs: c.connectTimeoutMs,
       maxPayload: c.maxMessageBytes,
-      perMessageDeflate: false,
-    });
+      requireSubprotocol: false,
+    }, (ws, protocol) => this.#opened(ws, protocol), (f) => this.#attemptFailed(f));
+  }
+
+  #opened(ws: WebSocket, protocol: string | null): void {
+    this.#dialing = undefined;
     this.#ws = ws;
-    ws.on('open', () => {
-      this.#attempt = 0;
-      this.state = 'open';
-      this.stats.connects++;
-      this.#log.info({ protocol: ws.protocol || undefined }, 'link open');
-      this.#startKeepalive(ws);
-      const queued = this.#offline;
-      this.#offline = [];
-      for (const frame of queued) this.#write(frame);
-      this.emit('open');
-    });
+    this.subprotocol = protocol;
+    this.state = 'open';
+    this.stats.connects++;
+    this.#stable = false;
+    // Only a connection that stays open this long resets the failure count: a remote that
+    // accepts and closes at once (or sends a frame too large) is a failing remote.
+    this.#stableTimer = setTimeout(() => {
+      this.#stable = true;
+      this.#policy.stable();
+      this.stats.failures = 0;
+    }, this.config.reconnect.stableMs);
+    this.#log.info({ protocol }, 'link open');
     ws.on('message', (data: Buffer, isBinary) => this.#receive(data, isBinary));
     ws.on('pong', () => (this.#awaitingPong = false));
-    // A refused handshake (401, 403, 404 …) arrives as an error naming the status; ws then closes.
     ws.on('error', (err) => {
       this.#log.warn({ err: err.message }, 'link error');
       this.emit('error', err);
     });
-    ws.on('close', (code, reason) => {
-      this.#stopKeepalive();
-      if (this.#ws !== ws) return;
-      this.#ws = undefined;
-      this.emit('close', code, reason.toString());
-      if (this.state === 'closed') return;
-      this.#scheduleReconnect();
-    });
+    ws.on('close', (code, reason) => this.#closed(ws, code, reason.toString()));
+    this.#startKeepalive(ws);
+    const queued = this.#offline;
+    this.#offline = [];
+    for (const frame of queued) this.#write(frame);
+    this.emit('open');
   }
 
-  #scheduleReconnect(): void {
-    const r = this.config.reconnect;
-    if (r.maxAttempts > 0 && this.#attempt >= r.maxAttempts) {
+  #attemptFailed(f: DialFailure): void {
+    this.#dialing = undefined;
+    this.#log.warn({ err: f.message, status: f.status, retryAfterMs: f.retryAfterMs }, 'link attempt failed');
+    this.emit('error', Object.assign(new Error(f.message), { status: f.status }));
+    if (this.state === 'closed') return;
+    this.#next(this.#policy.failed(f));
+  }
+
+  #closed(ws: WebSocket, code: number, reason: string): void {
+    this.#stopKeepalive();
+    clearTimeout(this.#stableTimer);
+    if (this.#ws !== ws) return;
+    this.#ws = undefined;
+    this.emit('close', code, reason);
+    if (this.state === 'closed') return;
+    // 1008 (policy violation): the server refuses this client; like a 401 at the handshake.
+    const permanent = code === 1008;
+    this.#log.info({ code, reason, stable: this.#stable }, 'link closed');
+    this.#next(this.#stable && !permanent ? this.#policy.afterStableClose() : this.#policy.failed({ permanent }));
+  }
+
+  #next(step: NextStep): void {
+    this.stats.failures = this.#policy.failures;
+    if ('giveUp' in step) {
       this.state = 'failed';
-      this.#log.error({ attempts: this.#attempt }, 'link gave up reconnecting');
-      this.emit('failed');
+      this.#log.error({ failures: this.#policy.failures, why: step.giveUp }, 'link gave up reconnecting');
+      this.emit('failed', step.giveUp);
       return;
     }
-    const delay = backoffDelay(this.#attempt, r.baseMs, r.maxMs);
-    this.#attempt++;
     this.state = 'reconnecting';
-    this.#log.info({ delayMs: delay, attempt: this.#attempt }, 'reconnecting');
-    this.emit('reconnecting', delay, this.#attempt);
-    this.#timer = setTimeout(() => this.#connect(), delay);
+    this.#log.info({ delayMs: step.retryInMs, failures: this.#policy.failures }, 'reconnecting');
+    this.emit('reconnecting', step.retryInMs, this.#policy.failures);
+    this.#timer = setTimeout(() => this.#connect(), step.retryInMs);
   }
 
   #startKeepalive(ws: WebSocket): void {
@@ -257,6 +292,9 @@ export class RemoteLink extends EventEmitter {
   async close(code = 1001, reason = 'gateway shutting down'): Promise<void> {
     this.state = 'closed';
     if (this.#timer) clearTimeout(this.#timer);
+    clearTimeout(this.#stableTimer);
+    this.#dialing?.abort();
+    this.#dialing = undefined;
     this.#stopKeepalive();
     for (const s of this.#subs) s.unsubscribe();
     this.#subs = [];
@@ -272,8 +310,7 @@ export class RemoteLink extends EventEmitter {
         clearTimeout(t);
         resolve();
       });
-      if (ws.readyState === WebSocket.CONNECTING) ws.terminate();
-      else ws.close(code, reason);
+      ws.close(code, reason);
     });
   }
 }

@@ -16,6 +16,7 @@ import { jwtKey } from '../auth/authenticator.ts';
 import { trustedProxyError } from '../server/client-address.ts';
 import type { GrantLimits } from '../security/subject-policy.ts';
 import { isReserved } from '../security/subject-policy.ts';
+import type { ReconnectSettings } from '../client/backoff.ts';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -35,7 +36,7 @@ export interface LinkConfig {
   headers: Record<string, string>;
   subprotocols: string[];
   connectTimeoutMs: number;
-  reconnect: { baseMs: number; maxMs: number; maxAttempts: number };
+  reconnect: ReconnectSettings;
   keepaliveIntervalMs: number;
   rawSubject: string;
   forward: string[];
@@ -507,7 +508,13 @@ function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string
     const e = subjectError(f, true) ?? (isReserved(f) ? 'reserved (_WSB., _INBOX. and $ subjects never leave the gateway)' : null);
     if (e) throw new ConfigError(`FORWARD: ${JSON.stringify(f)}: ${e}`);
   }
-  const reconnect = { baseMs: pick<number>('RECONNECT_BASE_MS'), maxMs: pick<number>('RECONNECT_MAX_MS'), maxAttempts: pick<number>('RECONNECT_MAX_ATTEMPTS') };
+  const reconnect: ReconnectSettings = {
+    baseMs: pick<number>('RECONNECT_BASE_MS'),
+    maxMs: pick<number>('RECONNECT_MAX_MS'),
+    maxAttempts: pick<number>('RECONNECT_MAX_ATTEMPTS'),
+    stableMs: pick<number>('RECONNECT_STABLE_SEC') * 1000,
+    onPermanent: pick<'retry' | 'give_up'>('PERMANENT_FAILURE_POLICY'),
+  };
   if (reconnect.baseMs > reconnect.maxMs) throw new ConfigError(`RECONNECT_BASE_MS (${reconnect.baseMs}) must not exceed RECONNECT_MAX_MS (${reconnect.maxMs})`);
   return {
     uri,
