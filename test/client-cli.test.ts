@@ -68,3 +68,26 @@ test('env MODE=client (no command) dials URI', async (t) => {
   proc.kill('SIGTERM');
   assert.equal((await exit).code, 0);
 });
+
+test('a bad --header is reported as coming from the flag', async (t) => {
+  const { exit, output } = await cliProcess(t, ['connect', 'ws://127.0.0.1:1/', '--header', 'Bad Name=x']);
+  assert.equal((await exit).code, 2);
+  assert.match(output(), /HEADER_Bad Name \(from flag\): "Bad Name" is not a valid HTTP header name/);
+});
+
+test('sessions honours WSBRIDGE_URL, as the README says every tool does', async (t) => {
+  const { startGateway, TestClient } = await import('./helpers.ts');
+  const { runTool } = await import('../src/cli/tools.ts');
+  const { PassThrough } = await import('node:stream');
+  const gw = await startGateway({ ADMIN_TOKEN: 'tools-token' });
+  t.after(() => gw.shutdown());
+  const c = await TestClient.connect(gw);
+  t.after(() => c.close());
+  const out = new PassThrough();
+  const err = new PassThrough();
+  let text = '';
+  out.on('data', (d: Buffer) => (text += d.toString()));
+  const code = await runTool('sessions', ['--json'], { out, err, env: { WSBRIDGE_URL: gw.server!.url, ADMIN_TOKEN: 'tools-token' }, stdin: new PassThrough() });
+  assert.equal(code, 0);
+  assert.ok(text.includes(String(c.welcome.session)), text);
+});

@@ -489,8 +489,8 @@ function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string
     throw new ConfigError(`URI (from ${uriSource}): expected a ws:// or wss:// URL, got ${JSON.stringify(uri)}`);
   }
   const headers: Record<string, string> = {};
-  const addHeaders = (entries: Iterable<[string, unknown]>, source: string) => {
-    for (const [k, v] of entries) {
+  const addHeaders = (entries: Iterable<[string, unknown, string]>) => {
+    for (const [k, v, source] of entries) {
       if (!k.startsWith('HEADER_') || k.length <= 7) continue;
       const name = k.slice(7);
       if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) throw new ConfigError(`${k} (from ${source}): ${JSON.stringify(name)} is not a valid HTTP header name`);
@@ -498,8 +498,8 @@ function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string
       headers[name] = v;
     }
   };
-  addHeaders([...raw.entries()].map(([k, r]) => [k, r.value]), 'config');
-  addHeaders(Object.entries(own), where);
+  addHeaders([...raw.entries()].map(([k, r]) => [k, r.value, r.source]));
+  addHeaders(Object.entries(own).map(([k, v]) => [k, v, where]));
   const rawSubject = pick<string>('RAW_SUBJECT');
   const subjErr = subjectError(rawSubject, false) ?? (isReserved(rawSubject) ? 'reserved' : null);
   if (subjErr) throw new ConfigError(`RAW_SUBJECT: ${subjErr}`);
