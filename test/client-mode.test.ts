@@ -85,7 +85,7 @@ test('bearer token, custom headers and subprotocols arrive in the handshake', as
 test('raw frames go to RAW_SUBJECT, envelopes by subject; handler replies return to the remote, never echoed', async () => {
   const remote = await remoteServer();
   const connP = remote.nextConn();
-  const gw = await clientGateway({ URI: remote.url, RAW_SUBJECT: 'feed.raw' });
+  const gw = await clientGateway({ URI: remote.url, RAW_SUBJECT: 'feed.raw', FORWARD: 'status.>' });
   const raw = recorder();
   const orders = recorder();
   gw.linkSource('raw-handler', raw.handler, ['feed.raw']);
@@ -112,8 +112,8 @@ test('raw frames go to RAW_SUBJECT, envelopes by subject; handler replies return
   assert.equal(answer.subject, 'client.inbox.9');
   assert.equal(Buffer.from(answer.body, 'base64').toString(), 'accepted');
 
-  // A local publish (FORWARD defaults to `>`) goes out once; nothing received from the remote
-  // was sent back to it.
+  // A local publish matching FORWARD goes out once; nothing received from the remote was sent
+  // back to it.
   consumer.publish({ subject: 'status.up', body: Buffer.from('1'), replyTo: null });
   const out = JSON.parse(await remote.nextFrame(conn)) as { subject: string };
   assert.equal(out.subject, 'status.up');
@@ -128,7 +128,7 @@ test('consumer.request over the link: the remote answers the envelope reply_to',
     const m = JSON.parse(d.toString()) as { subject: string; reply_to: string };
     if (m.subject === 'time.now') ws.send(JSON.stringify({ subject: m.reply_to, text: 'noon' }));
   }));
-  const gw = await clientGateway({ URI: remote.url, FORWARD_REPLIES: 'true' });
+  const gw = await clientGateway({ URI: remote.url, FORWARD: 'time.>', FORWARD_REPLIES: 'true' });
   await once(gw.links[0]!, 'open');
   const r = await gw.linkTarget('asker').request('time.now', Buffer.from('?'), 2000);
   assert.equal(r.tag, 'ok');
@@ -161,7 +161,7 @@ test('reconnects with backoff after the server restarts, and flushes what was qu
   let remote = await remoteServer();
   const port = remote.port;
   const first = remote.nextConn();
-  const gw = await clientGateway({ URI: remote.url, RECONNECT_BASE_MS: '50', RECONNECT_MAX_MS: '200', KEEPALIVE_INTERVAL_SEC: '0' });
+  const gw = await clientGateway({ URI: remote.url, FORWARD: 'while.>', RECONNECT_BASE_MS: '50', RECONNECT_MAX_MS: '200', KEEPALIVE_INTERVAL_SEC: '0' });
   const link = gw.links[0]!;
   await first;
   const reconnecting = once(link, 'reconnecting');

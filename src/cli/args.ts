@@ -21,7 +21,7 @@ export const TOPICS: ReadonlyArray<{ title: string; keys: readonly string[] }> =
   { title: 'Authentication of clients', keys: ['SERVER_AUTH_TOKEN', 'AUTH_TOKEN', 'JWT_SECRET', 'JWT_PUBLIC_KEY_FILE', 'JWT_JWKS', 'JWT_ISSUER', 'JWT_AUDIENCE', 'AUTH_DEADLINE_MS', 'REQUIRE_JWT_EXP', 'JWT_MAX_LIFETIME_SEC', 'HANDSHAKE_RATE_PER_IP', 'AUTH_FAILURE_BACKOFF_MS', 'TRUSTED_PROXIES', 'PROXY_PROTOCOL'] },
   { title: 'Reply subjects (capabilities)', keys: ['REPLY_GRANT_TTL_MS', 'REPLY_GRANT_MAX_REPLIES', 'REPLY_GRANTS_MAX'] },
   { title: 'Limits and timeouts', keys: ['MAX_CONNECTIONS', 'MAX_CONNECTIONS_PER_IP', 'RATE_LIMIT_MSGS', 'RATE_LIMIT_BYTES', 'IDLE_TIMEOUT_SEC', 'HANDSHAKE_TIMEOUT_MS', 'PING_INTERVAL_SEC', 'MAX_MESSAGE_BYTES', 'MAX_BUFFERED_BYTES', 'SLOW_CONSUMER_POLICY', 'MAX_SUBSCRIPTIONS', 'MAX_PENDING_REQUESTS', 'REQUEST_TIMEOUT_MS', 'MAX_REQUEST_TIMEOUT_MS', 'SHUTDOWN_TIMEOUT_MS', 'PERMESSAGE_DEFLATE', 'DEFLATE_THRESHOLD_BYTES'] },
-  { title: 'Remote server (client mode)', keys: ['CONNECT_TIMEOUT_SEC', 'SUBPROTOCOLS', 'RECONNECT_BASE_MS', 'RECONNECT_MAX_MS', 'RECONNECT_MAX_ATTEMPTS', 'RECONNECT_STABLE_SEC', 'PERMANENT_FAILURE_POLICY', 'KEEPALIVE_INTERVAL_SEC', 'RAW_SUBJECT', 'FORWARD', 'FORWARD_REPLIES', 'OFFLINE_QUEUE_MAX'] },
+  { title: 'Remote server (client mode)', keys: ['CONNECT_TIMEOUT_SEC', 'SUBPROTOCOLS', 'RECONNECT_BASE_MS', 'RECONNECT_MAX_MS', 'RECONNECT_MAX_ATTEMPTS', 'RECONNECT_STABLE_SEC', 'PERMANENT_FAILURE_POLICY', 'KEEPALIVE_INTERVAL_SEC', 'RAW_SUBJECT', 'FORWARD', 'FORWARD_REPLIES', 'RAW_OUT_SUBJECT', 'RAW_OUT_FORMAT', 'OFFLINE_QUEUE_MAX'] },
   { title: 'WebAssembly components', keys: ['COMPONENT_POOL_SIZE', 'COMPONENT_TIMEOUT_MS', 'COMPONENT_MAX_QUEUE', 'COMPONENT_CACHE_DIR', 'OUTBOUND_ALLOW', 'OUTBOUND_MAX_CONNECTIONS', 'OUTBOUND_RECEIVE_QUEUE', 'OUTBOUND_TIMEOUT_MS'] },
   { title: 'NATS: scale-out, presence, history', keys: ['NATS_URL', 'NATS_PREFIX', 'NATS_USER', 'NATS_PASSWORD', 'NATS_TOKEN', 'NATS_NKEY_SEED_FILE', 'NATS_CREDS_FILE', 'NATS_TLS_CA_FILE', 'PRESENCE_TTL_SEC', 'HISTORY_SUBJECTS', 'HISTORY_MAX_AGE_SEC', 'HISTORY_MAX_MSGS'] },
   { title: 'Logs', keys: ['LOG_LEVEL', 'LOG_FORMAT'] },
@@ -74,7 +74,7 @@ const COMMON: Record<string, string> = {
   --auth-token <token>         sent as Authorization: Bearer <token>
   --header Name=value          handshake header (env HEADER_<Name>); repeatable
   --raw-subject <subject>      where frames that are not wsbridge envelopes arrive (default ws.in)
-  --forward <patterns>         local subjects sent to the remote server (default >)
+  --forward <patterns>         local subjects sent to the remote server (default: none)
   --listen HOST:PORT           also accept local WebSocket clients
   --config <file.json>         JSON config file, also for several links (env WSBRIDGE_CONFIG)
   --nats nats://host:port      put the feed on NATS

@@ -44,6 +44,11 @@ export interface LinkConfig {
   forwardReplies: boolean;
   offlineQueueMax: number;
   maxMessageBytes: number;
+  /** Publishes here go to the remote as bare text/binary frames (raw outbound mode). */
+  rawOutSubject: string | undefined;
+  rawOutFormat: 'auto' | 'text' | 'binary';
+  maxBufferedBytes: number;
+  slowPolicy: 'close' | 'drop';
 }
 
 export interface Config {
@@ -503,6 +508,11 @@ function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string
   const rawSubject = pick<string>('RAW_SUBJECT');
   const subjErr = subjectError(rawSubject, false) ?? (isReserved(rawSubject) ? 'reserved' : null);
   if (subjErr) throw new ConfigError(`RAW_SUBJECT: ${subjErr}`);
+  const rawOutSubject = pick<string | undefined>('RAW_OUT_SUBJECT') || undefined;
+  if (rawOutSubject !== undefined) {
+    const e = subjectError(rawOutSubject, false) ?? (isReserved(rawOutSubject) ? 'reserved' : rawOutSubject === rawSubject ? 'the same as RAW_SUBJECT (what the remote sends would go straight back)' : null);
+    if (e) throw new ConfigError(`RAW_OUT_SUBJECT: ${JSON.stringify(rawOutSubject)}: ${e}`);
+  }
   const forward = pick<string[]>('FORWARD');
   for (const f of forward) {
     const e = subjectError(f, true) ?? (isReserved(f) ? 'reserved (_WSB., _INBOX. and $ subjects never leave the gateway)' : null);
@@ -529,6 +539,10 @@ function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string
     forwardReplies: pick('FORWARD_REPLIES'),
     offlineQueueMax: pick('OFFLINE_QUEUE_MAX'),
     maxMessageBytes: pick('MAX_MESSAGE_BYTES'),
+    rawOutSubject,
+    rawOutFormat: pick('RAW_OUT_FORMAT'),
+    maxBufferedBytes: pick('MAX_BUFFERED_BYTES'),
+    slowPolicy: pick('SLOW_CONSUMER_POLICY'),
   };
 }
 
