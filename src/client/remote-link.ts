@@ -19,6 +19,7 @@ import { LinkRoutes } from './inbound.ts';
 import { LinkOutbound, outFrame } from './outbound.ts';
 import type { OutFrame, OutboundStats } from './outbound.ts';
 import type { GrantLimits } from '../security/subject-policy.ts';
+import { redactUrl } from './link-sharing.ts';
 
 export { LINK_ALIAS_PREFIX } from './inbound.ts';
 
@@ -40,7 +41,8 @@ export interface LinkStats extends OutboundStats {
 const DEFAULT_GRANTS: GrantLimits = { ttlMs: 60_000, maxReplies: 1, maxGrants: 256 };
 
 export class RemoteLink extends EventEmitter {
-  readonly id = randomBytes(6).toString('base64url');
+  /** LINK_NAME, or link-<n>: its name in the operator API, /api/stats, metrics and logs. */
+  readonly id: string;
   readonly config: LinkConfig;
   readonly stats: LinkStats = { connects: 0, failures: 0, received: 0, receivedRaw: 0, bytesIn: 0, droppedNotText: 0, sent: 0, bytesOut: 0, droppedOffline: 0, droppedSlow: 0, slowCloses: 0 };
   state: LinkState = 'connecting';
@@ -61,8 +63,9 @@ export class RemoteLink extends EventEmitter {
   #routes: LinkRoutes;
   #out: LinkOutbound;
 
-  constructor(config: LinkConfig, bus: Bus, log: Logger, grants: GrantLimits = DEFAULT_GRANTS) {
+  constructor(config: LinkConfig, bus: Bus, log: Logger, grants: GrantLimits = DEFAULT_GRANTS, id = config.name ?? `link-${randomBytes(4).toString('hex')}`) {
     super();
+    this.id = id;
     this.config = config;
     this.#bus = bus;
     this.#log = log.child({ link: this.id, url: redactUrl(config.uri) });
@@ -272,19 +275,4 @@ function rawFrame(body: Buffer, format: LinkConfig['rawOutFormat']): OutFrame | 
   return text ? outFrame(body.toString('utf8'), false) : outFrame(body, true);
 }
 
-export function redactUrl(uri: string): string {
-  try {
-    const u = new URL(uri);
-    u.username = '';
-    u.password = '';
-    u.search = '';
-    return u.toString();
-  } catch {
-    return '<invalid url>';
-  }
-}
-
-/** A key that makes links with the same URL and handshake share one connection. */
-export function linkKey(c: LinkConfig): string {
-  return JSON.stringify([c.uri, c.authToken ?? null, Object.entries(c.headers).sort(), c.subprotocols]);
-}
+export { redactUrl };

@@ -17,6 +17,7 @@ import { trustedProxyError } from '../server/client-address.ts';
 import type { GrantLimits } from '../security/subject-policy.ts';
 import { isReserved } from '../security/subject-policy.ts';
 import type { ReconnectSettings } from '../client/backoff.ts';
+import { sharingConflict } from '../client/link-sharing.ts';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -31,6 +32,10 @@ export interface HostPort {
 }
 
 export interface LinkConfig {
+  /** LINK_NAME: how the operator API, /api/stats, metrics and logs name it (unset: link-<n>). */
+  name: string | undefined;
+  /** Where its values came from, for error messages ("config file f: links[1]", "link"). */
+  where: string;
   uri: string;
   authToken: string | undefined;
   headers: Record<string, string>;
@@ -79,6 +84,8 @@ export interface Config {
   logLevel: LogLevel;
   logFormat: 'auto' | 'json' | 'pretty';
   links: LinkConfig[];
+  /** The top-level values links made at runtime resolve over (resolveLinkConfig). */
+  linkBase: Record<string, { value: unknown; source: string }>;
   components: ComponentConfig[];
   componentCacheDir: string;
   outboundAllow: string[];
@@ -230,15 +237,8 @@ export function loadConfig(sources: ConfigSources): Config {
   layer(env, 'env', true);
   layer(flags, 'flag', true);
 
-  const get = <T>(key: string, override?: Raw): T => {
-    const s = SETTING_BY_KEY.get(key)!;
-    const r = override ?? raw.get(key);
-    if (r === undefined) {
-      // Defaults go through the same parser (a HOST:PORT default becomes {host, port}).
-      return (s.default === undefined ? undefined : parseValue(s, { value: s.default, source: 'default' })) as T;
-    }
-    return parseValue(s, r) as T;
-  };
+  const get = getter(raw);
+
 
   // MODE decides what runs: a bad value is an error in any layer, also one a higher layer
   // overrides (the command line's serve/connect), never a silent fallback to a server.
@@ -309,6 +309,7 @@ export function loadConfig(sources: ConfigSources): Config {
     logLevel: get('LOG_LEVEL'),
     logFormat: get('LOG_FORMAT'),
     links: [],
+    linkBase: {},
     components: [],
     outboundAllow: get('OUTBOUND_ALLOW'),
     outboundMaxConnections: get('OUTBOUND_MAX_CONNECTIONS'),
@@ -395,14 +396,19 @@ export function loadConfig(sources: ConfigSources): Config {
     // the command line or in env adds one more link.
     const entries: Array<Record<string, unknown>> = (fileLinks as unknown[] | undefined)?.map((l, i) => {
       if (typeof l !== 'object' || l === null || Array.isArray(l)) throw new ConfigError(`${fileSource}: links[${i}] must be an object`);
-      checkKeys(l as Record<string, unknown>, `${fileSource}: links[${i}]`, (k) => SETTING_BY_KEY.get(k)?.perLink === true || k.startsWith('HEADER_'));
+      checkKeys(l as Record<string, unknown>, `${fileSource}: links[${i}]`, isLinkKey);
       return l as Record<string, unknown>;
     }) ?? [];
     const uriFromOutside = uriRaw && uriRaw.source !== fileSource;
     const links: Array<{ own: Record<string, unknown>; where: string }> = entries.map((own, i) => ({ own, where: `${fileSource}: links[${i}]` }));
     if (links.length === 0 || uriFromOutside) links.push({ own: {}, where: 'link' });
     config.links = links.map(({ own, where }) => linkConfig(own, where, raw, get));
+    const conflict = sharingConflict(config.links);
+    if (conflict) throw new ConfigError(conflict);
   }
+  // What links made later (programmatic, operator API) inherit: the top-level link values. In
+  // server mode AUTH_TOKEN is the token clients must present, never sent to a remote.
+  config.linkBase = Object.fromEntries([...raw].filter(([k]) => isLinkKey(k) && !(k === 'AUTH_TOKEN' && mode === 'server')));
   return config;
 }
 
@@ -486,7 +492,38 @@ function stringMap(v: unknown, where: string): Record<string, string> {
   return { ...(v as Record<string, string>) };
 }
 
-function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string, Raw>, get: <T>(key: string, override?: Raw) => T): LinkConfig {
+type Get = <T>(key: string, override?: Raw) => T;
+
+/** Reads a setting from the layered raw values (or `override`), parsed; the default when unset. */
+function getter(raw: Map<string, Raw>): Get {
+  return <T>(key: string, override?: Raw): T => {
+    const s = SETTING_BY_KEY.get(key)!;
+    const r = override ?? raw.get(key);
+    if (r === undefined) {
+      // Defaults go through the same parser (a HOST:PORT default becomes {host, port}).
+      return (s.default === undefined ? undefined : parseValue(s, { value: s.default, source: 'default' })) as T;
+    }
+    return parseValue(s, r) as T;
+  };
+}
+
+/** Whether `key` may be set by one link (a config-file link, a programmatic or API link). */
+export function isLinkKey(key: string): boolean {
+  return SETTING_BY_KEY.get(key)?.perLink === true || (key.startsWith('HEADER_') && key.length > 7);
+}
+
+/**
+ * A link's configuration from its own values over the gateway's top-level ones (`base`, see
+ * Config.linkBase), as config-file links resolve: for programmatic links (linkTarget/linkSource
+ * with a URI) and links added over the operator API. A bad value is a ConfigError naming `where`.
+ */
+export function resolveLinkConfig(own: Record<string, unknown>, base: Record<string, Raw>, where: string): LinkConfig {
+  checkKeys(own, where, isLinkKey);
+  const raw = new Map(Object.entries(base));
+  return linkConfig(own, where, raw, getter(raw));
+}
+
+function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string, Raw>, get: Get): LinkConfig {
   const pick = <T>(key: string): T => (own[key] !== undefined ? get<T>(key, { value: own[key], source: where }) : get<T>(key));
   const uri = own.URI !== undefined ? own.URI : raw.get('URI')?.value ?? 'ws://127.0.0.1:8080/ws';
   const uriSource = own.URI !== undefined ? where : raw.get('URI')?.source ?? 'default';
@@ -526,7 +563,11 @@ function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string
     onPermanent: pick<'retry' | 'give_up'>('PERMANENT_FAILURE_POLICY'),
   };
   if (reconnect.baseMs > reconnect.maxMs) throw new ConfigError(`RECONNECT_BASE_MS (${reconnect.baseMs}) must not exceed RECONNECT_MAX_MS (${reconnect.maxMs})`);
+  const name = pick<string | undefined>('LINK_NAME') || undefined;
+  if (name !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new ConfigError(`LINK_NAME (from ${own.LINK_NAME !== undefined ? where : raw.get('LINK_NAME')?.source}): expected 1-64 of A-Z a-z 0-9 _ . -, got ${JSON.stringify(name)}`);
   return {
+    name,
+    where,
     uri,
     authToken: pick<string | undefined>('AUTH_TOKEN') || undefined,
     headers,
