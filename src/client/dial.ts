@@ -5,7 +5,7 @@
 // selected (or null: RFC 6455 lets it select none), or a failure that says whether the refusal is
 // permanent (401, 403) and what Retry-After the server gave.
 //
-// Reaches into ws 8's handshake order (pinned in package.json): the 'upgrade' event is emitted
+// Reaches into ws 8's handshake order (the version package-lock.json pins): the 'upgrade' event is emitted
 // with the response before ws checks Sec-WebSocket-Protocol, so a lenient link can accept a
 // server that selected none (test/client-dial.test.ts fails if that changes).
 import WebSocket from 'ws';

@@ -14,6 +14,7 @@ export function linkKey(c: LinkConfig): string {
 const SETTING_OF: Record<Exclude<keyof LinkConfig, 'where' | 'uri' | 'authToken' | 'headers' | 'subprotocols'>, string> = {
   name: 'LINK_NAME',
   connectTimeoutMs: 'CONNECT_TIMEOUT_SEC',
+  requireSubprotocol: 'SUBPROTOCOL_REQUIRED',
   reconnect: 'RECONNECT_BASE_MS/RECONNECT_MAX_MS/RECONNECT_MAX_ATTEMPTS/RECONNECT_STABLE_SEC/PERMANENT_FAILURE_POLICY',
   keepaliveIntervalMs: 'KEEPALIVE_INTERVAL_SEC',
   rawSubject: 'RAW_SUBJECT',

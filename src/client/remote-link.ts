@@ -122,7 +122,7 @@ export class RemoteLink extends EventEmitter {
       headers,
       connectTimeoutMs: c.connectTimeoutMs,
       maxPayload: c.maxMessageBytes,
-      requireSubprotocol: false,
+      requireSubprotocol: c.requireSubprotocol,
     }, (ws, protocol) => this.#opened(ws, protocol), (f) => this.#attemptFailed(f));
   }
 
@@ -140,6 +140,7 @@ export class RemoteLink extends EventEmitter {
       this.#policy.stable();
       this.stats.failures = 0;
     }, this.config.reconnect.stableMs);
+    if (protocol === null && this.config.subprotocols.length > 0) this.#log.warn({ offered: this.config.subprotocols }, 'the server selected none of the offered subprotocols (accepted; SUBPROTOCOL_REQUIRED=true refuses it)');
     this.#log.info({ protocol }, 'link open');
     ws.on('message', (data: Buffer, isBinary) => this.#receive(data, isBinary));
     ws.on('pong', () => (this.#awaitingPong = false));

@@ -40,6 +40,8 @@ export interface LinkConfig {
   authToken: string | undefined;
   headers: Record<string, string>;
   subprotocols: string[];
+  /** Fail an attempt whose server selects none of `subprotocols` (else accept and report it). */
+  requireSubprotocol: boolean;
   connectTimeoutMs: number;
   reconnect: ReconnectSettings;
   keepaliveIntervalMs: number;
@@ -572,6 +574,7 @@ function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string
     authToken: pick<string | undefined>('AUTH_TOKEN') || undefined,
     headers,
     subprotocols: pick('SUBPROTOCOLS'),
+    requireSubprotocol: pick('SUBPROTOCOL_REQUIRED'),
     connectTimeoutMs: pick<number>('CONNECT_TIMEOUT_SEC') * 1000,
     reconnect,
     keepaliveIntervalMs: pick<number>('KEEPALIVE_INTERVAL_SEC') * 1000,
