@@ -27,6 +27,8 @@ export type LinkState = 'connecting' | 'open' | 'reconnecting' | 'failed' | 'clo
 
 export interface LinkStats extends OutboundStats {
   connects: number;
+  /** Failed attempts since the link was made (connections closed before RECONNECT_STABLE_SEC included). */
+  failedAttempts: number;
   /** Consecutive failed attempts (a connection closed before RECONNECT_STABLE_SEC counts). */
   failures: number;
   /** Envelopes received (published on their subject). */
@@ -44,7 +46,7 @@ export class RemoteLink extends EventEmitter {
   /** LINK_NAME, or link-<n>: its name in the operator API, /api/stats, metrics and logs. */
   readonly id: string;
   readonly config: LinkConfig;
-  readonly stats: LinkStats = { connects: 0, failures: 0, received: 0, receivedRaw: 0, bytesIn: 0, droppedNotText: 0, sent: 0, bytesOut: 0, droppedOffline: 0, droppedSlow: 0, slowCloses: 0 };
+  readonly stats: LinkStats = { connects: 0, failedAttempts: 0, failures: 0, received: 0, receivedRaw: 0, bytesIn: 0, droppedNotText: 0, sent: 0, bytesOut: 0, droppedOffline: 0, droppedSlow: 0, slowCloses: 0 };
   state: LinkState = 'connecting';
   /** The subprotocol the server selected on the current connection; null: none. */
   subprotocol: string | null = null;
@@ -76,6 +78,19 @@ export class RemoteLink extends EventEmitter {
       this.stats,
       () => this.#slowClose(),
     );
+  }
+
+  /** What the operator API (/api/links, /api/stats) shows of the link. */
+  info(): Record<string, unknown> {
+    return {
+      id: this.id,
+      url: redactUrl(this.config.uri),
+      state: this.state,
+      subprotocol: this.subprotocol,
+      held_bytes: this.heldBytes,
+      offline_frames: this.#out.offlineFrames,
+      ...this.stats,
+    };
   }
 
   /** Bytes held for the remote now (socket and offline queue), as MAX_BUFFERED_BYTES counts them. */
@@ -187,6 +202,7 @@ export class RemoteLink extends EventEmitter {
   }
 
   #next(step: NextStep): void {
+    if (this.#policy.failures > this.stats.failures) this.stats.failedAttempts++;
     this.stats.failures = this.#policy.failures;
     if ('giveUp' in step) {
       this.state = 'failed';

@@ -57,6 +57,8 @@ const refused = (d: Denial): Result<never, string> => err(`${d.code}: ${d.messag
 const CONFIG_OWNER = '\0config';
 /** The owner of links added over the operator API. */
 const OPERATOR_OWNER = '\0operator';
+/** How /api/stats and /api/links name a link's owner: "config", "operator" or a component id. */
+export const ownerName = (o: string): string => (o.startsWith('\0') ? o.slice(1) : o);
 
 export class Gateway {
   readonly config: Config;
@@ -150,6 +152,11 @@ export class Gateway {
   get ready(): boolean {
     const bus = this.bus as Bus & { connected?: boolean };
     return bus.connected !== false;
+  }
+
+  /** Whether every client-mode link is open (a link reconnecting or given up is not). */
+  get linksReady(): boolean {
+    return this.links.every((l) => l.state === 'open');
   }
 
   /** Sessions of every node (with NATS presence), else of this node; each with its node id. */
@@ -387,7 +394,7 @@ export class Gateway {
       handlers: { calls: this.stats.handlerCalls, errors: this.stats.handlerErrors },
       outbound_websockets: { ...this.stats.outbound },
       components: Object.fromEntries([...this.wasm].map(([id, c]) => [id, { pool_size: c.pool.size, ...c.pool.stats }])),
-      links: this.links.map((l) => ({ url: l.config.uri, state: l.state, ...l.stats })),
+      links: this.links.map((l) => ({ ...l.info(), owners: this.remoteLinks.owners(l.id).map(ownerName) })),
     };
   }
 
