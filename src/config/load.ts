@@ -89,6 +89,8 @@ export interface Config {
   /** The top-level values links made at runtime resolve over (resolveLinkConfig). */
   linkBase: Record<string, { value: unknown; source: string }>;
   components: ComponentConfig[];
+  /** COMPONENT_POOL_SIZE, COMPONENT_TIMEOUT_MS, COMPONENT_MAX_QUEUE: for components added later. */
+  componentDefaults: ComponentDefaults;
   componentCacheDir: string;
   outboundAllow: string[];
   outboundMaxConnections: number;
@@ -313,6 +315,7 @@ export function loadConfig(sources: ConfigSources): Config {
     links: [],
     linkBase: {},
     components: [],
+    componentDefaults: { poolSize: 0, timeoutMs: 0, maxQueue: 0 },
     outboundAllow: get('OUTBOUND_ALLOW'),
     outboundMaxConnections: get('OUTBOUND_MAX_CONNECTIONS'),
     outboundReceiveQueue: get('OUTBOUND_RECEIVE_QUEUE'),
@@ -328,11 +331,8 @@ export function loadConfig(sources: ConfigSources): Config {
     ...((fileComponents as unknown[] | undefined) ?? []).map((c, i): [Record<string, unknown>, string] => [c as Record<string, unknown>, `${fileSource}: components[${i}]`]),
     ...(sources.components ?? []).map((c, i): [Record<string, unknown>, string] => [c, `--component #${i + 1}`]),
   ];
-  config.components = componentEntries.map(([c, where]) => componentConfig(c, where, {
-    poolSize: get('COMPONENT_POOL_SIZE'),
-    timeoutMs: get('COMPONENT_TIMEOUT_MS'),
-    maxQueue: get('COMPONENT_MAX_QUEUE'),
-  }));
+  config.componentDefaults = { poolSize: get('COMPONENT_POOL_SIZE'), timeoutMs: get('COMPONENT_TIMEOUT_MS'), maxQueue: get('COMPONENT_MAX_QUEUE') };
+  config.components = componentEntries.map(([c, where]) => componentConfig(c, where, config.componentDefaults));
   const ids = new Set<string>();
   for (const c of config.components) {
     if (ids.has(c.id)) throw new ConfigError(`components: two components have the id ${JSON.stringify(c.id)}; give one an "id"`);
@@ -416,7 +416,14 @@ export function loadConfig(sources: ConfigSources): Config {
 
 const COMPONENT_KEYS = new Set(['path', 'id', 'subscriptions', 'queue', 'pool_size', 'timeout_ms', 'max_queue', 'env', 'preopens']);
 
-function componentConfig(c: unknown, where: string, defaults: { poolSize: number; timeoutMs: number; maxQueue: number }): ComponentConfig {
+export interface ComponentDefaults {
+  poolSize: number;
+  timeoutMs: number;
+  maxQueue: number;
+}
+
+/** A component from its config-file shape ({path, id, subscriptions, …}); ConfigError naming `where`. */
+export function componentConfig(c: unknown, where: string, defaults: ComponentDefaults): ComponentConfig {
   if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new ConfigError(`${where}: must be an object`);
   const o = c as Record<string, unknown>;
   checkKeys(o, where, (k) => COMPONENT_KEYS.has(k));

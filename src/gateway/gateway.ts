@@ -72,6 +72,8 @@ export class Gateway {
   /** Client-mode links (from the configuration, components and the operator API). */
   readonly remoteLinks: LinkRegistry;
   #components = new Map<string, LinkedComponent>();
+  /** Component ids being loaded (addComponent), taken before its first await. */
+  #loading = new Set<string>();
   /** Observes component calls (metrics): seconds and result (ok, err, trap, timeout). */
   onComponentCall: (component: string, seconds: number, result: string) => void = () => {};
   /** WebAssembly components running in this process, by link id. */
@@ -292,11 +294,17 @@ export class Gateway {
    * subscriptions call handle-message through an instance pool. jco is loaded on first use.
    */
   async addComponent(cfg: ComponentConfig): Promise<RunningComponent> {
-    if (this.wasm.has(cfg.id) || this.#components.has(cfg.id)) throw new Error(`a link with id ${JSON.stringify(cfg.id)} exists already`);
-    const { startComponent } = await import('../components/component-host.ts');
-    const running = await startComponent(this, cfg, this.config.componentCacheDir);
-    this.wasm.set(cfg.id, running);
-    return running;
+    if (this.wasm.has(cfg.id) || this.#components.has(cfg.id) || this.#loading.has(cfg.id)) throw new Error(`a link with id ${JSON.stringify(cfg.id)} exists already`);
+    // The id is taken before the first await: two loads of one id at once (the operator API) never both run.
+    this.#loading.add(cfg.id);
+    try {
+      const { startComponent } = await import('../components/component-host.ts');
+      const running = await startComponent(this, cfg, this.config.componentCacheDir);
+      this.wasm.set(cfg.id, running);
+      return running;
+    } finally {
+      this.#loading.delete(cfg.id);
+    }
   }
 
   /** Removes a component's links: its subscriptions end; a remote connection closes with its last link. */
