@@ -59,6 +59,9 @@ test('POST /api/links refuses bad values (400), a missing URI, conflicts and tak
   assert.equal((await api('/api/links', 'POST', { RAW_SUBJECT: 'x' })).status, 400);
   assert.equal((await api('/api/links', 'POST', { URI: remote.url, RAW_SUBJECT: '_WSB.x' })).status, 400);
   assert.equal((await api('/api/links', 'POST', '[1]')).status, 400);
+  const file = await api('/api/links', 'POST', { URI: remote.url, AUTH_TOKEN_FILE: '/etc/hostname' });
+  assert.equal(file.status, 400, 'no reading the gateway\'s files into a header for any server');
+  assert.match((await file.json() as Json).error!.message, /AUTH_TOKEN_FILE names a file/);
   assert.equal((await api('/api/links', 'POST', { URI: remote.url }, 'wrong')).status, 401);
   assert.equal((await api('/api/links', 'POST', { URI: remote.url, LINK_NAME: 'a', FORWARD: 'x.>' })).status, 201);
   const conflict = await api('/api/links', 'POST', { URI: remote.url, FORWARD: 'y.>' });

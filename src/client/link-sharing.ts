@@ -7,12 +7,13 @@ import type { LinkConfig } from '../config/load.ts';
 
 /** The identity of a connection: links with the same key share one. */
 export function linkKey(c: LinkConfig): string {
-  return JSON.stringify([c.uri, c.authToken ?? null, Object.entries(c.headers).sort(), c.subprotocols]);
+  return JSON.stringify([c.uri, c.authToken ?? null, c.authTokenFile ?? null, Object.entries(c.headers).sort(), c.subprotocols]);
 }
 
 /** LinkConfig fields → the settings that set them. */
-const SETTING_OF: Record<Exclude<keyof LinkConfig, 'where' | 'uri' | 'authToken' | 'headers' | 'subprotocols'>, string> = {
+const SETTING_OF: Record<Exclude<keyof LinkConfig, 'where' | 'uri' | 'authToken' | 'authTokenFile' | 'headers' | 'subprotocols'>, string> = {
   name: 'LINK_NAME',
+  loginFrames: 'LOGIN_FRAMES',
   connectTimeoutMs: 'CONNECT_TIMEOUT_SEC',
   requireSubprotocol: 'SUBPROTOCOL_REQUIRED',
   reconnect: 'RECONNECT_BASE_MS/RECONNECT_MAX_MS/RECONNECT_MAX_ATTEMPTS/RECONNECT_STABLE_SEC/PERMANENT_FAILURE_POLICY',
@@ -44,7 +45,7 @@ export function linkDifferences(a: LinkConfig, b: LinkConfig): string[] {
 export function conflictMessage(a: LinkConfig, b: LinkConfig): string | undefined {
   const diff = linkDifferences(a, b);
   if (diff.length === 0) return undefined;
-  return `${b.where} and ${a.where} would share one connection to ${redactUrl(a.uri)} (same URI, AUTH_TOKEN, headers and SUBPROTOCOLS) but set ${diff.join(', ')} differently: one connection has one set of settings; make them agree, or give the links different headers (HEADER_<Name>) to open two connections`;
+  return `${b.where} and ${a.where} would share one connection to ${redactUrl(a.uri)} (same URI, AUTH_TOKEN or AUTH_TOKEN_FILE, headers and SUBPROTOCOLS) but set ${diff.join(', ')} differently: one connection has one set of settings; make them agree, or give the links different headers (HEADER_<Name>) to open two connections`;
 }
 
 /** The first conflict among `links` (a config file's), or undefined. */

@@ -7,6 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
+import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import type { Bus, BusMessage, BusSubscription } from '../bus/bus.ts';
 import type { LinkConfig } from '../config/load.ts';
@@ -64,6 +65,8 @@ export class RemoteLink extends EventEmitter {
   #subs: BusSubscription[] = [];
   #routes: LinkRoutes;
   #out: LinkOutbound;
+  /** The bearer token of the current attempt (AUTH_TOKEN, or AUTH_TOKEN_FILE as read for it). */
+  #token: string | undefined;
 
   constructor(config: LinkConfig, bus: Bus, log: Logger, grants: GrantLimits = DEFAULT_GRANTS, id = config.name ?? `link-${randomBytes(4).toString('hex')}`) {
     super();
@@ -129,7 +132,16 @@ export class RemoteLink extends EventEmitter {
   #connect(): void {
     const c = this.config;
     const headers: Record<string, string> = { ...c.headers };
-    if (c.authToken !== undefined) headers.Authorization = `Bearer ${c.authToken}`;
+    let token: string | undefined;
+    try {
+      token = currentToken(c);
+    } catch (e) {
+      // The token file cannot be read now (being rotated?): a failed attempt, retried with backoff.
+      setImmediate(() => this.#attemptFailed({ message: (e as Error).message, permanent: false }));
+      return;
+    }
+    if (token !== undefined) headers.Authorization = `Bearer ${token}`;
+    this.#token = token;
     this.#log.debug({ failures: this.#policy.failures }, 'dialing');
     this.#dialing = dial({
       uri: c.uri,
@@ -165,7 +177,9 @@ export class RemoteLink extends EventEmitter {
     });
     ws.on('close', (code, reason) => this.#closed(ws, code, reason.toString()));
     this.#startKeepalive(ws);
-    this.#out.attach(ws, []);
+    // Login frames first, with the token this attempt used: then what waited offline.
+    const t = this.#token ?? '';
+    this.#out.attach(ws, this.config.loginFrames.map((f) => outFrame(f.text.replaceAll('{{AUTH_TOKEN}}', f.json ? JSON.stringify(t).slice(1, -1) : t), false)));
     this.emit('open');
   }
 
@@ -278,6 +292,19 @@ export class RemoteLink extends EventEmitter {
       ws.close(code, reason);
     });
   }
+}
+
+/** AUTH_TOKEN, or the content of AUTH_TOKEN_FILE read now (trailing whitespace dropped). */
+function currentToken(c: LinkConfig): string | undefined {
+  if (c.authTokenFile === undefined) return c.authToken;
+  let text: string;
+  try {
+    text = readFileSync(c.authTokenFile, 'utf8').trimEnd();
+  } catch (e) {
+    throw new Error(`AUTH_TOKEN_FILE: cannot read ${c.authTokenFile} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  if (text.length === 0 || /[\r\n\0]/.test(text)) throw new Error(`AUTH_TOKEN_FILE: ${c.authTokenFile} holds no single-line token`);
+  return text;
 }
 
 function bodyOf(msg: BusMessage): Buffer {

@@ -38,6 +38,10 @@ export interface LinkConfig {
   where: string;
   uri: string;
   authToken: string | undefined;
+  /** AUTH_TOKEN_FILE: read before every attempt (rotating credentials). */
+  authTokenFile: string | undefined;
+  /** LOGIN_FRAMES: sent first on every (re)connect; strings may hold {{AUTH_TOKEN}}. */
+  loginFrames: Array<{ text: string; json: boolean }>;
   headers: Record<string, string>;
   subprotocols: string[];
   /** Fail an attempt whose server selects none of `subprotocols` (else accept and report it). */
@@ -141,6 +145,7 @@ function expected(s: Setting): string {
     case 'list': return 'a comma-separated list';
     case 'hostport': return 'HOST:PORT (port 0-65535; [v6addr]:PORT for IPv6)';
     case 'wsurl': return 'a ws:// or wss:// URL';
+    case 'json': return 'JSON';
     case 'string': return 'a string';
   }
 }
@@ -184,6 +189,13 @@ function parseValue(s: Setting, raw: Raw): unknown {
     case 'wsurl':
       if (typeof v !== 'string' || !isWsUrl(v)) fail();
       return v;
+    case 'json':
+      if (typeof v !== 'string') return v;
+      try {
+        return JSON.parse(v);
+      } catch {
+        return fail();
+      }
   }
 }
 
@@ -572,13 +584,30 @@ function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string
     onPermanent: pick<'retry' | 'give_up'>('PERMANENT_FAILURE_POLICY'),
   };
   if (reconnect.baseMs > reconnect.maxMs) throw new ConfigError(`RECONNECT_BASE_MS (${reconnect.baseMs}) must not exceed RECONNECT_MAX_MS (${reconnect.maxMs})`);
+  const authToken = pick<string | undefined>('AUTH_TOKEN') || undefined;
+  const authTokenFile = pick<string | undefined>('AUTH_TOKEN_FILE') || undefined;
+  if (authToken !== undefined && authTokenFile !== undefined) throw new ConfigError(`AUTH_TOKEN and AUTH_TOKEN_FILE are alternatives: ${where} has both (a link inherits the top-level one)`);
+  if (authTokenFile !== undefined) {
+    try {
+      readFileSync(authTokenFile);
+    } catch (e) {
+      throw new ConfigError(`AUTH_TOKEN_FILE: cannot read ${authTokenFile} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+    }
+  }
+  const login = pick<unknown>('LOGIN_FRAMES') ?? [];
+  if (!Array.isArray(login) || !login.every((f) => typeof f === 'string' || (typeof f === 'object' && f !== null))) {
+    throw new ConfigError(`LOGIN_FRAMES (${where}): expected a JSON array of strings (text frames) and objects (sent as JSON text), got ${JSON.stringify(login)}`);
+  }
+  const loginFrames = (login as unknown[]).map((f) => (typeof f === 'string' ? { text: f, json: false } : { text: JSON.stringify(f), json: true }));
   const name = pick<string | undefined>('LINK_NAME') || undefined;
   if (name !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new ConfigError(`LINK_NAME (from ${own.LINK_NAME !== undefined ? where : raw.get('LINK_NAME')?.source}): expected 1-64 of A-Z a-z 0-9 _ . -, got ${JSON.stringify(name)}`);
   return {
     name,
     where,
     uri,
-    authToken: pick<string | undefined>('AUTH_TOKEN') || undefined,
+    authToken,
+    authTokenFile,
+    loginFrames,
     headers,
     subprotocols: pick('SUBPROTOCOLS'),
     requireSubprotocol: pick('SUBPROTOCOL_REQUIRED'),

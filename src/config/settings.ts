@@ -9,7 +9,9 @@ export type SettingType =
   | { kind: 'enum'; values: readonly string[] }
   | { kind: 'list' }
   | { kind: 'hostport' }
-  | { kind: 'wsurl' };
+  | { kind: 'wsurl' }
+  /** JSON: a value of any JSON type in the config file, its JSON text in env and flags. */
+  | { kind: 'json' };
 
 export interface Setting {
   key: string;
@@ -94,6 +96,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'HISTORY_MAX_MSGS', type: int(1, 1_000_000_000), default: 100_000, scope: 'both', doc: 'History window: at most this many messages over all history subjects (the oldest go first).' },
   { key: 'LINK_NAME', type: { kind: 'string' }, default: undefined, scope: 'client', perLink: true, doc: 'The link\'s name in the operator API (/api/links/<name>), /api/stats, /readyz, metrics (label link) and logs: 1-64 of A-Z a-z 0-9 _ . -. Unset: link-1, link-2, … in the order links are made.' },
   { key: 'AUTH_TOKEN', type: { kind: 'string' }, default: undefined, scope: 'client', perLink: true, doc: 'Client mode: sent to the remote server as `Authorization: Bearer <token>`. Server mode: the token clients must present, like SERVER_AUTH_TOKEN.' },
+  { key: 'AUTH_TOKEN_FILE', type: { kind: 'string' }, default: undefined, scope: 'client', perLink: true, doc: 'Client mode: a file holding the bearer token (trailing whitespace ignored), read again before every connection attempt, so a rotated credential is used on the next reconnect without a restart. An alternative to AUTH_TOKEN. Not accepted over the operator API.' },
+  { key: 'LOGIN_FRAMES', type: { kind: 'json' }, default: undefined, scope: 'client', perLink: true, doc: 'Frames sent first on every (re)connect, before anything queued: a JSON array whose strings go as text frames as they are and whose objects go as their JSON text (e.g. [{"op":"auth","token":"{{AUTH_TOKEN}}"},{"op":"sub","subject":"ticks"}]). {{AUTH_TOKEN}} in a string is replaced by the current token (AUTH_TOKEN, or AUTH_TOKEN_FILE as read for that attempt).' },
   { key: 'CONNECT_TIMEOUT_SEC', type: int(1, 3600), default: 30, scope: 'client', perLink: true, doc: 'Deadline of one connection attempt, from the start of the TCP connect to the end of the WebSocket handshake, TLS and a CONNECT proxy included (a server that trickles its answer does not extend it).' },
   { key: 'SUBPROTOCOLS', type: { kind: 'list' }, default: [], scope: 'client', perLink: true, doc: 'Comma-separated subprotocols offered in the handshake. A server that selects none is accepted (RFC 6455 allows it) and reported (log, /api/links subprotocol null) unless SUBPROTOCOL_REQUIRED.' },
   { key: 'SUBPROTOCOL_REQUIRED', type: { kind: 'bool' }, default: false, scope: 'client', perLink: true, doc: 'With SUBPROTOCOLS: a server that selects none of them fails the attempt (a failure, retried with backoff) instead of being accepted.' },
@@ -101,7 +105,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'RECONNECT_MAX_MS', type: int(1, 3_600_000), default: 30_000, scope: 'client', perLink: true, doc: 'Ceiling of the reconnect delay; also the delay after a permanent refusal (see PERMANENT_FAILURE_POLICY).' },
   { key: 'RECONNECT_MAX_ATTEMPTS', type: int(0, 1_000_000), default: 0, scope: 'client', perLink: true, doc: 'The link gives up after this many consecutive failures (the first attempt counts: 2 means two connections tried); 0 = never give up. A connection that closes before RECONNECT_STABLE_SEC is a failure.' },
   { key: 'RECONNECT_STABLE_SEC', type: int(1, 86_400), default: 10, scope: 'client', perLink: true, doc: 'A connection counts as a success, and resets the failure count and the backoff, only once it has stayed open this long; one that closes sooner (a remote that accepts and closes, a frame too large) is a failure.' },
-  { key: 'PERMANENT_FAILURE_POLICY', type: { kind: 'enum', values: ['retry', 'give_up'] }, default: 'retry', scope: 'client', perLink: true, doc: 'What a permanent refusal does (HTTP 401 or 403 at the handshake, close code 1008): retry: count it as a failure and wait RECONNECT_MAX_MS (or a longer Retry-After) before the next attempt; give_up: the link gives up at once.' },
+  { key: 'PERMANENT_FAILURE_POLICY', type: { kind: 'enum', values: ['retry', 'give_up'] }, default: 'retry', scope: 'client', perLink: true, doc: 'What a permanent refusal does (HTTP 401 or 403 at the handshake, close code 1008): retry: count it as a failure and wait RECONNECT_MAX_MS (or a longer Retry-After) before the next attempt, which uses the credentials as they are then (AUTH_TOKEN_FILE is read again); give_up: the link gives up at once.' },
   { key: 'KEEPALIVE_INTERVAL_SEC', type: int(0, 3600), default: 30, scope: 'client', perLink: true, doc: 'Ping interval; a peer that has not answered the previous ping by the next one is dead and the link reconnects. 0 disables.' },
   { key: 'RAW_SUBJECT', type: { kind: 'string' }, default: 'ws.in', scope: 'client', perLink: true, doc: 'Subject for frames from the remote server that are not v1 envelopes (any text or binary feed).' },
   { key: 'FORWARD', type: { kind: 'list' }, default: [], scope: 'client', perLink: true, doc: 'Comma-separated subject patterns: local publishes matching them are sent to the remote server as v1 envelopes. Empty (the default): nothing is sent but answers to the remote\'s own frames. Reply subjects (sessions\', request inboxes) never match; a forwarded request\'s reply_to is shown only with FORWARD_REPLIES.' },
