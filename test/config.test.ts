@@ -88,6 +88,6 @@ test('defaults: server mode listens on 127.0.0.1:8080 with every documented defa
   const client = loadConfig({ env: {}, flags: { MODE: 'client' } });
   assert.equal(client.listen, undefined);
   assert.equal(client.links[0]!.uri, 'ws://127.0.0.1:8080/ws');
-  assert.deepEqual(client.links[0]!.forward, ['>']);
+  assert.deepEqual(client.links[0]!.forward, [], 'nothing is forwarded unless a link names it');
   assert.equal(client.links[0]!.connectTimeoutMs, 30_000);
 });

@@ -36,7 +36,7 @@ test('MAX_PENDING_REQUESTS: the request past it gets too_many_requests; the ones
 
 test('OFFLINE_QUEUE_MAX: while the remote is down only the newest N publishes are kept (the oldest dropped, counted)', async () => {
   const port = await freePort();
-  const gw = await Gateway.start(loadConfig({ flags: { MODE: 'client', URI: `ws://127.0.0.1:${port}/feed`, OFFLINE_QUEUE_MAX: '2', RECONNECT_BASE_MS: '20', RECONNECT_MAX_MS: '50' }, env: {} }));
+  const gw = await Gateway.start(loadConfig({ flags: { MODE: 'client', URI: `ws://127.0.0.1:${port}/feed`, FORWARD: 'out.>', OFFLINE_QUEUE_MAX: '2', RECONNECT_BASE_MS: '20', RECONNECT_MAX_MS: '50' }, env: {} }));
   let wss: WebSocketServer | undefined;
   try {
     for (const n of [1, 2, 3, 4, 5]) gw.publish({ subject: `out.m${n}`, body: new TextEncoder().encode(String(n)), replyTo: null });

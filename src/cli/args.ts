@@ -15,12 +15,13 @@ function version(): string {
 
 // Settings by topic, for --help-all. Every setting is in exactly one (test/cli-help.test.ts).
 export const TOPICS: ReadonlyArray<{ title: string; keys: readonly string[] }> = [
+  { title: 'Mode', keys: ['MODE'] },
   { title: 'Listener and HTTP endpoints', keys: ['LISTEN', 'PORT', 'URI', 'ADMIN_TOKEN', 'ENABLE_SESSION_TRACKING', 'METRICS_TOKEN', 'DEMO_PAGE', 'ALLOWED_ORIGINS'] },
   { title: 'TLS', keys: ['TLS_CERT', 'TLS_KEY', 'TLS_CLIENT_CA'] },
   { title: 'Authentication of clients', keys: ['SERVER_AUTH_TOKEN', 'AUTH_TOKEN', 'JWT_SECRET', 'JWT_PUBLIC_KEY_FILE', 'JWT_JWKS', 'JWT_ISSUER', 'JWT_AUDIENCE', 'AUTH_DEADLINE_MS', 'REQUIRE_JWT_EXP', 'JWT_MAX_LIFETIME_SEC', 'HANDSHAKE_RATE_PER_IP', 'AUTH_FAILURE_BACKOFF_MS', 'TRUSTED_PROXIES', 'PROXY_PROTOCOL'] },
   { title: 'Reply subjects (capabilities)', keys: ['REPLY_GRANT_TTL_MS', 'REPLY_GRANT_MAX_REPLIES', 'REPLY_GRANTS_MAX'] },
   { title: 'Limits and timeouts', keys: ['MAX_CONNECTIONS', 'MAX_CONNECTIONS_PER_IP', 'RATE_LIMIT_MSGS', 'RATE_LIMIT_BYTES', 'IDLE_TIMEOUT_SEC', 'HANDSHAKE_TIMEOUT_MS', 'PING_INTERVAL_SEC', 'MAX_MESSAGE_BYTES', 'MAX_BUFFERED_BYTES', 'SLOW_CONSUMER_POLICY', 'MAX_SUBSCRIPTIONS', 'MAX_PENDING_REQUESTS', 'REQUEST_TIMEOUT_MS', 'MAX_REQUEST_TIMEOUT_MS', 'SHUTDOWN_TIMEOUT_MS', 'PERMESSAGE_DEFLATE', 'DEFLATE_THRESHOLD_BYTES'] },
-  { title: 'Remote server (client mode)', keys: ['CONNECT_TIMEOUT_SEC', 'SUBPROTOCOLS', 'RECONNECT_BASE_MS', 'RECONNECT_MAX_MS', 'RECONNECT_MAX_ATTEMPTS', 'KEEPALIVE_INTERVAL_SEC', 'RAW_SUBJECT', 'FORWARD', 'FORWARD_REPLIES', 'OFFLINE_QUEUE_MAX'] },
+  { title: 'Remote server (client mode)', keys: ['LINK_NAME', 'AUTH_TOKEN_FILE', 'LOGIN_FRAMES', 'CONNECT_TIMEOUT_SEC', 'SUBPROTOCOLS', 'SUBPROTOCOL_REQUIRED', 'RECONNECT_BASE_MS', 'RECONNECT_MAX_MS', 'RECONNECT_MAX_ATTEMPTS', 'RECONNECT_STABLE_SEC', 'PERMANENT_FAILURE_POLICY', 'KEEPALIVE_INTERVAL_SEC', 'RAW_SUBJECT', 'FORWARD', 'FORWARD_REPLIES', 'RAW_OUT_SUBJECT', 'RAW_OUT_FORMAT', 'OFFLINE_QUEUE_MAX'] },
   { title: 'WebAssembly components', keys: ['COMPONENT_POOL_SIZE', 'COMPONENT_TIMEOUT_MS', 'COMPONENT_MAX_QUEUE', 'COMPONENT_CACHE_DIR', 'OUTBOUND_ALLOW', 'OUTBOUND_MAX_CONNECTIONS', 'OUTBOUND_RECEIVE_QUEUE', 'OUTBOUND_TIMEOUT_MS'] },
   { title: 'NATS: scale-out, presence, history', keys: ['NATS_URL', 'NATS_PREFIX', 'NATS_USER', 'NATS_PASSWORD', 'NATS_TOKEN', 'NATS_NKEY_SEED_FILE', 'NATS_CREDS_FILE', 'NATS_TLS_CA_FILE', 'NATS_TLS_CERT_FILE', 'NATS_TLS_KEY_FILE', 'NATS_PING_INTERVAL_SEC', 'NATS_MAX_PINGS_OUT', 'NATS_CONNECT_TIMEOUT_MS', 'NATS_RECONNECT_WAIT_MS', 'NATS_RECONNECT_JITTER_MS', 'NATS_STARTUP_RETRY_SEC', 'NATS_JS_DOMAIN', 'NATS_JS_API_PREFIX', 'NATS_JS_REPLICAS', 'NATS_JS_PLACEMENT_CLUSTER', 'NATS_JS_PLACEMENT_TAGS', 'NATS_PUBLISH_ACK_TIMEOUT_MS', 'PRESENCE_TTL_SEC', 'HISTORY_SUBJECTS', 'HISTORY_MAX_AGE_SEC', 'HISTORY_MAX_MSGS'] },
   { title: 'Presence per subject', keys: ['PRESENCE_SUBJECTS', 'PRESENCE_MAX_MEMBERS'] },
@@ -52,6 +53,7 @@ const COMMON: Record<string, string> = {
   --component <file.wasm> --subscribe <pattern>
                                run a WebAssembly component for the subjects it handles
   --nats nats://host:port      scale out over NATS
+  --mode server|client         what runs without a command (env MODE; default server)
   --log-level <level>          fatal, error, warn, info (default), debug, trace, silent
   -h, --help                   this text;  --help-all: every setting, by topic
   -v, --version                print the version`,
@@ -73,7 +75,7 @@ const COMMON: Record<string, string> = {
   --auth-token <token>         sent as Authorization: Bearer <token>
   --header Name=value          handshake header (env HEADER_<Name>); repeatable
   --raw-subject <subject>      where frames that are not wsbridge envelopes arrive (default ws.in)
-  --forward <patterns>         local subjects sent to the remote server (default >)
+  --forward <patterns>         local subjects sent to the remote server (default: none)
   --listen HOST:PORT           also accept local WebSocket clients
   --config <file.json>         JSON config file, also for several links (env WSBRIDGE_CONFIG)
   --nats nats://host:port      put the feed on NATS
@@ -130,7 +132,7 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
     'help-all': { type: 'boolean' },
     version: { type: 'boolean', short: 'v' },
   };
-  for (const s of SETTINGS) if (s.key !== 'MODE') options[flagName(s.key)] = { type: 'string' };
+  for (const s of SETTINGS) options[flagName(s.key)] = { type: 'string' };
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true, tokens: true });
@@ -153,16 +155,25 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
     else if (t.name === 'pool-size') current.pool_size = t.value;
     else current[t.name] = t.value;
   }
-  const command = positionals[0] ?? (env.MODE === 'client' ? 'connect' : 'serve');
+  const given = positionals[0];
   if (values.version) return { exit: 0, out: `${version()}\n` };
-  const known = (COMMANDS as readonly string[]).includes(command);
-  if (!known) throw new ConfigError(`unknown command ${JSON.stringify(command)}: expected serve, connect, pub, sub, req or sessions`);
-  if (values.help || values['help-all']) return { exit: 0, out: help(positionals[0] ?? '', values['help-all'] === true) };
+  if (given !== undefined && !(COMMANDS as readonly string[]).includes(given)) {
+    throw new ConfigError(`unknown command ${JSON.stringify(given)}: expected serve, connect, pub, sub, req or sessions`);
+  }
+  if (values.help || values['help-all']) return { exit: 0, out: help(given ?? '', values['help-all'] === true) };
 
-  const flags: Record<string, string | undefined> = { MODE: command === 'connect' ? 'client' : 'server' };
+  const flags: Record<string, string | undefined> = {};
   for (const s of SETTINGS) {
     const v = values[flagName(s.key)];
     if (typeof v === 'string') flags[s.key] = v;
+  }
+  // The command, when given, is the mode; --mode may repeat it but not contradict it. Without a
+  // command the mode comes from --mode, env MODE, the config file's MODE or the default (server),
+  // like any other setting; loadConfig validates MODE in every layer that sets it.
+  if (given !== undefined) {
+    const mode = given === 'connect' ? 'client' : 'server';
+    if (flags.MODE !== undefined && flags.MODE !== mode) throw new ConfigError(`--mode ${flags.MODE} contradicts the command ${given} (MODE=${mode}): give one of them`);
+    flags.MODE = mode;
   }
   if (typeof values.nats === 'string') flags.NATS_URL = values.nats;
   for (const h of (values.header as string[] | undefined) ?? []) {
@@ -170,16 +181,14 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
     if (eq <= 0) throw new ConfigError(`--header ${JSON.stringify(h)}: expected Name=value`);
     flags[`HEADER_${h.slice(0, eq)}`] = h.slice(eq + 1);
   }
-  if (command === 'connect') {
+  if (given === 'connect') {
     if (positionals.length > 2) throw new ConfigError('connect takes one URL');
     if (positionals[1] !== undefined) flags.URI = positionals[1];
   } else if (positionals.length > 1) {
-    throw new ConfigError(`serve takes no positional arguments (got ${JSON.stringify(positionals[1])})`);
+    throw new ConfigError(`${given ?? 'serve'} takes no positional arguments (got ${JSON.stringify(positionals[1])})`);
   }
-  // The command line decides the mode; env MODE only picks the command when none is given.
-  const envForConfig = { ...env };
-  delete envForConfig.MODE;
-  const config = loadConfig({ flags, env: envForConfig, file: values.config as string | undefined, components });
+  const config = loadConfig({ flags, env, file: values.config as string | undefined, components });
+  const command = config.mode === 'client' ? 'connect' : 'serve';
   return { command, config };
 }
 

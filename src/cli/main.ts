@@ -7,6 +7,8 @@
 import { parseCli } from './args.ts';
 import type { Parsed } from './args.ts';
 import { ConfigError } from '../config/load.ts';
+import type { RemoteLink } from '../client/remote-link.ts';
+import { redactUrl } from '../client/link-sharing.ts';
 
 const TOOL_NAMES: readonly string[] = ['pub', 'sub', 'req', 'sessions'];
 
@@ -65,14 +67,21 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     process.stdout.write(`wsbridge listening on ${gw.server.url}\n`);
     if (config.demoPage) process.stdout.write(`wsbridge demo page on ${gw.server.url.replace(/^ws/, 'http').replace(/\/ws$/, '/')}\n`);
   }
-  for (const link of gw.links) {
-    process.stdout.write(`wsbridge connecting to ${link.config.uri}\n`);
-    link.on('open', () => process.stdout.write(`wsbridge connected to ${link.config.uri}\n`));
-    link.on('failed', () => {
-      process.stderr.write(`wsbridge: gave up on ${link.config.uri} after RECONNECT_MAX_ATTEMPTS attempts\n`);
-      void gw.shutdown().then(() => process.exit(1));
+  // One link giving up never takes the others (or the listener) down; only a gateway left with
+  // nothing to do (every link given up, no listener) exits 1.
+  const watch = (link: RemoteLink) => {
+    process.stdout.write(`wsbridge connecting to ${redactUrl(link.config.uri)} (${link.id})\n`);
+    link.on('open', () => process.stdout.write(`wsbridge connected to ${redactUrl(link.config.uri)} (${link.id})\n`));
+    link.on('failed', (why: string) => {
+      process.stderr.write(`wsbridge: link ${link.id} gave up on ${redactUrl(link.config.uri)}: ${why}\n`);
+      if (!gw.server && gw.links.every((l) => l.state === 'failed')) {
+        process.stderr.write('wsbridge: every link has given up and there is no listener: exiting\n');
+        void gw.shutdown().then(() => process.exit(1));
+      }
     });
-  }
+  };
+  for (const link of gw.links) watch(link);
+  gw.remoteLinks.onLink = watch;
 
   let stopping = false;
   const stop = (signal: string) => {

@@ -161,7 +161,9 @@ export async function runTool(name: string, argv: string[], io: Io): Promise<num
       }
     }
     case 'sessions': {
-      const base = (values.url ?? io.env.WSBRIDGE_API ?? 'http://127.0.0.1:8080').replace(/^ws/, 'http').replace(/\/ws\/?$/, '').replace(/\/$/, '');
+      // --url, then WSBRIDGE_API (the HTTP base), then WSBRIDGE_URL (the WebSocket URL every
+      // tool reads: its http(s) twin is the same gateway's API).
+      const base = (values.url ?? io.env.WSBRIDGE_API ?? io.env.WSBRIDGE_URL ?? 'http://127.0.0.1:8080').replace(/^ws/, 'http').replace(/\/ws\/?$/, '').replace(/\/$/, '');
       const token = values['admin-token'] ?? io.env.ADMIN_TOKEN;
       let res: Response;
       try {
@@ -169,7 +171,7 @@ export async function runTool(name: string, argv: string[], io: Io): Promise<num
       } catch (e) {
         const cause = (e as { cause?: { code?: string; message?: string } }).cause;
         const why = (e as Error).name === 'TimeoutError' ? 'no answer within 10 s' : cause?.code ?? cause?.message ?? (e as Error).message;
-        io.err.write(`${paint(io.err, io.env, 31, 'unreachable')}: cannot reach the operator API at ${base} (${why}); is the gateway running? (--url or env WSBRIDGE_API)\n`);
+        io.err.write(`${paint(io.err, io.env, 31, 'unreachable')}: cannot reach the operator API at ${base} (${why}); is the gateway running? (--url, env WSBRIDGE_API or WSBRIDGE_URL)\n`);
         return 1;
       }
       let body: { sessions?: Array<{ id: string; remote_address: string; connected_at: string; subscriptions: string[]; counters: { messagesIn: number; messagesOut: number } }>; error?: { code: string; message: string } };

@@ -1,78 +1,130 @@
-// Client mode: one outbound WebSocket to a remote server, shared by every link to the same URL
-// and handshake settings. Frames from the remote become bus messages (v1 envelopes by their
-// subject, anything else on RAW_SUBJECT); local publishes matching FORWARD go out as v1
-// envelopes. Reconnects with backoff, detects dead peers with pings, never echoes a message back
-// to the server it came from.
+// Client mode: one link, one outbound WebSocket to a remote server, kept open: dialled (dial.ts),
+// redialled after failures (backoff.ts), watched with pings. Frames from the remote become bus
+// messages with a reply route back (inbound.ts); local publishes matching FORWARD go out as v1
+// envelopes, publishes on RAW_OUT_SUBJECT as bare frames, answers on the link's reply routes in
+// the form the remote asked for; all of it under one bound (outbound.ts). A message never goes back
+// to the remote it came from.
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
+import { isUtf8 } from 'node:buffer';
+import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import type { Bus, BusMessage, BusSubscription } from '../bus/bus.ts';
 import type { LinkConfig } from '../config/load.ts';
 import type { Logger } from '../observability/logger.ts';
-import { backoffDelay } from './backoff.ts';
-import { decodeBase64 } from '../protocol/codec.ts';
-import { subjectError, MAX_SUBJECT_LENGTH } from '../protocol/subject.ts';
-import { ProtocolError } from '../protocol/errors.ts';
-import { isReserved, LINK_REPLY_PREFIX } from '../security/subject-policy.ts';
+import { ReconnectPolicy } from './backoff.ts';
+import type { NextStep } from './backoff.ts';
+import { dial } from './dial.ts';
+import type { Dialing, DialFailure } from './dial.ts';
+import { LinkRoutes } from './inbound.ts';
+import { LinkOutbound, outFrame } from './outbound.ts';
+import type { OutFrame, OutboundStats } from './outbound.ts';
 import type { GrantLimits } from '../security/subject-policy.ts';
+import { redactUrl } from './link-sharing.ts';
+
+export { LINK_ALIAS_PREFIX } from './inbound.ts';
 
 export type LinkState = 'connecting' | 'open' | 'reconnecting' | 'failed' | 'closed';
 
-export interface LinkStats {
+export interface LinkStats extends OutboundStats {
   connects: number;
+  /** Failed attempts since the link was made (connections closed before RECONNECT_STABLE_SEC included). */
+  failedAttempts: number;
+  /** Consecutive failed attempts (a connection closed before RECONNECT_STABLE_SEC counts). */
+  failures: number;
+  /** Envelopes received (published on their subject). */
   received: number;
+  /** Other frames received (published on RAW_SUBJECT). */
   receivedRaw: number;
-  sent: number;
-  droppedOffline: number;
+  bytesIn: number;
+  /** RAW_OUT_FORMAT=text publishes dropped for a body that is not UTF-8. */
+  droppedNotText: number;
 }
-
-/** Prefix of the opaque reply_to aliases a link shows its remote (FORWARD_REPLIES). */
-export const LINK_ALIAS_PREFIX = '_WSB.LR.';
 
 const DEFAULT_GRANTS: GrantLimits = { ttlMs: 60_000, maxReplies: 1, maxGrants: 256 };
 
 export class RemoteLink extends EventEmitter {
-  readonly id = randomBytes(6).toString('base64url');
+  /** LINK_NAME, or link-<n>: its name in the operator API, /api/stats, metrics and logs. */
+  readonly id: string;
   readonly config: LinkConfig;
-  readonly stats: LinkStats = { connects: 0, received: 0, receivedRaw: 0, sent: 0, droppedOffline: 0 };
+  readonly stats: LinkStats = { connects: 0, failedAttempts: 0, failures: 0, received: 0, receivedRaw: 0, bytesIn: 0, droppedNotText: 0, sent: 0, bytesOut: 0, droppedOffline: 0, droppedSlow: 0, slowCloses: 0 };
   state: LinkState = 'connecting';
+  /** The subprotocol the server selected on the current connection; null: none. */
+  subprotocol: string | null = null;
   #bus: Bus;
   #log: Logger;
   #ws: WebSocket | undefined;
-  #attempt = 0;
+  #dialing: Dialing | undefined;
+  #policy: ReconnectPolicy;
+  /** Set once the open connection has lasted RECONNECT_STABLE_SEC. */
+  #stable = false;
+  #stableTimer: NodeJS.Timeout | undefined;
   #timer: NodeJS.Timeout | undefined;
   #keepalive: NodeJS.Timeout | undefined;
   #awaitingPong = false;
-  #offline: string[] = [];
   #subs: BusSubscription[] = [];
-  /** `_WSB.L.<128 random bits>.`: local reply subjects that lead back to the remote's reply_to. */
-  #replyPrefix: string;
-  /** reply_to aliases shown to the remote → the local reply subject each stands for (bounded). */
-  #aliases = new Map<string, { target: string; expires: number; left: number }>();
-  #grants: GrantLimits;
+  #routes: LinkRoutes;
+  #out: LinkOutbound;
+  /** The bearer token of the current attempt (AUTH_TOKEN, or AUTH_TOKEN_FILE as read for it). */
+  #token: string | undefined;
 
-  constructor(config: LinkConfig, bus: Bus, log: Logger, grants: GrantLimits = DEFAULT_GRANTS) {
+  constructor(config: LinkConfig, bus: Bus, log: Logger, grants: GrantLimits = DEFAULT_GRANTS, id = config.name ?? `link-${randomBytes(4).toString('hex')}`) {
     super();
+    this.id = id;
     this.config = config;
     this.#bus = bus;
-    this.#grants = grants;
     this.#log = log.child({ link: this.id, url: redactUrl(config.uri) });
-    this.#replyPrefix = `${LINK_REPLY_PREFIX}${randomBytes(16).toString('base64url')}.`;
+    this.#policy = new ReconnectPolicy(config.reconnect);
+    this.#routes = new LinkRoutes(grants);
+    this.#out = new LinkOutbound(
+      { maxBufferedBytes: config.maxBufferedBytes, policy: config.slowPolicy, offlineQueueMax: config.offlineQueueMax },
+      this.stats,
+      () => this.#slowClose(),
+    );
+  }
+
+  /** What the operator API (/api/links, /api/stats) shows of the link. */
+  info(): Record<string, unknown> {
+    return {
+      id: this.id,
+      url: redactUrl(this.config.uri),
+      state: this.state,
+      subprotocol: this.subprotocol,
+      held_bytes: this.heldBytes,
+      offline_frames: this.#out.offlineFrames,
+      ...this.stats,
+    };
+  }
+
+  /** Bytes held for the remote now (socket and offline queue), as MAX_BUFFERED_BYTES counts them. */
+  get heldBytes(): number {
+    return this.#out.heldBytes;
   }
 
   start(): void {
-    for (const pattern of this.config.forward) {
+    const c = this.config;
+    for (const pattern of c.forward) {
       this.#subs.push(this.#bus.subscribe(pattern, (msg) => {
-        // Reserved subjects never reach this subscription (the bus filters them); messages from
-        // this remote never go back to it.
-        if (msg.origin === this.id) return;
-        this.#send(msg.subject, msg);
+        // Reserved subjects (reply subjects, inboxes) never reach this subscription: the bus
+        // filters them. Messages from this remote never go back to it; RAW_OUT_SUBJECT goes raw.
+        if (msg.origin === this.id || msg.subject === c.rawOutSubject) return;
+        this.#out.send(outFrame(JSON.stringify({ subject: msg.subject, body: bodyOf(msg).toString('base64'), reply_to: this.#routes.alias(msg.replyTo, c.forwardReplies) }), false));
       }));
     }
-    this.#subs.push(this.#bus.subscribe(`${this.#replyPrefix}>`, (msg) => {
-      // An error reply (handler_failed) has no envelope form: the remote's request times out.
+    if (c.rawOutSubject !== undefined) {
+      this.#subs.push(this.#bus.subscribe(c.rawOutSubject, (msg) => {
+        if (msg.origin === this.id) return;
+        const f = rawFrame(bodyOf(msg), c.rawOutFormat);
+        if (f) this.#out.send(f);
+        else this.stats.droppedNotText++;
+      }));
+    }
+    this.#subs.push(this.#bus.subscribe(`${this.#routes.prefix}>`, (msg) => {
+      // An error reply (handler_failed) has no form the remote would understand: its request
+      // times out on its side.
       if (msg.errorCode !== undefined) return;
-      this.#send(msg.subject.slice(this.#replyPrefix.length), msg);
+      const f = this.#routes.answer(msg.subject, bodyOf(msg));
+      if (f) this.#out.send(f);
     }));
     this.#connect();
   }
@@ -80,57 +132,102 @@ export class RemoteLink extends EventEmitter {
   #connect(): void {
     const c = this.config;
     const headers: Record<string, string> = { ...c.headers };
-    if (c.authToken !== undefined) headers.Authorization = `Bearer ${c.authToken}`;
-    this.#log.debug({ attempt: this.#attempt }, 'dialing');
-    const ws = new WebSocket(c.uri, c.subprotocols, {
+    let token: string | undefined;
+    try {
+      token = currentToken(c);
+    } catch (e) {
+      // The token file cannot be read now (being rotated?): a failed attempt, retried with backoff.
+      setImmediate(() => this.#attemptFailed({ message: (e as Error).message, permanent: false }));
+      return;
+    }
+    if (token !== undefined) headers.Authorization = `Bearer ${token}`;
+    this.#token = token;
+    this.#log.debug({ failures: this.#policy.failures }, 'dialing');
+    this.#dialing = dial({
+      uri: c.uri,
+      protocols: c.subprotocols,
       headers,
-      handshakeTimeout: c.connectTimeoutMs,
+      connectTimeoutMs: c.connectTimeoutMs,
       maxPayload: c.maxMessageBytes,
-      perMessageDeflate: false,
-    });
+      requireSubprotocol: c.requireSubprotocol,
+    }, (ws, protocol) => this.#opened(ws, protocol), (f) => this.#attemptFailed(f));
+  }
+
+  #opened(ws: WebSocket, protocol: string | null): void {
+    this.#dialing = undefined;
     this.#ws = ws;
-    ws.on('open', () => {
-      this.#attempt = 0;
-      this.state = 'open';
-      this.stats.connects++;
-      this.#log.info({ protocol: ws.protocol || undefined }, 'link open');
-      this.#startKeepalive(ws);
-      const queued = this.#offline;
-      this.#offline = [];
-      for (const frame of queued) this.#write(frame);
-      this.emit('open');
-    });
+    this.subprotocol = protocol;
+    this.state = 'open';
+    this.stats.connects++;
+    this.#stable = false;
+    // Only a connection that stays open this long resets the failure count: a remote that
+    // accepts and closes at once (or sends a frame too large) is a failing remote.
+    this.#stableTimer = setTimeout(() => {
+      this.#stable = true;
+      this.#policy.stable();
+      this.stats.failures = 0;
+    }, this.config.reconnect.stableMs);
+    if (protocol === null && this.config.subprotocols.length > 0) this.#log.warn({ offered: this.config.subprotocols }, 'the server selected none of the offered subprotocols (accepted; SUBPROTOCOL_REQUIRED=true refuses it)');
+    this.#log.info({ protocol }, 'link open');
     ws.on('message', (data: Buffer, isBinary) => this.#receive(data, isBinary));
     ws.on('pong', () => (this.#awaitingPong = false));
-    // A refused handshake (401, 403, 404 …) arrives as an error naming the status; ws then closes.
     ws.on('error', (err) => {
       this.#log.warn({ err: err.message }, 'link error');
       this.emit('error', err);
     });
-    ws.on('close', (code, reason) => {
-      this.#stopKeepalive();
-      if (this.#ws !== ws) return;
-      this.#ws = undefined;
-      this.emit('close', code, reason.toString());
-      if (this.state === 'closed') return;
-      this.#scheduleReconnect();
-    });
+    ws.on('close', (code, reason) => this.#closed(ws, code, reason.toString()));
+    this.#startKeepalive(ws);
+    // Login frames first, with the token this attempt used: then what waited offline.
+    const t = this.#token ?? '';
+    this.#out.attach(ws, this.config.loginFrames.map((f) => outFrame(f.text.replaceAll('{{AUTH_TOKEN}}', f.json ? JSON.stringify(t).slice(1, -1) : t), false)));
+    this.emit('open');
   }
 
-  #scheduleReconnect(): void {
-    const r = this.config.reconnect;
-    if (r.maxAttempts > 0 && this.#attempt >= r.maxAttempts) {
+  #attemptFailed(f: DialFailure): void {
+    this.#dialing = undefined;
+    this.#log.warn({ err: f.message, status: f.status, retryAfterMs: f.retryAfterMs }, 'link attempt failed');
+    this.emit('error', Object.assign(new Error(f.message), { status: f.status }));
+    if (this.state === 'closed') return;
+    this.#next(this.#policy.failed(f));
+  }
+
+  #closed(ws: WebSocket, code: number, reason: string): void {
+    this.#stopKeepalive();
+    clearTimeout(this.#stableTimer);
+    if (this.#ws !== ws) return;
+    this.#ws = undefined;
+    this.#out.detach();
+    this.emit('close', code, reason);
+    if (this.state === 'closed') return;
+    // 1008 (policy violation): the server refuses this client; like a 401 at the handshake.
+    const permanent = code === 1008;
+    this.#log.info({ code, reason, stable: this.#stable }, 'link closed');
+    this.#next(this.#stable && !permanent ? this.#policy.afterStableClose() : this.#policy.failed({ permanent }));
+  }
+
+  /** SLOW_CONSUMER_POLICY=close: the remote does not read fast enough. */
+  #slowClose(): void {
+    const ws = this.#ws;
+    if (!ws) return;
+    this.#log.warn({ heldBytes: this.#out.heldBytes }, 'remote too slow (MAX_BUFFERED_BYTES): closing with 1013');
+    ws.close(1013, 'slow remote');
+    // A remote that does not read will not read our close frame either.
+    setTimeout(() => ws.terminate(), 2000).unref();
+  }
+
+  #next(step: NextStep): void {
+    if (this.#policy.failures > this.stats.failures) this.stats.failedAttempts++;
+    this.stats.failures = this.#policy.failures;
+    if ('giveUp' in step) {
       this.state = 'failed';
-      this.#log.error({ attempts: this.#attempt }, 'link gave up reconnecting');
-      this.emit('failed');
+      this.#log.error({ failures: this.#policy.failures, why: step.giveUp }, 'link gave up reconnecting');
+      this.emit('failed', step.giveUp);
       return;
     }
-    const delay = backoffDelay(this.#attempt, r.baseMs, r.maxMs);
-    this.#attempt++;
     this.state = 'reconnecting';
-    this.#log.info({ delayMs: delay, attempt: this.#attempt }, 'reconnecting');
-    this.emit('reconnecting', delay, this.#attempt);
-    this.#timer = setTimeout(() => this.#connect(), delay);
+    this.#log.info({ delayMs: step.retryInMs, failures: this.#policy.failures }, 'reconnecting');
+    this.emit('reconnecting', step.retryInMs, this.#policy.failures);
+    this.#timer = setTimeout(() => this.#connect(), step.retryInMs);
   }
 
   #startKeepalive(ws: WebSocket): void {
@@ -157,110 +254,30 @@ export class RemoteLink extends EventEmitter {
   }
 
   #receive(data: Buffer, isBinary: boolean): void {
-    let msg = this.#asEnvelope(data, isBinary);
-    if (msg && isReserved(msg.subject)) {
-      // The remote answers a reply_to alias it was shown: the answer goes to the local reply
-      // subject behind it, once. Any other reserved subject is not the remote's to use: the
-      // frame is treated as raw.
-      const target = this.#useAlias(msg.subject);
-      msg = target === undefined ? null : { subject: target, body: msg.body, replyTo: null };
-    }
-    if (msg) this.stats.received++;
+    this.stats.bytesIn += data.length;
+    const { msg, envelope } = this.#routes.inbound(data, isBinary, this.config.rawSubject);
+    if (envelope) this.stats.received++;
     else this.stats.receivedRaw++;
-    const out: BusMessage = msg ?? { subject: this.config.rawSubject, body: data, replyTo: null };
-    out.origin = this.id;
+    msg.origin = this.id;
     try {
-      this.#bus.publish(out);
+      this.#bus.publish(msg);
     } catch (err) {
-      this.#log.warn({ err: (err as Error).message, subject: out.subject }, 'dropped inbound message');
+      this.#log.warn({ err: (err as Error).message, subject: msg.subject }, 'dropped inbound message');
     }
-  }
-
-  /** A v1 message envelope from the remote, or null when the frame is anything else. */
-  #asEnvelope(data: Buffer, isBinary: boolean): BusMessage | null {
-    if (isBinary || data.length === 0 || data[0] !== 0x7b /* { */) return null;
-    let o: Record<string, unknown>;
-    try {
-      o = JSON.parse(data.toString('utf8'));
-    } catch {
-      return null;
-    }
-    if (typeof o !== 'object' || o === null || (o.op !== undefined && o.op !== 'pub')) return null;
-    if (typeof o.subject !== 'string' || subjectError(o.subject, false) !== null) return null;
-    let body: Uint8Array;
-    try {
-      if (typeof o.body === 'string') body = decodeBase64(o.body, undefined);
-      else if (typeof o.text === 'string') body = Buffer.from(o.text, 'utf8');
-      else if (o.body === undefined || o.body === null) body = Buffer.alloc(0);
-      else return null;
-    } catch (err) {
-      if (err instanceof ProtocolError) return null;
-      throw err;
-    }
-    let replyTo: string | null = null;
-    if (typeof o.reply_to === 'string' && subjectError(o.reply_to, false) === null && this.#replyPrefix.length + o.reply_to.length <= MAX_SUBJECT_LENGTH) {
-      // Answers to this reply subject must travel back over this link, whatever handler sends
-      // them; local responders are handed it like any reply subject (a grant).
-      replyTo = this.#replyPrefix + o.reply_to;
-    }
-    return { subject: o.subject, body, replyTo };
-  }
-
-  /**
-   * What the remote sees as reply_to: nothing by default (local reply subjects are not shown to
-   * remotes); with FORWARD_REPLIES, an opaque alias answerable like a grant (REPLY_GRANT_*).
-   */
-  #replyAlias(replyTo: string | null | undefined): string | null {
-    if (!replyTo || !this.config.forwardReplies) return null;
-    const g = this.#grants;
-    const now = Date.now();
-    if (this.#aliases.size >= g.maxGrants) {
-      for (const [k, v] of this.#aliases) if (v.expires < now) this.#aliases.delete(k);
-      if (this.#aliases.size >= g.maxGrants) this.#aliases.delete(this.#aliases.keys().next().value!);
-    }
-    const alias = LINK_ALIAS_PREFIX + randomBytes(16).toString('base64url');
-    this.#aliases.set(alias, { target: replyTo, expires: now + g.ttlMs, left: g.maxReplies });
-    return alias;
-  }
-
-  #useAlias(subject: string): string | undefined {
-    const a = this.#aliases.get(subject);
-    if (!a) return undefined;
-    if (a.expires < Date.now() || --a.left <= 0) this.#aliases.delete(subject);
-    return a.expires < Date.now() ? undefined : a.target;
-  }
-
-  #send(subject: string, msg: BusMessage): void {
-    const body = Buffer.isBuffer(msg.body) ? msg.body : Buffer.from(msg.body.buffer, msg.body.byteOffset, msg.body.byteLength);
-    const frame = JSON.stringify({ subject, body: body.toString('base64'), reply_to: this.#replyAlias(msg.replyTo) });
-    if (this.#ws?.readyState === WebSocket.OPEN) {
-      this.#write(frame);
-      return;
-    }
-    if (this.config.offlineQueueMax === 0) {
-      this.stats.droppedOffline++;
-      return;
-    }
-    if (this.#offline.length >= this.config.offlineQueueMax) {
-      this.#offline.shift();
-      this.stats.droppedOffline++;
-    }
-    this.#offline.push(frame);
-  }
-
-  #write(frame: string): void {
-    this.#ws!.send(frame);
-    this.stats.sent++;
   }
 
   /** Closes the link for good: no reconnect. */
   async close(code = 1001, reason = 'gateway shutting down'): Promise<void> {
     this.state = 'closed';
     if (this.#timer) clearTimeout(this.#timer);
+    clearTimeout(this.#stableTimer);
+    this.#dialing?.abort();
+    this.#dialing = undefined;
     this.#stopKeepalive();
     for (const s of this.#subs) s.unsubscribe();
     this.#subs = [];
-    this.#aliases.clear();
+    this.#routes.clear();
+    this.#out.clear();
     const ws = this.#ws;
     if (!ws || ws.readyState === WebSocket.CLOSED) return;
     await new Promise<void>((resolve) => {
@@ -272,25 +289,34 @@ export class RemoteLink extends EventEmitter {
         clearTimeout(t);
         resolve();
       });
-      if (ws.readyState === WebSocket.CONNECTING) ws.terminate();
-      else ws.close(code, reason);
+      ws.close(code, reason);
     });
   }
 }
 
-function redactUrl(uri: string): string {
+/** AUTH_TOKEN, or the content of AUTH_TOKEN_FILE read now (trailing whitespace dropped). */
+function currentToken(c: LinkConfig): string | undefined {
+  if (c.authTokenFile === undefined) return c.authToken;
+  let text: string;
   try {
-    const u = new URL(uri);
-    u.username = '';
-    u.password = '';
-    u.search = '';
-    return u.toString();
-  } catch {
-    return '<invalid url>';
+    text = readFileSync(c.authTokenFile, 'utf8').trimEnd();
+  } catch (e) {
+    throw new Error(`AUTH_TOKEN_FILE: cannot read ${c.authTokenFile} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
   }
+  if (text.length === 0 || /[\r\n\0]/.test(text)) throw new Error(`AUTH_TOKEN_FILE: ${c.authTokenFile} holds no single-line token`);
+  return text;
 }
 
-/** A key that makes links with the same URL and handshake share one connection. */
-export function linkKey(c: LinkConfig): string {
-  return JSON.stringify([c.uri, c.authToken ?? null, Object.entries(c.headers).sort(), c.subprotocols]);
+function bodyOf(msg: BusMessage): Buffer {
+  return Buffer.isBuffer(msg.body) ? msg.body : Buffer.from(msg.body.buffer, msg.body.byteOffset, msg.body.byteLength);
 }
+
+/** RAW_OUT_FORMAT: the frame a raw outbound publish becomes; undefined for text that is not UTF-8. */
+function rawFrame(body: Buffer, format: LinkConfig['rawOutFormat']): OutFrame | undefined {
+  if (format === 'binary') return outFrame(body, true);
+  const text = isUtf8(body);
+  if (format === 'text' && !text) return undefined;
+  return text ? outFrame(body.toString('utf8'), false) : outFrame(body, true);
+}
+
+export { redactUrl };

@@ -18,6 +18,8 @@ import { jwtKey } from '../auth/authenticator.ts';
 import { trustedProxyError } from '../server/client-address.ts';
 import type { GrantLimits } from '../security/subject-policy.ts';
 import { isReserved } from '../security/subject-policy.ts';
+import type { ReconnectSettings } from '../client/backoff.ts';
+import { sharingConflict } from '../client/link-sharing.ts';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -32,12 +34,22 @@ export interface HostPort {
 }
 
 export interface LinkConfig {
+  /** LINK_NAME: how the operator API, /api/stats, metrics and logs name it (unset: link-<n>). */
+  name: string | undefined;
+  /** Where its values came from, for error messages ("config file f: links[1]", "link"). */
+  where: string;
   uri: string;
   authToken: string | undefined;
+  /** AUTH_TOKEN_FILE: read before every attempt (rotating credentials). */
+  authTokenFile: string | undefined;
+  /** LOGIN_FRAMES: sent first on every (re)connect; strings may hold {{AUTH_TOKEN}}. */
+  loginFrames: Array<{ text: string; json: boolean }>;
   headers: Record<string, string>;
   subprotocols: string[];
+  /** Fail an attempt whose server selects none of `subprotocols` (else accept and report it). */
+  requireSubprotocol: boolean;
   connectTimeoutMs: number;
-  reconnect: { baseMs: number; maxMs: number; maxAttempts: number };
+  reconnect: ReconnectSettings;
   keepaliveIntervalMs: number;
   rawSubject: string;
   forward: string[];
@@ -45,6 +57,11 @@ export interface LinkConfig {
   forwardReplies: boolean;
   offlineQueueMax: number;
   maxMessageBytes: number;
+  /** Publishes here go to the remote as bare text/binary frames (raw outbound mode). */
+  rawOutSubject: string | undefined;
+  rawOutFormat: 'auto' | 'text' | 'binary';
+  maxBufferedBytes: number;
+  slowPolicy: 'close' | 'drop';
 }
 
 export interface Config {
@@ -75,7 +92,11 @@ export interface Config {
   logLevel: LogLevel;
   logFormat: 'auto' | 'json' | 'pretty';
   links: LinkConfig[];
+  /** The top-level values links made at runtime resolve over (resolveLinkConfig). */
+  linkBase: Record<string, { value: unknown; source: string }>;
   components: ComponentConfig[];
+  /** COMPONENT_POOL_SIZE, COMPONENT_TIMEOUT_MS, COMPONENT_MAX_QUEUE: for components added later. */
+  componentDefaults: ComponentDefaults;
   componentCacheDir: string;
   outboundAllow: string[];
   outboundMaxConnections: number;
@@ -144,6 +165,7 @@ function expected(s: Setting): string {
     case 'list': return 'a comma-separated list';
     case 'hostport': return 'HOST:PORT (port 0-65535; [v6addr]:PORT for IPv6)';
     case 'wsurl': return 'a ws:// or wss:// URL';
+    case 'json': return 'JSON';
     case 'string': return 'a string';
   }
 }
@@ -187,6 +209,13 @@ function parseValue(s: Setting, raw: Raw): unknown {
     case 'wsurl':
       if (typeof v !== 'string' || !isWsUrl(v)) fail();
       return v;
+    case 'json':
+      if (typeof v !== 'string') return v;
+      try {
+        return JSON.parse(v);
+      } catch {
+        return fail();
+      }
   }
 }
 
@@ -244,16 +273,14 @@ export function loadConfig(sources: ConfigSources): Config {
   layer(env, 'env', true);
   layer(flags, 'flag', true);
 
-  const get = <T>(key: string, override?: Raw): T => {
-    const s = SETTING_BY_KEY.get(key)!;
-    const r = override ?? raw.get(key);
-    if (r === undefined) {
-      // Defaults go through the same parser (a HOST:PORT default becomes {host, port}).
-      return (s.default === undefined ? undefined : parseValue(s, { value: s.default, source: 'default' })) as T;
-    }
-    return parseValue(s, r) as T;
-  };
+  const get = getter(raw);
 
+
+  // MODE decides what runs: a bad value is an error in any layer, also one a higher layer
+  // overrides (the command line's serve/connect), never a silent fallback to a server.
+  for (const [values, source] of [[file, fileSource], [env, 'env'], [flags, 'flag']] as const) {
+    if (values.MODE !== undefined) parseValue(SETTING_BY_KEY.get('MODE')!, { value: values.MODE, source });
+  }
   const mode = get<'server' | 'client'>('MODE');
   let listen: HostPort | undefined = raw.has('LISTEN') || mode === 'server' ? get<HostPort>('LISTEN') : undefined;
   // The seed's URI is the bind address in server mode; LISTEN, when given, wins.
@@ -318,7 +345,9 @@ export function loadConfig(sources: ConfigSources): Config {
     logLevel: get('LOG_LEVEL'),
     logFormat: get('LOG_FORMAT'),
     links: [],
+    linkBase: {},
     components: [],
+    componentDefaults: { poolSize: 0, timeoutMs: 0, maxQueue: 0 },
     outboundAllow: get('OUTBOUND_ALLOW'),
     outboundMaxConnections: get('OUTBOUND_MAX_CONNECTIONS'),
     outboundReceiveQueue: get('OUTBOUND_RECEIVE_QUEUE'),
@@ -339,11 +368,8 @@ export function loadConfig(sources: ConfigSources): Config {
   // gateway starts. On the command line they stay relative to the current directory.
   const fileDir = filePath ? dirname(resolve(filePath)) : undefined;
   const fileEntries = ((fileComponents as unknown[] | undefined) ?? []).length;
-  config.components = componentEntries.map(([c, where], i) => componentConfig(c, where, {
-    poolSize: get('COMPONENT_POOL_SIZE'),
-    timeoutMs: get('COMPONENT_TIMEOUT_MS'),
-    maxQueue: get('COMPONENT_MAX_QUEUE'),
-  }, i < fileEntries ? fileDir : undefined));
+  config.componentDefaults = { poolSize: get('COMPONENT_POOL_SIZE'), timeoutMs: get('COMPONENT_TIMEOUT_MS'), maxQueue: get('COMPONENT_MAX_QUEUE') };
+  config.components = componentEntries.map(([c, where], i) => componentConfig(c, where, config.componentDefaults, i < fileEntries ? fileDir : undefined));
   const ids = new Set<string>();
   for (const c of config.components) {
     if (ids.has(c.id)) throw new ConfigError(`components: two components have the id ${JSON.stringify(c.id)}; give one an "id"`);
@@ -413,14 +439,19 @@ export function loadConfig(sources: ConfigSources): Config {
     // the command line or in env adds one more link.
     const entries: Array<Record<string, unknown>> = (fileLinks as unknown[] | undefined)?.map((l, i) => {
       if (typeof l !== 'object' || l === null || Array.isArray(l)) throw new ConfigError(`${fileSource}: links[${i}] must be an object`);
-      checkKeys(l as Record<string, unknown>, `${fileSource}: links[${i}]`, (k) => SETTING_BY_KEY.get(k)?.perLink === true || k.startsWith('HEADER_'));
+      checkKeys(l as Record<string, unknown>, `${fileSource}: links[${i}]`, isLinkKey);
       return l as Record<string, unknown>;
     }) ?? [];
     const uriFromOutside = uriRaw && uriRaw.source !== fileSource;
     const links: Array<{ own: Record<string, unknown>; where: string }> = entries.map((own, i) => ({ own, where: `${fileSource}: links[${i}]` }));
     if (links.length === 0 || uriFromOutside) links.push({ own: {}, where: 'link' });
     config.links = links.map(({ own, where }) => linkConfig(own, where, raw, get));
+    const conflict = sharingConflict(config.links);
+    if (conflict) throw new ConfigError(conflict);
   }
+  // What links made later (programmatic, operator API) inherit: the top-level link values. In
+  // server mode AUTH_TOKEN is the token clients must present, never sent to a remote.
+  config.linkBase = Object.fromEntries([...raw].filter(([k]) => isLinkKey(k) && !(k === 'AUTH_TOKEN' && mode === 'server')));
   return config;
 }
 
@@ -489,7 +520,14 @@ function productionNats(get: <T>(key: string) => T): Omit<NatsConfig, 'servers' 
 
 const COMPONENT_KEYS = new Set(['path', 'id', 'subscriptions', 'queue', 'pool_size', 'timeout_ms', 'max_queue', 'env', 'preopens']);
 
-function componentConfig(c: unknown, where: string, defaults: { poolSize: number; timeoutMs: number; maxQueue: number }, baseDir?: string): ComponentConfig {
+export interface ComponentDefaults {
+  poolSize: number;
+  timeoutMs: number;
+  maxQueue: number;
+}
+
+/** A component from its config-file shape ({path, id, subscriptions, …}); ConfigError naming `where`. */
+export function componentConfig(c: unknown, where: string, defaults: ComponentDefaults, baseDir?: string): ComponentConfig {
   if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new ConfigError(`${where}: must be an object`);
   const o = c as Record<string, unknown>;
   checkKeys(o, where, (k) => COMPONENT_KEYS.has(k));
@@ -568,7 +606,38 @@ function stringMap(v: unknown, where: string): Record<string, string> {
   return { ...(v as Record<string, string>) };
 }
 
-function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string, Raw>, get: <T>(key: string, override?: Raw) => T): LinkConfig {
+type Get = <T>(key: string, override?: Raw) => T;
+
+/** Reads a setting from the layered raw values (or `override`), parsed; the default when unset. */
+function getter(raw: Map<string, Raw>): Get {
+  return <T>(key: string, override?: Raw): T => {
+    const s = SETTING_BY_KEY.get(key)!;
+    const r = override ?? raw.get(key);
+    if (r === undefined) {
+      // Defaults go through the same parser (a HOST:PORT default becomes {host, port}).
+      return (s.default === undefined ? undefined : parseValue(s, { value: s.default, source: 'default' })) as T;
+    }
+    return parseValue(s, r) as T;
+  };
+}
+
+/** Whether `key` may be set by one link (a config-file link, a programmatic or API link). */
+export function isLinkKey(key: string): boolean {
+  return SETTING_BY_KEY.get(key)?.perLink === true || (key.startsWith('HEADER_') && key.length > 7);
+}
+
+/**
+ * A link's configuration from its own values over the gateway's top-level ones (`base`, see
+ * Config.linkBase), as config-file links resolve: for programmatic links (linkTarget/linkSource
+ * with a URI) and links added over the operator API. A bad value is a ConfigError naming `where`.
+ */
+export function resolveLinkConfig(own: Record<string, unknown>, base: Record<string, Raw>, where: string): LinkConfig {
+  checkKeys(own, where, isLinkKey);
+  const raw = new Map(Object.entries(base));
+  return linkConfig(own, where, raw, getter(raw));
+}
+
+function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string, Raw>, get: Get): LinkConfig {
   const pick = <T>(key: string): T => (own[key] !== undefined ? get<T>(key, { value: own[key], source: where }) : get<T>(key));
   const uri = own.URI !== undefined ? own.URI : raw.get('URI')?.value ?? 'ws://127.0.0.1:8080/ws';
   const uriSource = own.URI !== undefined ? where : raw.get('URI')?.source ?? 'default';
@@ -576,8 +645,8 @@ function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string
     throw new ConfigError(`URI (from ${uriSource}): expected a ws:// or wss:// URL, got ${JSON.stringify(uri)}`);
   }
   const headers: Record<string, string> = {};
-  const addHeaders = (entries: Iterable<[string, unknown]>, source: string) => {
-    for (const [k, v] of entries) {
+  const addHeaders = (entries: Iterable<[string, unknown, string]>) => {
+    for (const [k, v, source] of entries) {
       if (!k.startsWith('HEADER_') || k.length <= 7) continue;
       const name = k.slice(7);
       if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) throw new ConfigError(`${k} (from ${source}): ${JSON.stringify(name)} is not a valid HTTP header name`);
@@ -585,23 +654,56 @@ function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string
       headers[name] = v;
     }
   };
-  addHeaders([...raw.entries()].map(([k, r]) => [k, r.value]), 'config');
-  addHeaders(Object.entries(own), where);
+  addHeaders([...raw.entries()].map(([k, r]) => [k, r.value, r.source]));
+  addHeaders(Object.entries(own).map(([k, v]) => [k, v, where]));
   const rawSubject = pick<string>('RAW_SUBJECT');
   const subjErr = subjectError(rawSubject, false) ?? (isReserved(rawSubject) ? 'reserved' : null);
   if (subjErr) throw new ConfigError(`RAW_SUBJECT: ${subjErr}`);
+  const rawOutSubject = pick<string | undefined>('RAW_OUT_SUBJECT') || undefined;
+  if (rawOutSubject !== undefined) {
+    const e = subjectError(rawOutSubject, false) ?? (isReserved(rawOutSubject) ? 'reserved' : rawOutSubject === rawSubject ? 'the same as RAW_SUBJECT (what the remote sends would go straight back)' : null);
+    if (e) throw new ConfigError(`RAW_OUT_SUBJECT: ${JSON.stringify(rawOutSubject)}: ${e}`);
+  }
   const forward = pick<string[]>('FORWARD');
   for (const f of forward) {
     const e = subjectError(f, true) ?? (isReserved(f) ? 'reserved (_WSB., _INBOX. and $ subjects never leave the gateway)' : null);
     if (e) throw new ConfigError(`FORWARD: ${JSON.stringify(f)}: ${e}`);
   }
-  const reconnect = { baseMs: pick<number>('RECONNECT_BASE_MS'), maxMs: pick<number>('RECONNECT_MAX_MS'), maxAttempts: pick<number>('RECONNECT_MAX_ATTEMPTS') };
+  const reconnect: ReconnectSettings = {
+    baseMs: pick<number>('RECONNECT_BASE_MS'),
+    maxMs: pick<number>('RECONNECT_MAX_MS'),
+    maxAttempts: pick<number>('RECONNECT_MAX_ATTEMPTS'),
+    stableMs: pick<number>('RECONNECT_STABLE_SEC') * 1000,
+    onPermanent: pick<'retry' | 'give_up'>('PERMANENT_FAILURE_POLICY'),
+  };
   if (reconnect.baseMs > reconnect.maxMs) throw new ConfigError(`RECONNECT_BASE_MS (${reconnect.baseMs}) must not exceed RECONNECT_MAX_MS (${reconnect.maxMs})`);
+  const authToken = pick<string | undefined>('AUTH_TOKEN') || undefined;
+  const authTokenFile = pick<string | undefined>('AUTH_TOKEN_FILE') || undefined;
+  if (authToken !== undefined && authTokenFile !== undefined) throw new ConfigError(`AUTH_TOKEN and AUTH_TOKEN_FILE are alternatives: ${where} has both (a link inherits the top-level one)`);
+  if (authTokenFile !== undefined) {
+    try {
+      readFileSync(authTokenFile);
+    } catch (e) {
+      throw new ConfigError(`AUTH_TOKEN_FILE: cannot read ${authTokenFile} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+    }
+  }
+  const login = pick<unknown>('LOGIN_FRAMES') ?? [];
+  if (!Array.isArray(login) || !login.every((f) => typeof f === 'string' || (typeof f === 'object' && f !== null))) {
+    throw new ConfigError(`LOGIN_FRAMES (${where}): expected a JSON array of strings (text frames) and objects (sent as JSON text), got ${JSON.stringify(login)}`);
+  }
+  const loginFrames = (login as unknown[]).map((f) => (typeof f === 'string' ? { text: f, json: false } : { text: JSON.stringify(f), json: true }));
+  const name = pick<string | undefined>('LINK_NAME') || undefined;
+  if (name !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new ConfigError(`LINK_NAME (from ${own.LINK_NAME !== undefined ? where : raw.get('LINK_NAME')?.source}): expected 1-64 of A-Z a-z 0-9 _ . -, got ${JSON.stringify(name)}`);
   return {
+    name,
+    where,
     uri,
-    authToken: pick<string | undefined>('AUTH_TOKEN') || undefined,
+    authToken,
+    authTokenFile,
+    loginFrames,
     headers,
     subprotocols: pick('SUBPROTOCOLS'),
+    requireSubprotocol: pick('SUBPROTOCOL_REQUIRED'),
     connectTimeoutMs: pick<number>('CONNECT_TIMEOUT_SEC') * 1000,
     reconnect,
     keepaliveIntervalMs: pick<number>('KEEPALIVE_INTERVAL_SEC') * 1000,
@@ -610,6 +712,10 @@ function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string
     forwardReplies: pick('FORWARD_REPLIES'),
     offlineQueueMax: pick('OFFLINE_QUEUE_MAX'),
     maxMessageBytes: pick('MAX_MESSAGE_BYTES'),
+    rawOutSubject,
+    rawOutFormat: pick('RAW_OUT_FORMAT'),
+    maxBufferedBytes: pick('MAX_BUFFERED_BYTES'),
+    slowPolicy: pick('SLOW_CONSUMER_POLICY'),
   };
 }
 

@@ -8,8 +8,9 @@ import { RequestInbox } from '../bus/request-inbox.ts';
 import { SessionHub } from '../sessions/hub.ts';
 import type { SessionInfo } from '../sessions/session.ts';
 import { GatewayServer } from '../server/gateway-server.ts';
-import { RemoteLink, linkKey } from '../client/remote-link.ts';
-import { loadConfig, ConfigError } from '../config/load.ts';
+import { loadConfig, ConfigError, resolveLinkConfig } from '../config/load.ts';
+import type { RemoteLink } from '../client/remote-link.ts';
+import { LinkRegistry } from '../client/link-registry.ts';
 import type { Config, LinkConfig } from '../config/load.ts';
 import { silentLogger } from '../observability/logger.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -31,7 +32,8 @@ export interface GatewayStats {
 
 interface LinkedComponent {
   subscriptions: BusSubscription[];
-  linkKeys: Set<string>;
+  /** The client-mode links held for it (their ids). */
+  linkIds: Set<string>;
   /** What the component may publish to: user subjects, and reply subjects it was handed. */
   actor: { role: 'component'; grants: ReplyGrants };
 }
@@ -53,6 +55,10 @@ const refused = (d: Denial): Result<never, string> => err(`${d.code}: ${d.messag
 
 /** The id under which links from the gateway's own configuration are held. */
 const CONFIG_OWNER = '\0config';
+/** The owner of links added over the operator API. */
+const OPERATOR_OWNER = '\0operator';
+/** How /api/stats and /api/links name a link's owner: "config", "operator" or a component id. */
+export const ownerName = (o: string): string => (o.startsWith('\0') ? o.slice(1) : o);
 
 export class Gateway {
   readonly config: Config;
@@ -63,8 +69,11 @@ export class Gateway {
   readonly hub: SessionHub;
   readonly stats: GatewayStats = { handlerCalls: 0, handlerErrors: 0, outbound: { open: 0, opened: 0, bytesIn: 0, bytesOut: 0 } };
   server: GatewayServer | undefined;
-  #links = new Map<string, { link: RemoteLink; owners: Set<string> }>();
+  /** Client-mode links (from the configuration, components and the operator API). */
+  readonly remoteLinks: LinkRegistry;
   #components = new Map<string, LinkedComponent>();
+  /** Component ids being loaded (addComponent), taken before its first await. */
+  #loading = new Set<string>();
   /** Observes component calls (metrics): seconds and result (ok, err, trap, timeout). */
   onComponentCall: (component: string, seconds: number, result: string) => void = () => {};
   /** WebAssembly components running in this process, by link id. */
@@ -81,6 +90,7 @@ export class Gateway {
       bus.onHandlerError = (e, subject) => log.error({ err: e, subject }, 'bus subscriber threw');
     }
     this.inbox = new RequestInbox(bus);
+    this.remoteLinks = new LinkRegistry(bus, log, config.grants);
     this.hub = new SessionHub(bus, this.inbox, log, {
       defaultRequestTimeoutMs: config.requestTimeoutMs,
       maxRequestTimeoutMs: config.maxRequestTimeoutMs,
@@ -121,7 +131,7 @@ export class Gateway {
       gw.server = new GatewayServer(gw, config);
       await gw.server.listen(config.listen);
     }
-    for (const link of config.links) gw.#acquireLink(CONFIG_OWNER, link);
+    for (const link of config.links) gw.remoteLinks.acquire(CONFIG_OWNER, link);
     return gw;
   }
 
@@ -211,6 +221,11 @@ export class Gateway {
     return bus.connected !== false;
   }
 
+  /** Whether every client-mode link is open (a link reconnecting or given up is not). */
+  get linksReady(): boolean {
+    return this.links.every((l) => l.state === 'open');
+  }
+
   /** Sessions of every node (with NATS presence), else of this node; each with its node id. */
   async listAllSessions(): Promise<Array<SessionInfo & { node?: string }>> {
     if (this.#presence && this.ready) {
@@ -232,7 +247,26 @@ export class Gateway {
 
   /** The remote links this node holds open, for status and tests. */
   get links(): RemoteLink[] {
-    return [...this.#links.values()].map((l) => l.link);
+    return this.remoteLinks.list();
+  }
+
+  /**
+   * Adds a client-mode link at runtime (the operator API): `values` are a config-file link's keys
+   * (URI, AUTH_TOKEN, HEADER_<Name>, …) over the gateway's own top-level values. Held by `owner`
+   * until deleteRemoteLink. Throws ConfigError for a bad value or a sharing conflict.
+   */
+  addRemoteLink(values: Record<string, unknown>, owner = OPERATOR_OWNER, where = 'link'): RemoteLink {
+    return this.remoteLinks.acquire(owner, resolveLinkConfig(values, this.config.linkBase, where));
+  }
+
+  /** Closes a client-mode link, whoever holds it; false when there is none with that id. */
+  deleteRemoteLink(id: string): Promise<boolean> {
+    return this.remoteLinks.remove(id);
+  }
+
+  /** The seed-style link values of a programmatic link, over the gateway's own. */
+  #resolve(componentId: string, remote: Record<string, string>) {
+    return resolveLinkConfig(remote, this.config.linkBase, `link of ${componentId}`);
   }
 
   // ── wasmcloud:messaging/consumer ──────────────────────────────────────────────────────────
@@ -298,7 +332,7 @@ export class Gateway {
    */
   linkTarget(componentId: string, remote?: Record<string, string>): Consumer & { publishAcked(msg: BrokerMessage): Promise<Result<void, string>> } {
     const c = this.#component(componentId);
-    if (remote) c.linkKeys.add(this.#acquireLink(componentId, resolveLink(remote)));
+    if (remote) c.linkIds.add(this.remoteLinks.acquire(componentId, this.#resolve(componentId, remote)).id);
     // A component publishes as itself: user subjects, and the reply subjects it was handed.
     return {
       publish: (msg) => this.publish(msg, c.actor),
@@ -317,7 +351,7 @@ export class Gateway {
       if (isReserved(subject)) throw new Error(`subscription ${subject}: reserved (_WSB., _INBOX. and $ subjects are the gateway's and NATS's own)`);
       c.subscriptions.push(this.bus.subscribe(subject, (msg) => this.#callHandler(componentId, c, handler, msg), { queue }));
     }
-    if (remote) c.linkKeys.add(this.#acquireLink(componentId, resolveLink(remote)));
+    if (remote) c.linkIds.add(this.remoteLinks.acquire(componentId, this.#resolve(componentId, remote)).id);
   }
 
   /**
@@ -325,11 +359,17 @@ export class Gateway {
    * subscriptions call handle-message through an instance pool. jco is loaded on first use.
    */
   async addComponent(cfg: ComponentConfig): Promise<RunningComponent> {
-    if (this.wasm.has(cfg.id) || this.#components.has(cfg.id)) throw new Error(`a link with id ${JSON.stringify(cfg.id)} exists already`);
-    const { startComponent } = await import('../components/component-host.ts');
-    const running = await startComponent(this, cfg, this.config.componentCacheDir);
-    this.wasm.set(cfg.id, running);
-    return running;
+    if (this.wasm.has(cfg.id) || this.#components.has(cfg.id) || this.#loading.has(cfg.id)) throw new Error(`a link with id ${JSON.stringify(cfg.id)} exists already`);
+    // The id is taken before the first await: two loads of one id at once (the operator API) never both run.
+    this.#loading.add(cfg.id);
+    try {
+      const { startComponent } = await import('../components/component-host.ts');
+      const running = await startComponent(this, cfg, this.config.componentCacheDir);
+      this.wasm.set(cfg.id, running);
+      return running;
+    } finally {
+      this.#loading.delete(cfg.id);
+    }
   }
 
   /** Removes a component's links: its subscriptions end; a remote connection closes with its last link. */
@@ -340,12 +380,12 @@ export class Gateway {
     this.#components.delete(componentId);
     // Subscriptions first, so no message reaches the instances while they close.
     for (const s of c?.subscriptions ?? []) s.unsubscribe();
-    await Promise.all([running?.pool.close(), ...[...(c?.linkKeys ?? [])].map((k) => this.#releaseLink(componentId, k))]);
+    await Promise.all([running?.pool.close(), ...[...(c?.linkIds ?? [])].map((id) => this.remoteLinks.release(componentId, id))]);
   }
 
   #component(id: string): LinkedComponent {
     let c = this.#components.get(id);
-    if (!c) this.#components.set(id, (c = { subscriptions: [], linkKeys: new Set(), actor: { role: 'component', grants: new ReplyGrants(componentGrantLimits(this.config.grants)) } }));
+    if (!c) this.#components.set(id, (c = { subscriptions: [], linkIds: new Set(), actor: { role: 'component', grants: new ReplyGrants(componentGrantLimits(this.config.grants)) } }));
     return c;
   }
 
@@ -365,29 +405,6 @@ export class Gateway {
     } catch (e) {
       failed(e instanceof Error ? e.message : String(e));
     }
-  }
-
-  #acquireLink(owner: string, cfg: LinkConfig): string {
-    const key = linkKey(cfg);
-    let entry = this.#links.get(key);
-    if (!entry) {
-      const link = new RemoteLink(cfg, this.bus, this.log, this.config.grants);
-      link.on('error', () => {}); // logged by the link; an error event must never crash the node
-      entry = { link, owners: new Set() };
-      this.#links.set(key, entry);
-      link.start();
-    }
-    entry.owners.add(owner);
-    return key;
-  }
-
-  async #releaseLink(owner: string, key: string): Promise<void> {
-    const entry = this.#links.get(key);
-    if (!entry) return;
-    entry.owners.delete(owner);
-    if (entry.owners.size > 0) return;
-    this.#links.delete(key);
-    await entry.link.close(1000, 'link deleted');
   }
 
   // ── sessions (server mode) ─────────────────────────────────────────────────────────────────
@@ -451,7 +468,7 @@ export class Gateway {
       outbound_websockets: { ...this.stats.outbound },
       components: Object.fromEntries([...this.wasm].map(([id, c]) => [id, { pool_size: c.pool.size, ...c.pool.load, ...c.pool.stats }])),
       traffic: { ...this.hub.totals },
-      links: this.links.map((l) => ({ url: l.config.uri, state: l.state, ...l.stats })),
+      links: this.links.map((l) => ({ ...l.info(), owners: this.remoteLinks.owners(l.id).map(ownerName) })),
     };
   }
 
@@ -461,9 +478,8 @@ export class Gateway {
       const timeout = this.config.shutdownTimeoutMs;
       await Promise.all([
         this.server?.close(timeout),
-        ...[...this.#links.values()].map((e) => e.link.close()),
+        this.remoteLinks.closeAll(),
       ]);
-      this.#links.clear();
       for (const c of this.#components.values()) for (const s of c.subscriptions) s.unsubscribe();
       this.#components.clear();
       await Promise.all([...this.wasm.values()].map((w) => w.pool.close()));
@@ -494,7 +510,7 @@ export class PresenceUnavailable extends Error {}
 /** NATS was configured but could not be reached at startup. */
 export class NatsUnavailableError extends Error {}
 
-/** Resolves seed-style link values ({URI, AUTH_TOKEN, HEADER_x, …}) over the defaults. */
+/** Resolves seed-style link values ({URI, AUTH_TOKEN, HEADER_x, …}) over the defaults alone. */
 export function resolveLink(values: Record<string, string>): LinkConfig {
-  return loadConfig({ env: {}, flags: { ...values, MODE: 'client' } }).links[0]!;
+  return resolveLinkConfig(values, {}, 'link');
 }

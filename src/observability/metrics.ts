@@ -3,6 +3,7 @@
 // and component-call durations are observed as they happen.
 import { Registry, Gauge, Counter, Histogram, collectDefaultMetrics } from 'prom-client';
 import type { Gateway } from '../gateway/gateway.ts';
+import type { RemoteLink } from '../client/remote-link.ts';
 
 /** A counter whose value is read from the gateway at scrape time. */
 function readCounter(registry: Registry, name: string, help: string, read: () => number): void {
@@ -70,9 +71,43 @@ export function createMetrics(gw: Gateway): Registry {
   readCounter(registry, 'wsbridge_outbound_bytes_in_total', 'Bytes components received on outbound WebSockets.', () => gw.stats.outbound.bytesIn);
   readCounter(registry, 'wsbridge_outbound_bytes_out_total', 'Bytes components sent on outbound WebSockets.', () => gw.stats.outbound.bytesOut);
   new Gauge({ name: 'wsbridge_nats_connected', help: '1 when NATS is configured and connected, 0 when disconnected (absent without NATS).', registers: [registry], collect() { if (gw.config.nats) this.set(gw.ready ? 1 : 0); } });
+  linkMetrics(registry, gw);
   const requests = new Histogram({ name: 'wsbridge_request_duration_seconds', help: 'req operations of sessions, by result (ok, timeout, no_responders, …).', labelNames: ['result'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] });
   hub.onRequestDone = (seconds, result) => requests.observe({ result }, seconds);
   const calls = new Histogram({ name: 'wsbridge_component_call_duration_seconds', help: 'handle-message calls of components, by component and result (ok, err, trap, timeout).', labelNames: ['component', 'result'], buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1, 5], registers: [registry] });
   gw.onComponentCall = (component, seconds, result) => calls.observe({ component, result }, seconds);
   return registry;
+}
+
+/** Client-mode links, labelled by link name (LINK_NAME or link-<n>), read at scrape time. */
+function linkMetrics(registry: Registry, gw: Gateway): void {
+  const perLink = (name: string, help: string, read: (s: RemoteLink['stats'], l: RemoteLink) => number, kind: 'counter' | 'gauge' = 'counter') => {
+    const Metric = kind === 'counter' ? Counter : Gauge;
+    new Metric({
+      name, help, labelNames: ['link'], registers: [registry],
+      collect(this: Counter | Gauge) {
+        this.reset();
+        for (const l of gw.links) (this as Gauge).inc({ link: l.id }, read(l.stats, l));
+      },
+    });
+  };
+  perLink('wsbridge_link_up', 'Client-mode links: 1 while open, 0 while connecting, reconnecting or given up.', (_s, l) => (l.state === 'open' ? 1 : 0), 'gauge');
+  perLink('wsbridge_link_connects_total', 'Connections a link opened.', (s) => s.connects);
+  perLink('wsbridge_link_failed_attempts_total', 'Failed attempts of a link (connections closed before RECONNECT_STABLE_SEC included).', (s) => s.failedAttempts);
+  perLink('wsbridge_link_messages_in_total', 'Frames received from a link\'s remote.', (s) => s.received + s.receivedRaw);
+  perLink('wsbridge_link_messages_out_total', 'Frames sent to a link\'s remote.', (s) => s.sent);
+  perLink('wsbridge_link_bytes_in_total', 'Bytes received from a link\'s remote.', (s) => s.bytesIn);
+  perLink('wsbridge_link_bytes_out_total', 'Bytes sent to a link\'s remote.', (s) => s.bytesOut);
+  perLink('wsbridge_link_held_bytes', 'Bytes a link holds for its remote (socket and offline queue), bounded by MAX_BUFFERED_BYTES.', (_s, l) => l.heldBytes, 'gauge');
+  new Counter({
+    name: 'wsbridge_link_dropped_total', help: 'Frames a link dropped, by reason: offline (offline queue full), slow (SLOW_CONSUMER_POLICY=drop), not_text (RAW_OUT_FORMAT=text).', labelNames: ['link', 'reason'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const l of gw.links) {
+        this.inc({ link: l.id, reason: 'offline' }, l.stats.droppedOffline);
+        this.inc({ link: l.id, reason: 'slow' }, l.stats.droppedSlow);
+        this.inc({ link: l.id, reason: 'not_text' }, l.stats.droppedNotText);
+      }
+    },
+  });
 }

@@ -181,6 +181,15 @@ export function checkPublish(actor: Actor, subject: string): Denial | null {
   return null;
 }
 
+/**
+ * May a client-mode remote publish an envelope on `subject`? User subjects only: a remote never
+ * reaches reserved space directly (no broadcast, no session, no NATS API). Answers to the reply_to
+ * aliases a link showed it are the link's own grants, checked there.
+ */
+export function checkRemotePublish(subject: string): Denial | null {
+  return isReserved(subject) ? reserved('published to by a remote', subject) : null;
+}
+
 /** May `actor` send a request to `subject`? Requests go to user subjects only. */
 export function checkRequest(actor: Actor, subject: string): Denial | null {
   if (isReserved(subject)) return reserved('requested', subject);

@@ -33,9 +33,11 @@ export class HttpRoutes {
       return;
     }
     if (path === '/readyz') {
-      const ready = !this.#closing() && this.#gw.ready;
+      // Client-mode links count too: a gateway whose link is down cannot serve its feed.
+      const links = this.#gw.links;
+      const ready = !this.#closing() && this.#gw.ready && this.#gw.linksReady;
       res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ status: ready ? 'ready' : 'not_ready', nats: this.#config.nats ? (this.#gw.ready ? 'connected' : 'disconnected') : 'not_configured' }));
+      res.end(JSON.stringify({ status: ready ? 'ready' : 'not_ready', nats: this.#config.nats ? (this.#gw.ready ? 'connected' : 'disconnected') : 'not_configured', ...(links.length > 0 ? { links: Object.fromEntries(links.map((l) => [l.id, l.state])) } : {}) }));
       return;
     }
     if (path === '/api' || path.startsWith('/api/')) {

@@ -6,8 +6,9 @@ import { jsonCodec, CloseError } from '../protocol/codec.ts';
 import { ProtocolError } from '../protocol/errors.ts';
 import type { BrokerMessage } from '../protocol/frames.ts';
 import type { Config } from '../config/load.ts';
+import { ConfigError, componentConfig } from '../config/load.ts';
 import type { Gateway } from '../gateway/gateway.ts';
-import { PresenceUnavailable, SubjectRefused } from '../gateway/gateway.ts';
+import { PresenceUnavailable, SubjectRefused, ownerName } from '../gateway/gateway.ts';
 
 function send(res: ServerResponse, status: number, body?: unknown, headers: Record<string, string> = {}): void {
   if (body === undefined) {
@@ -141,5 +142,103 @@ export async function handleOperatorApi(gw: Gateway, config: Config, req: Incomi
     }
     return send(res, 202, { published: true });
   }
+  if (parts[1] === 'links' && parts.length <= 3) return linksRoute(gw, req, res, method, parts[2]);
+  if (parts[1] === 'components' && parts.length <= 3) return componentsRoute(gw, config, req, res, method, parts[2]);
   fail(res, 404, 'not_found', `no route for ${method} ${path}`);
+}
+
+/** A JSON object body (link settings, a component); answers the error itself and returns null. */
+async function readObject(req: IncomingMessage, res: ServerResponse): Promise<Record<string, unknown> | null> {
+  const body = await readBody(req, 64 * 1024);
+  if (body === null) {
+    fail(res, 413, 'too_large', 'body exceeds 64 KiB');
+    return null;
+  }
+  let o: unknown;
+  try {
+    o = JSON.parse(body.toString('utf8'));
+  } catch (e) {
+    fail(res, 400, 'bad_json', (e as Error).message);
+    return null;
+  }
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) {
+    fail(res, 400, 'bad_json', 'expected a JSON object');
+    return null;
+  }
+  return o as Record<string, unknown>;
+}
+
+/**
+ * Settings that name files the gateway would read (a token, keys, CAs): not accepted over the API,
+ * where they would let a bearer of ADMIN_TOKEN send the gateway's files to any server. Links
+ * added at runtime inherit them from the gateway's own configuration instead.
+ */
+const FILE_SETTINGS: readonly string[] = ['AUTH_TOKEN_FILE'];
+
+/** GET /api/links, POST /api/links (link settings), DELETE /api/links/{id}. */
+async function linksRoute(gw: Gateway, req: IncomingMessage, res: ServerResponse, method: string, id: string | undefined): Promise<void> {
+  const describe = (l: Gateway['links'][number]) => ({ ...l.info(), owners: gw.remoteLinks.owners(l.id).map(ownerName) });
+  if (id === undefined) {
+    if (method === 'GET') return send(res, 200, { links: gw.links.map(describe) });
+    if (method !== 'POST') return fail(res, 405, 'method_not_allowed', 'use GET or POST', { allow: 'GET, POST' });
+    const values = await readObject(req, res);
+    if (!values) return;
+    const file = Object.keys(values).find((k) => FILE_SETTINGS.includes(k));
+    if (file) return fail(res, 400, 'bad_link', `${file} names a file the gateway would read: not accepted over the API (set it in the gateway's configuration; links added here inherit it)`);
+    if (typeof values.URI !== 'string') return fail(res, 400, 'bad_link', 'URI (the ws:// or wss:// URL to dial) is required');
+    if (typeof values.LINK_NAME === 'string' && gw.remoteLinks.get(values.LINK_NAME)) return fail(res, 409, 'link_exists', `a link named ${JSON.stringify(values.LINK_NAME)} exists already`);
+    const before = new Set(gw.links.map((l) => l.id));
+    try {
+      const link = gw.addRemoteLink(values, undefined, 'POST /api/links');
+      return send(res, before.has(link.id) ? 200 : 201, describe(link));
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      return fail(res, / would share one connection /.test(e.message) ? 409 : 400, / would share one connection /.test(e.message) ? 'link_conflict' : 'bad_link', e.message);
+    }
+  }
+  if (method === 'GET') {
+    const l = gw.remoteLinks.get(id);
+    return l ? send(res, 200, describe(l)) : fail(res, 404, 'link_not_found', 'no such link');
+  }
+  if (method !== 'DELETE') return fail(res, 405, 'method_not_allowed', 'use GET or DELETE', { allow: 'GET, DELETE' });
+  if (!(await gw.deleteRemoteLink(id))) return fail(res, 404, 'link_not_found', 'no such link');
+  return send(res, 204);
+}
+
+/** GET /api/components, POST /api/components (a config-file component), DELETE /api/components/{id}. */
+async function componentsRoute(gw: Gateway, config: Config, req: IncomingMessage, res: ServerResponse, method: string, id: string | undefined): Promise<void> {
+  const describe = (cid: string) => {
+    const c = gw.wasm.get(cid)!;
+    return { id: cid, path: c.config.path, subscriptions: c.config.subscriptions, pool_size: c.pool.size, ...c.pool.stats };
+  };
+  if (id === undefined) {
+    if (method === 'GET') return send(res, 200, { components: [...gw.wasm.keys()].map(describe) });
+    if (method !== 'POST') return fail(res, 405, 'method_not_allowed', 'use GET or POST', { allow: 'GET, POST' });
+    const o = await readObject(req, res);
+    if (!o) return;
+    // Filesystem access for a guest is the gateway's configuration to give, not the API's.
+    if (o.preopens !== undefined) return fail(res, 400, 'bad_component', 'preopens are not accepted over the API: give components filesystem access in the configuration');
+    let cfg;
+    try {
+      cfg = componentConfig(o, 'POST /api/components', config.componentDefaults);
+    } catch (e) {
+      if (e instanceof ConfigError) return fail(res, 400, 'bad_component', e.message);
+      throw e;
+    }
+    if (gw.wasm.has(cfg.id)) return fail(res, 409, 'component_exists', `a component with id ${JSON.stringify(cfg.id)} is linked already`);
+    try {
+      await gw.addComponent(cfg);
+    } catch (e) {
+      const { ComponentLoadError } = await import('../components/component-config.ts');
+      if (e instanceof ComponentLoadError || e instanceof ConfigError) return fail(res, 400, 'bad_component', e.message);
+      if (/exists already/.test((e as Error).message)) return fail(res, 409, 'component_exists', (e as Error).message);
+      throw e;
+    }
+    return send(res, 201, describe(cfg.id));
+  }
+  if (method === 'GET') return gw.wasm.has(id) ? send(res, 200, describe(id)) : fail(res, 404, 'component_not_found', 'no such component');
+  if (method !== 'DELETE') return fail(res, 405, 'method_not_allowed', 'use GET or DELETE', { allow: 'GET, DELETE' });
+  if (!gw.wasm.has(id)) return fail(res, 404, 'component_not_found', 'no such component');
+  await gw.deleteLink(id);
+  return send(res, 204);
 }

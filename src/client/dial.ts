@@ -1,0 +1,92 @@
+// One attempt to open a client-mode link's WebSocket: TCP (through a CONNECT proxy when one is
+// configured), TLS, the HTTP upgrade, under one deadline for all of them (CONNECT_TIMEOUT_SEC).
+// ws's own handshakeTimeout is an idle timer (a server trickling its 101 one byte a second never
+// trips it), so it is not used. Reports either an open socket with the subprotocol the server
+// selected (or null: RFC 6455 lets it select none), or a failure that says whether the refusal is
+// permanent (401, 403) and what Retry-After the server gave.
+//
+// Reaches into ws 8's handshake order (the version package-lock.json pins): the 'upgrade' event is emitted
+// with the response before ws checks Sec-WebSocket-Protocol, so a lenient link can accept a
+// server that selected none (test/client-dial.test.ts fails if that changes).
+import WebSocket from 'ws';
+import { parseRetryAfter } from './backoff.ts';
+
+export interface DialOptions {
+  uri: string;
+  protocols: string[];
+  headers: Record<string, string>;
+  connectTimeoutMs: number;
+  maxPayload: number;
+  /** Fail when the server selects none of `protocols` (else accept it and report null). */
+  requireSubprotocol: boolean;
+}
+
+export interface DialFailure {
+  message: string;
+  /** The HTTP status the server answered the upgrade with, if it answered one. */
+  status?: number | undefined;
+  retryAfterMs?: number | undefined;
+  /** 401 or 403: the server refuses these credentials; trying again at once will not help. */
+  permanent: boolean;
+}
+
+export interface Dialing {
+  /** Abandons the attempt (no callback follows). */
+  abort(): void;
+}
+
+export function dial(o: DialOptions, onOpen: (ws: WebSocket, protocol: string | null) => void, onFail: (f: DialFailure) => void): Dialing {
+  let settled = false;
+  let failure: DialFailure | undefined;
+  let noneSelected = false;
+  const ws = new WebSocket(o.uri, o.protocols, {
+    headers: o.headers,
+    maxPayload: o.maxPayload,
+    perMessageDeflate: false,
+    followRedirects: false,
+  });
+  const settle = () => {
+    if (settled) return false;
+    settled = true;
+    clearTimeout(deadline);
+    return true;
+  };
+  const deadline = setTimeout(() => {
+    if (ws.readyState !== WebSocket.CONNECTING) return;
+    failure = { message: `connect timed out after ${o.connectTimeoutMs / 1000} s (CONNECT_TIMEOUT_SEC: TCP, TLS and the handshake together)`, permanent: false };
+    ws.terminate();
+  }, o.connectTimeoutMs);
+  ws.on('unexpected-response', (_req, res) => {
+    const status = res.statusCode ?? 0;
+    failure = {
+      message: `the server answered the handshake with HTTP ${status}${res.statusMessage ? ` ${res.statusMessage}` : ''}`,
+      status,
+      retryAfterMs: parseRetryAfter(res.headers['retry-after']),
+      permanent: status === 401 || status === 403,
+    };
+    res.resume();
+    ws.terminate();
+  });
+  ws.on('upgrade', (res) => {
+    if (o.protocols.length === 0 || o.requireSubprotocol || res.headers['sec-websocket-protocol'] !== undefined) return;
+    // The server selected none of the offered subprotocols, which RFC 6455 allows: ws would
+    // refuse it ("Server sent no subprotocol"), so it is shown the first offer and we remember
+    // that in truth none was selected.
+    noneSelected = true;
+    res.headers['sec-websocket-protocol'] = o.protocols[0];
+  });
+  ws.once('open', () => {
+    if (!settle()) return;
+    onOpen(ws, noneSelected ? null : ws.protocol || null);
+  });
+  ws.on('error', (err) => {
+    if (!settle()) return;
+    onFail(failure ?? { message: err.message, permanent: false });
+  });
+  return {
+    abort() {
+      if (!settle()) return;
+      ws.terminate();
+    },
+  };
+}
