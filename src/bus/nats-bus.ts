@@ -11,11 +11,9 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { connect, headers, credsAuthenticator, nkeyAuthenticator } from '@nats-io/transport-node';
 import type { NatsConnection, Subscription, MsgHdrs, ConnectionOptions } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, DiscardPolicy } from '@nats-io/jetstream';
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { MemoryBus } from './memory-bus.ts';
-import { SubjectTrie } from './subject-trie.ts';
-import { patternCovers } from '../protocol/subject.ts';
+import { JetStreamHistory, HISTORY_STREAM, REPLY_HEADER, ORIGIN_HEADER } from './jetstream-history.ts';
+import type { HistoryOptions } from './jetstream-history.ts';
 import { RequestError } from './bus.ts';
 import type { AckHandle, AckedSubscription, Bus, BusHandler, BusMessage, BusSubscription, ReplayResult, ReplaySink, SubscribeOptions } from './bus.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -34,19 +32,12 @@ export interface NatsBusOptions {
   name: string;
 }
 
-export interface HistoryOptions {
-  subjects: string[];
-  maxAgeSec: number;
-  maxMsgs: number;
-}
+export type { HistoryOptions } from './jetstream-history.ts';
+export { HISTORY_STREAM } from './jetstream-history.ts';
 
-/** The history stream's name with an empty NATS_PREFIX; other prefixes get their own stream. */
-export const HISTORY_STREAM = 'WSBRIDGE_HISTORY';
 const NODE_HEADER = 'Wsb-Node';
 /** A reply that is an error (BusMessage.errorCode), such as handler_failed. */
 const ERROR_HEADER = 'Wsb-Error';
-const REPLY_HEADER = 'Wsb-Reply';
-const ORIGIN_HEADER = 'Wsb-Origin';
 
 export class NatsBus implements Bus {
   readonly nodeId = randomBytes(8).toString('base64url');
@@ -60,7 +51,7 @@ export class NatsBus implements Bus {
   #log: Logger;
   #interest = new Map<string, { sub: Subscription; count: number }>();
   #connected = true;
-  #history: { js: JetStreamClient; jsm: JetStreamManager; patterns: string[]; trie: SubjectTrie<string>; maxAgeSec: number } | undefined;
+  #history: JetStreamHistory | undefined;
   onStatus: (connected: boolean) => void = () => {};
 
   private constructor(nc: NatsConnection, opts: NatsBusOptions, log: Logger) {
@@ -216,11 +207,7 @@ export class NatsBus implements Bus {
     if (this.#isHistory(msg.subject)) {
       const h = this.#headers(msg, false);
       if (msg.replyTo) h.set(REPLY_HEADER, this.#toNats(msg.replyTo));
-      try {
-        await this.#history!.js.publish(this.#toNats(msg.subject), msg.body, { headers: h });
-      } catch (err) {
-        throw new RequestError('bus_unavailable', `JetStream did not store it: ${(err as Error).message}`);
-      }
+      await this.#history!.store(msg.subject, msg.body, h);
       return;
     }
     this.publish(msg);
@@ -236,119 +223,28 @@ export class NatsBus implements Bus {
   }
 
   #isHistory(subject: string): boolean {
-    return this.#history !== undefined && this.#history.trie.match(subject).length > 0;
+    return this.#history !== undefined && this.#history.isHistory(subject);
   }
 
-  /**
-   * Keeps messages on `subjects` in a JetStream stream (created or updated here) and delivers
-   * them to this node's subscribers from an ordered consumer, with their stream sequence. The
-   * window is trimmed from the oldest end only (max age, max messages), so a gap is always
-   * visible as `since < first stored sequence - 1`.
-   */
+  /** Keeps messages on `opts.subjects` in this tenant's JetStream stream (src/bus/jetstream-history.ts). */
   async enableHistory(opts: HistoryOptions): Promise<void> {
-    const jsm = await jetstreamManager(this.nc);
-    const js = jetstream(this.nc);
-    const config = {
-      name: this.historyStream,
-      subjects: opts.subjects.map((p) => this.#prefix + p),
-      max_age: opts.maxAgeSec * 1_000_000_000,
-      max_msgs: opts.maxMsgs,
-      discard: DiscardPolicy.Old,
-    };
-    try {
-      await jsm.streams.add(config);
-    } catch {
-      await jsm.streams.update(this.historyStream, config);
-    }
-    const trie = new SubjectTrie<string>();
-    for (const p of opts.subjects) trie.insert(p, p);
-    this.#history = { js, jsm, patterns: opts.subjects, trie, maxAgeSec: opts.maxAgeSec };
-    for (const p of opts.subjects) {
-      const consumer = await js.consumers.get(this.historyStream, { filter_subjects: this.#prefix + p, deliver_policy: DeliverPolicy.New });
-      await consumer.consume({
-        callback: (m) => {
-          const reply = m.headers?.get(REPLY_HEADER) || undefined;
-          this.local.deliverLocal({
-            subject: this.#fromNats(m.subject),
-            body: m.data,
-            replyTo: reply ? this.#fromNats(reply) : null,
-            origin: m.headers?.get(ORIGIN_HEADER) || undefined,
-            seq: m.seq,
-          }, true);
-        },
-      });
-    }
+    const map = { prefix: this.#prefix, toNats: (s: string) => this.#toNats(s), fromNats: (s: string) => this.#fromNats(s) };
+    this.#history = await JetStreamHistory.create(this.nc, this.historyStream, map, opts);
+    await this.#history.startLive((msg) => this.local.deliverLocal(msg, true));
   }
 
   async subscribeAcked(pattern: string, durableName: string, ackWaitMs: number, deliver: (msg: BusMessage, handle: AckHandle) => void): Promise<AckedSubscription> {
-    const h = this.#history;
-    if (!h) throw new RequestError('bus_unavailable', 'no history configured');
-    const name = durableName;
-    const config = {
-      durable_name: name,
-      filter_subject: this.#toNats(pattern),
-      ack_policy: AckPolicy.Explicit,
-      ack_wait: ackWaitMs * 1_000_000,
-      deliver_policy: DeliverPolicy.New,
-      // A durable nobody has consumed for a history window is removed.
-      inactive_threshold: h.maxAgeSec * 1_000_000_000,
-    };
-    try {
-      await h.jsm.consumers.add(this.historyStream, config);
-    } catch {
-      // The name is scoped to principal and pattern (scopedDurableName): only ack_wait can differ.
-      await h.jsm.consumers.update(this.historyStream, name, { ack_wait: config.ack_wait });
-    }
-    const consumer = await h.js.consumers.get(this.historyStream, name);
-    // Short pull expiry: after stop(), the server stops routing to this node within 2 s.
-    const messages = await consumer.consume({
-      expires: 2000,
-      callback: (m) => {
-        const reply = m.headers?.get(REPLY_HEADER) || undefined;
-        deliver(
-          { subject: this.#fromNats(m.subject), body: m.data, replyTo: reply ? this.#fromNats(reply) : null, seq: m.seq, redelivered: m.info.deliveryCount - 1 },
-          { ack: () => m.ack(), nak: () => m.nak() },
-        );
-      },
-    });
-    return { stop: () => void messages.stop() };
+    if (!this.#history) throw new RequestError('bus_unavailable', 'no history configured');
+    return this.#history.subscribeAcked(pattern, durableName, ackWaitMs, deliver);
   }
 
   hasHistory(pattern: string): boolean {
-    // Covered when every subject the pattern can match is a history subject: here, when the
-    // pattern itself falls under one of the configured patterns.
-    const h = this.#history;
-    if (!h) return false;
-    return h.patterns.some((p) => patternCovers(p, pattern));
+    return this.#history?.covers(pattern) ?? false;
   }
 
   async replay(pattern: string, since: number, sink: ReplaySink): Promise<ReplayResult> {
-    const h = this.#history;
-    if (!h) throw new RequestError('bus_unavailable', 'no history configured');
-    const info = await h.jsm.streams.info(this.historyStream);
-    const first = info.state.first_seq;
-    const last = info.state.last_seq;
-    const lost = info.state.messages > 0 ? since + 1 < first : since < last;
-    if (lost) sink.lost(first);
-    let lastSeq = since;
-    if (since >= last || info.state.messages === 0) return { lost, firstSeq: first, lastSeq };
-    const consumer = await h.js.consumers.get(this.historyStream, { filter_subjects: this.#prefix + pattern, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(since + 1, first) });
-    // Read up to the sequence that was last when the replay began; newer ones arrive live.
-    while (lastSeq < last) {
-      const batch = await consumer.fetch({ max_messages: 256, expires: 1000 });
-      let got = 0;
-      for await (const m of batch) {
-        got++;
-        if (m.seq > last) break;
-        const reply = m.headers?.get(REPLY_HEADER) || undefined;
-        sink.deliver({ subject: this.#fromNats(m.subject), body: m.data, replyTo: reply ? this.#fromNats(reply) : null, seq: m.seq });
-        lastSeq = m.seq;
-        if (m.info.pending === 0) break;
-      }
-      if (got === 0 || (await consumer.info(true)).num_pending === 0) break;
-    }
-    await consumer.delete().catch(() => {});
-    return { lost, firstSeq: first, lastSeq: Math.max(lastSeq, since) };
+    if (!this.#history) throw new RequestError('bus_unavailable', 'no history configured');
+    return this.#history.replay(pattern, since, sink);
   }
 
   async close(): Promise<void> {
