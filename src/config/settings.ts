@@ -88,7 +88,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'NATS_NKEY_SEED_FILE', type: { kind: 'string' }, default: undefined, scope: 'both', doc: 'File holding an NKEY user seed (SU…).' },
   { key: 'NATS_CREDS_FILE', type: { kind: 'string' }, default: undefined, scope: 'both', doc: 'JWT credentials file (.creds) for NATS.' },
   { key: 'NATS_TLS_CA_FILE', type: { kind: 'string' }, default: undefined, scope: 'both', doc: 'CA certificate (PEM) to verify a tls:// NATS server.' },
-  { key: 'PRESENCE_TTL_SEC', type: int(1, 3600), default: 15, scope: 'both', doc: 'With NATS: how long a node stays in cluster presence without a heartbeat (JetStream KV bucket max age). Heartbeats every third of it.' },
+  { key: 'PRESENCE_TTL_SEC', type: int(1, 3600), default: 15, scope: 'both', doc: 'With NATS: how long a node stays in cluster presence without a heartbeat (max age of the KV bucket wsbridge_nodes; the first node to create the bucket sets it). Heartbeats every third of it; sessions have their own entries (docs/protocol.md, Presence).' },
   { key: 'HISTORY_SUBJECTS', type: { kind: 'list' }, default: [], scope: 'both', doc: 'With NATS: subject patterns whose messages are kept in JetStream (stream WSBRIDGE_HISTORY), carry a seq, and can be resumed with sub since.' },
   { key: 'HISTORY_MAX_AGE_SEC', type: int(1, 365 * 24 * 3600), default: 3600, scope: 'both', doc: 'History window: messages older than this are removed.' },
   { key: 'HISTORY_MAX_MSGS', type: int(1, 1_000_000_000), default: 100_000, scope: 'both', doc: 'History window: at most this many messages over all history subjects (the oldest go first).' },

@@ -21,6 +21,23 @@ import type { ComponentConfig } from '../components/component-config.ts';
 import type { RunningComponent } from '../components/component-host.ts';
 import type { OutboundStats } from '../components/outbound/socket.ts';
 import type { BrokerMessage, Consumer, Handler, Result, Subscription } from './messaging.ts';
+import { NodeRequests, ClusterUnavailable } from '../cluster/node-requests.ts';
+import type { BroadcastReach } from '../cluster/node-requests.ts';
+import type { NodeIdentity, Presence } from '../cluster/presence.ts';
+import os from 'node:os';
+import { readFileSync } from 'node:fs';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const STARTED_AT = new Date().toISOString();
+
+/** The cluster-wide session list, and whether every live node's sessions are in it. */
+export interface SessionList {
+  sessions: Array<SessionInfo & { node: string }>;
+  /** Live nodes (this one included); null when they could not be read. */
+  nodes: NodeIdentity[] | null;
+  /** True when some node's sessions may be missing (NATS or presence unavailable). */
+  partial: boolean;
+}
 
 export interface GatewayStats {
   handlerCalls: number;
@@ -70,7 +87,11 @@ export class Gateway {
   /** WebAssembly components running in this process, by link id. */
   readonly wasm = new Map<string, RunningComponent>();
   #closing: Promise<void> | undefined;
-  #presence: import('../cluster/presence.ts').Presence | undefined;
+  #presence: Presence | undefined;
+  /** Sends, closes and broadcasts that another node answers. */
+  readonly #nodeRequests: NodeRequests;
+  /** Live node ids by presence, cached briefly (broadcasts wait for each of them). */
+  #liveNodes: { at: number; nodes: string[] } | undefined;
 
   private constructor(config: Config, log: Logger, bus: Bus) {
     this.config = config;
@@ -85,6 +106,11 @@ export class Gateway {
       maxRequestTimeoutMs: config.maxRequestTimeoutMs,
       maxPendingRequests: config.maxPendingRequests,
       maxSubscriptions: config.maxSubscriptions,
+    });
+    this.#nodeRequests = new NodeRequests(bus, this.inbox, {
+      send: (id, msg) => this.hub.sendToLocalSession(id, msg),
+      close: (id) => this.closeSession(id),
+      broadcast: (msg) => this.hub.broadcastLocal(msg),
     });
   }
 
@@ -112,6 +138,7 @@ export class Gateway {
     if (config.listen) {
       gw.server = new GatewayServer(gw, config);
       await gw.server.listen(config.listen);
+      if (gw.#presence) gw.#presence.listen = gw.server.url;
     }
     for (const link of config.links) gw.#acquireLink(CONFIG_OWNER, link);
     return gw;
@@ -129,15 +156,15 @@ export class Gateway {
         throw new NatsUnavailableError(`cannot set up history (HISTORY_SUBJECTS) in JetStream: ${(e as Error).message}`);
       }
     }
-    // Operator closes of sessions on this node, sent from any node.
-    bus.subscribe(`${NODE_PREFIX}${bus.nodeId}.close`, (m) => this.closeSession(Buffer.from(m.body).toString()));
-    try {
-      // The bucket is named per NATS_PREFIX: tenants sharing a NATS never see each other's sessions.
-      this.#presence = await Presence.start(bus.nc, scopedStateName('wsbridge_presence', bus.prefix), bus.nodeId, this.config.presenceTtlSec, () => this.listSessions(), this.log);
-      this.hub.onChange = () => this.#presence?.changed();
-    } catch (e) {
-      this.log.warn({ err: (e as Error).message }, 'cluster presence unavailable (is JetStream enabled on the NATS server?): listing local sessions only');
-    }
+    // The buckets are named per NATS_PREFIX: tenants sharing a NATS never see each other's sessions.
+    // Presence never fails the start: without JetStream it keeps trying every heartbeat.
+    const presence = await Presence.start(bus.nc, bus.prefix, bus.nodeId, this.config.presenceTtlSec, this.hub.sessions, this.log, VERSION);
+    this.#presence = presence;
+    if (!presence.healthy) this.log.warn({ problem: presence.problem }, 'cluster presence unavailable (is JetStream enabled on the NATS server?): retrying every heartbeat');
+    this.hub.onChange = (session, gone) => presence.changed(session, gone);
+    bus.onStatus = (connected) => {
+      if (connected) presence.reconnected();
+    };
   }
 
   /** Whether this node can serve everything: with NATS, only while NATS is connected. */
@@ -146,23 +173,69 @@ export class Gateway {
     return bus.connected !== false;
   }
 
-  /** Sessions of every node (with NATS presence), else of this node; each with its node id. */
-  async listAllSessions(): Promise<Array<SessionInfo & { node?: string }>> {
-    if (this.#presence && this.ready) {
-      try {
-        return await this.#presence.list();
-      } catch (e) {
-        this.log.warn({ err: (e as Error).message }, 'presence read failed: listing local sessions');
-      }
-    }
-    return this.listSessions();
+  /** Who this node is, as presence shows it. */
+  get identity(): NodeIdentity {
+    if (this.#presence) return this.#presence.identity;
+    return { node: this.bus.nodeId, host: os.hostname(), listen: this.server?.url ?? null, pid: process.pid, started_at: STARTED_AT, version: VERSION, sessions: this.hub.sessions.size, at: new Date().toISOString() };
   }
 
-  /** Where a session lives: 'local', a node id, or undefined when no node has it. */
+  /** Presence counters (for metrics); undefined without NATS. */
+  get presence(): Presence | undefined {
+    return this.#presence;
+  }
+
+  #localList(): Array<SessionInfo & { node: string }> {
+    const node = this.bus.nodeId;
+    return [...this.hub.sessions.values()].map((s) => ({ ...s.info(), node }));
+  }
+
+  /**
+   * Sessions of every live node (with NATS presence), else of this node; each with its node id.
+   * When the other nodes cannot be read (NATS or JetStream unavailable), this node's sessions with
+   * `partial: true`.
+   */
+  async listAllSessions(): Promise<SessionList> {
+    const presence = this.#presence;
+    if (!presence) return { sessions: this.#localList(), nodes: [this.identity], partial: false };
+    if (!this.ready) return { sessions: this.#localList(), nodes: null, partial: true };
+    try {
+      const r = await presence.list();
+      return { sessions: r.sessions, nodes: r.nodes, partial: false };
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'presence read failed: listing this node\'s sessions only');
+      return { sessions: this.#localList(), nodes: null, partial: true };
+    }
+  }
+
+  /** The live nodes; null (with partial) when presence cannot be read. */
+  async listNodes(): Promise<{ nodes: NodeIdentity[] | null; partial: boolean }> {
+    const presence = this.#presence;
+    if (!presence) return { nodes: [this.identity], partial: false };
+    if (!this.ready) return { nodes: null, partial: true };
+    try {
+      return { nodes: await presence.nodes(), partial: false };
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'presence read failed: nodes unknown');
+      return { nodes: null, partial: true };
+    }
+  }
+
+  /**
+   * Where a session lives: 'local', a node id, or undefined when no node has it. Throws
+   * ClusterUnavailable when that cannot be known (NATS down, presence unreadable).
+   */
   async #locate(sessionId: string): Promise<string | undefined> {
     if (this.hub.sessions.has(sessionId)) return 'local';
-    if (!this.#presence || !this.ready) return undefined;
-    return this.#presence.find(sessionId).catch(() => undefined);
+    const presence = this.#presence;
+    if (!presence) return undefined;
+    if (!this.ready) throw new ClusterUnavailable('bus_unavailable', 'NATS is unreachable: cannot tell which node holds the session');
+    let node: string | undefined;
+    try {
+      node = await presence.find(sessionId);
+    } catch (e) {
+      throw new ClusterUnavailable('presence_unavailable', `cannot read presence: ${(e as Error).message}`);
+    }
+    return node === this.bus.nodeId ? undefined : node;
   }
 
   /** The remote links this node holds open, for status and tests. */
@@ -333,23 +406,55 @@ export class Gateway {
 
   /**
    * Sends to one session on any node, as a message on `msg.subject` (the seed's operation; an
-   * operator, component and TypeScript-API operation, never a client one). False when no node
-   * has the session. Throws SubjectRefused when the subject or reply_to may not be used.
+   * operator, component and TypeScript-API operation, never a client one): 'delivered', 'dropped'
+   * (the session exists but its slow-consumer policy dropped the message), or 'not_found' (no
+   * node has it; a node that is gone has none). Throws SubjectRefused when the subject or
+   * reply_to may not be used, ClusterUnavailable when the outcome cannot be known within about a
+   * second (NATS down, presence unreadable, the session's node not answering).
    */
-  async sendToSession(sessionId: string, msg: BrokerMessage): Promise<boolean> {
+  async sendToSession(sessionId: string, msg: BrokerMessage): Promise<'delivered' | 'dropped' | 'not_found'> {
     this.#checkOutgoing(msg);
     const where = await this.#locate(sessionId);
-    if (where === undefined) return false;
-    if (where === 'local') return this.hub.sendToLocalSession(sessionId, msg);
-    this.hub.sendToRemoteSession(where, sessionId, msg);
-    return true;
+    if (where === undefined) return 'not_found';
+    if (where === 'local') {
+      const r = this.hub.sendToLocalSession(sessionId, msg);
+      return r === undefined ? 'not_found' : r ? 'delivered' : 'dropped';
+    }
+    const r = await this.#nodeRequests.sendTo(where, sessionId, msg);
+    if (r === 'not_found') this.#presence?.forget(sessionId);
+    return r;
   }
 
-  /** Sends to every session; returns how many local sessions it was written to. */
+  /** Sends to every session of this node and (through NATS) of every other; returns how many local sessions it was written to. */
   broadcast(msg: BrokerMessage): number {
     this.#checkOutgoing(msg);
-    this.hub.broadcast(msg);
+    this.#nodeRequests.publishBroadcast(msg);
     return this.hub.sessions.size;
+  }
+
+  /**
+   * Broadcasts and says what it reached: every live node answers how many sessions it wrote to,
+   * within about a second; nodes that did not answer are listed and the answer is `partial`.
+   */
+  async broadcastReach(msg: BrokerMessage): Promise<BroadcastReach> {
+    this.#checkOutgoing(msg);
+    return this.#nodeRequests.broadcast(msg, await this.#expectedNodes());
+  }
+
+  /** The nodes a broadcast should reach; undefined when presence cannot say. */
+  async #expectedNodes(): Promise<string[] | undefined> {
+    const presence = this.#presence;
+    if (!presence) return [this.bus.nodeId];
+    if (!this.ready) return undefined;
+    const now = Date.now();
+    if (this.#liveNodes && now - this.#liveNodes.at < 1000) return this.#liveNodes.nodes;
+    try {
+      const nodes = (await presence.nodes()).map((n) => n.node);
+      this.#liveNodes = { at: now, nodes };
+      return nodes;
+    } catch {
+      return undefined;
+    }
   }
 
   /** What the operator sends to sessions goes to a user subject, with a reply_to it may name. */
@@ -368,13 +473,14 @@ export class Gateway {
     return true;
   }
 
-  /** Closes a session on whichever node holds it. */
+  /** Closes a session on whichever node holds it; false when no node has it. Throws ClusterUnavailable like sendToSession. */
   async closeAnySession(sessionId: string): Promise<boolean> {
     const where = await this.#locate(sessionId);
     if (where === undefined) return false;
     if (where === 'local') return this.closeSession(sessionId);
-    this.bus.publish({ subject: `${NODE_PREFIX}${where}.close`, body: Buffer.from(sessionId), replyTo: null });
-    return true;
+    const closed = await this.#nodeRequests.closeOn(where, sessionId);
+    if (!closed) this.#presence?.forget(sessionId);
+    return closed;
   }
 
   /** Counters for the operator API's GET /api/stats. */
@@ -403,6 +509,7 @@ export class Gateway {
       await Promise.all([...this.wasm.values()].map((w) => w.pool.close()));
       this.wasm.clear();
       await this.hub.close();
+      this.#nodeRequests.close();
       this.inbox.close();
       await this.#presence?.stop();
       await this.bus.close();

@@ -70,6 +70,13 @@ export function createMetrics(gw: Gateway): Registry {
   readCounter(registry, 'wsbridge_outbound_bytes_in_total', 'Bytes components received on outbound WebSockets.', () => gw.stats.outbound.bytesIn);
   readCounter(registry, 'wsbridge_outbound_bytes_out_total', 'Bytes components sent on outbound WebSockets.', () => gw.stats.outbound.bytesOut);
   new Gauge({ name: 'wsbridge_nats_connected', help: '1 when NATS is configured and connected, 0 when disconnected (absent without NATS).', registers: [registry], collect() { if (gw.config.nats) this.set(gw.ready ? 1 : 0); } });
+  // Cluster presence (with NATS): absent without it.
+  const presence = () => gw.presence;
+  new Counter({ name: 'wsbridge_presence_writes_total', help: 'Presence entries written (node heartbeats, sessions added, changed, refreshed, removed).', registers: [registry], collect() { this.reset(); const p = presence(); if (p) this.inc(p.stats.writes); } });
+  new Counter({ name: 'wsbridge_presence_write_failures_total', help: 'Presence writes that failed (each is retried; logged at warn).', registers: [registry], collect() { this.reset(); const p = presence(); if (p) this.inc(p.stats.writeFailures); } });
+  new Counter({ name: 'wsbridge_presence_resyncs_total', help: 'Times this node wrote all its sessions to presence again (start, buckets recreated, its entry expired).', registers: [registry], collect() { this.reset(); const p = presence(); if (p) this.inc(p.stats.resyncs); } });
+  new Counter({ name: 'wsbridge_presence_buckets_recreated_total', help: 'Presence buckets this node found missing (a JetStream reset) and created again.', registers: [registry], collect() { this.reset(); const p = presence(); if (p) this.inc(p.stats.bucketsRecreated); } });
+  new Gauge({ name: 'wsbridge_presence_backlog', help: 'Session entries waiting to be written to presence.', registers: [registry], collect() { const p = presence(); if (p) this.set(p.backlog); } });
   const requests = new Histogram({ name: 'wsbridge_request_duration_seconds', help: 'req operations of sessions, by result (ok, timeout, no_responders, …).', labelNames: ['result'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] });
   hub.onRequestDone = (seconds, result) => requests.observe({ result }, seconds);
   const calls = new Histogram({ name: 'wsbridge_component_call_duration_seconds', help: 'handle-message calls of components, by component and result (ok, err, trap, timeout).', labelNames: ['component', 'result'], buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1, 5], registers: [registry] });

@@ -8,6 +8,7 @@ import type { BrokerMessage } from '../protocol/frames.ts';
 import type { Config } from '../config/load.ts';
 import type { Gateway } from '../gateway/gateway.ts';
 import { SubjectRefused } from '../gateway/gateway.ts';
+import { ClusterUnavailable } from '../cluster/node-requests.ts';
 
 function send(res: ServerResponse, status: number, body?: unknown, headers: Record<string, string> = {}): void {
   if (body === undefined) {
@@ -82,24 +83,31 @@ export async function handleOperatorApi(gw: Gateway, config: Config, req: Incomi
 
   if (parts.length === 2 && sessionsRoute) {
     if (method !== 'GET') return fail(res, 405, 'method_not_allowed', 'use GET', { allow: 'GET' });
-    return send(res, 200, { sessions: await gw.listAllSessions() });
+    return send(res, 200, await gw.listAllSessions());
   }
-  if (parts.length === 3 && sessionsRoute) {
-    if (method !== 'DELETE') return fail(res, 405, 'method_not_allowed', 'use DELETE', { allow: 'DELETE' });
-    if (!(await gw.closeAnySession(parts[2]!))) return fail(res, 404, 'session_not_found', 'no such session');
-    return send(res, 204);
+  if (parts.length === 2 && parts[1] === 'nodes') {
+    if (method !== 'GET') return fail(res, 405, 'method_not_allowed', 'use GET', { allow: 'GET' });
+    return send(res, 200, await gw.listNodes());
   }
-  if (parts.length === 4 && sessionsRoute && parts[3] === 'messages') {
-    if (method !== 'POST') return fail(res, 405, 'method_not_allowed', 'use POST', { allow: 'POST' });
-    const msg = await readEnvelope(req, res, config);
-    if (!msg) return;
-    try {
-      if (!(await gw.sendToSession(parts[2]!, msg))) return fail(res, 404, 'session_not_found', 'no such session');
-    } catch (e) {
-      if (e instanceof SubjectRefused) return fail(res, 400, e.code, e.message);
-      throw e;
+  try {
+    if (parts.length === 3 && sessionsRoute) {
+      if (method !== 'DELETE') return fail(res, 405, 'method_not_allowed', 'use DELETE', { allow: 'DELETE' });
+      if (!(await gw.closeAnySession(parts[2]!))) return fail(res, 404, 'session_not_found', 'no such session');
+      return send(res, 204);
     }
-    return send(res, 202, { delivered: 1 });
+    if (parts.length === 4 && sessionsRoute && parts[3] === 'messages') {
+      if (method !== 'POST') return fail(res, 405, 'method_not_allowed', 'use POST', { allow: 'POST' });
+      const msg = await readEnvelope(req, res, config);
+      if (!msg) return;
+      const r = await gw.sendToSession(parts[2]!, msg);
+      if (r === 'not_found') return fail(res, 404, 'session_not_found', 'no such session');
+      return send(res, 202, { delivered: r === 'delivered' ? 1 : 0 });
+    }
+  } catch (e) {
+    if (e instanceof SubjectRefused) return fail(res, 400, e.code, e.message);
+    // Not known: the session may exist on a node this one cannot reach right now.
+    if (e instanceof ClusterUnavailable) return fail(res, 503, e.code, e.message);
+    throw e;
   }
   if (parts.length === 2 && parts[1] === 'stats') {
     if (method !== 'GET') return fail(res, 405, 'method_not_allowed', 'use GET', { allow: 'GET' });
@@ -111,7 +119,7 @@ export async function handleOperatorApi(gw: Gateway, config: Config, req: Incomi
     if (!msg) return;
     if (parts[1] === 'broadcast') {
       try {
-        return send(res, 202, { sessions: gw.broadcast(msg) });
+        return send(res, 202, await gw.broadcastReach(msg));
       } catch (e) {
         if (e instanceof SubjectRefused) return fail(res, 400, e.code, e.message);
         throw e;

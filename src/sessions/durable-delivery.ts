@@ -6,7 +6,7 @@ import { scopedDurableName } from '../security/subject-policy.ts';
 
 export interface DeliveryEvents {
   error(session: Session, code: 'history_unavailable' | 'bus_unavailable', message: string, id: string | undefined): void;
-  changed(): void;
+  changed(session: Session): void;
 }
 
 export class DurableDelivery {
@@ -49,7 +49,7 @@ export class DurableDelivery {
       stop = () => sub.stop();
       if (released) sub.stop();
       else if (id !== undefined) session.sendFrame({ op: 'ok', id });
-      this.#events.changed();
+      this.#events.changed(session);
     }, (err: unknown) => {
       if (session.subscriptions.get(pattern) !== undefined && !released) session.subscriptions.delete(pattern);
       this.#events.error(session, 'bus_unavailable', `acknowledged subscription failed: ${(err as Error).message}`, id);
@@ -82,7 +82,7 @@ export class DurableDelivery {
       waiting = undefined;
       for (const m of held) if (m.seq === undefined || m.seq > r.lastSeq) session.deliver(m);
       if (id !== undefined) session.sendFrame({ op: 'ok', id });
-      this.#events.changed();
+      this.#events.changed(session);
     }, (err: unknown) => {
       waiting = undefined;
       this.#events.error(session, 'bus_unavailable', `history replay failed: ${(err as Error).message}`, id);

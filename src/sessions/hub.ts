@@ -58,8 +58,8 @@ export class SessionHub {
   #fanout: Fanout;
   #durable: DurableDelivery;
   #requests: RequestProxy;
-  /** Told when sessions or their subscriptions change (cluster presence listens). */
-  onChange: () => void = () => {};
+  /** Told when a session opens, changes its subscriptions, or closes (`gone`): cluster presence listens. */
+  onChange: (session: Session, gone: boolean) => void = () => {};
   /** Told of a failed in-band refresh, so it counts toward the client's auth backoff. */
   onAuthFailure: (session: Session) => void = () => {};
 
@@ -69,7 +69,7 @@ export class SessionHub {
     this.#opts = opts;
     this.routes = new SessionRoutes(bus, this.sessions);
     this.#fanout = new Fanout(bus);
-    this.#durable = new DurableDelivery(bus, { error: (s, code, message, id) => this.error(s, code, message, id), changed: () => this.onChange() });
+    this.#durable = new DurableDelivery(bus, { error: (s, code, message, id) => this.error(s, code, message, id), changed: (s) => this.onChange(s, false) });
     this.#requests = new RequestProxy(inbox, opts, log, (s, code, message, id) => this.error(s, code, message, id));
   }
 
@@ -96,7 +96,7 @@ export class SessionHub {
     session.onSlow = this.#onSlow;
     this.routes.add(session);
     session.sendFrame({ op: 'welcome', session: session.id, reply_to: session.replySubject, protocol: 'wsbridge.v1' });
-    this.onChange();
+    this.onChange(session, false);
   }
 
   remove(session: Session): void {
@@ -106,24 +106,19 @@ export class SessionHub {
     this.#requests.cancel(session);
     // Timers, subscriptions, grants, unacked messages (given back for immediate redelivery).
     session.dispose();
-    this.onChange();
+    this.onChange(session, true);
   }
 
-  /** Sends to a session on this node, as a message on `msg.subject`. */
-  sendToLocalSession(sessionId: string, msg: BusMessage): boolean {
+  /** Sends to a session on this node, as a message on `msg.subject`: undefined when there is no such session, else whether it was written. */
+  sendToLocalSession(sessionId: string, msg: BusMessage): boolean | undefined {
     const s = this.sessions.get(sessionId);
-    if (!s) return false;
-    s.deliver({ subject: msg.subject, body: msg.body, replyTo: msg.replyTo ?? null });
-    return true;
+    if (!s) return undefined;
+    return s.deliver({ subject: msg.subject, body: msg.body, replyTo: msg.replyTo ?? null });
   }
 
-  /** Sends to a session on another node (`node` from presence). */
-  sendToRemoteSession(node: string, sessionId: string, msg: BusMessage): void {
-    this.routes.sendTo(node, sessionId, msg);
-  }
-
-  broadcast(msg: BusMessage): void {
-    this.routes.broadcast(msg);
+  /** Writes to every session on this node (encoded once); returns how many. */
+  broadcastLocal(msg: BusMessage): number {
+    return this.routes.broadcastLocal(msg);
   }
 
   #refuse(session: Session, denial: Denial, id: string | undefined): void {
@@ -165,7 +160,7 @@ export class SessionHub {
           // Subscribing twice to the same pattern is a no-op that answers ok.
           if (!already) {
             session.subscriptions.set(frame.subject, this.#fanout.subscribe(session, frame.subject, frame.queue));
-            this.onChange();
+            this.onChange(session, false);
           }
           if (frame.id !== undefined) session.sendFrame({ op: 'ok', id: frame.id });
         }
@@ -180,7 +175,7 @@ export class SessionHub {
         release();
         session.subscriptions.delete(frame.subject);
         if (frame.id !== undefined) session.sendFrame({ op: 'ok', id: frame.id });
-        this.onChange();
+        this.onChange(session, false);
         return;
       }
       case 'req': {
@@ -251,7 +246,7 @@ export class SessionHub {
           session.subscriptions.delete(pattern);
           this.stats.permissionDenials++;
           session.sendFrame({ op: 'error', code: 'permission_denied', message: `subscription ${pattern} ended: the new token does not allow it`, subject: pattern });
-          this.onChange();
+          this.onChange(session, false);
         }
       }
       if (id !== undefined) session.sendFrame({ op: 'ok', id });
