@@ -29,19 +29,35 @@ export interface AckedSubscription {
   stop(): void;
 }
 
+/** A place in a history stream: a sequence, and the epoch that says which stream it is in. */
+export interface StreamPosition {
+  seq: number;
+  /**
+   * Changes when the stream is made again (a JetStream reset, a fresh store): sequences restart,
+   * so a sequence is meaningful only with its epoch.
+   */
+  epoch: string;
+}
+
 export interface ReplaySink {
-  /** Called before any message when messages after `since` may have left the window. */
-  lost(firstSeq: number): void;
+  /**
+   * Called before any message when messages after `since` may be missing: they left the window
+   * ('window'), or `since` belongs to another stream (an unknown epoch, or a sequence the stream
+   * never reached: 'epoch'; everything stored is then replayed).
+   */
+  lost(firstSeq: number, reason: 'window' | 'epoch', position: StreamPosition): void;
   deliver(msg: BusMessage): void;
 }
 
 export interface ReplayResult {
-  /** Messages after `since` may have been removed from the history window. */
+  /** Messages after `since` may be missing (see ReplaySink.lost). */
   lost: boolean;
   /** The oldest sequence still stored, when anything is. */
   firstSeq: number;
-  /** The last sequence replayed (or `since` when nothing was). */
+  /** The last sequence replayed (or where the replay started from when nothing was). */
   lastSeq: number;
+  /** The stream's position when the replay began: everything up to it matching the pattern was sent. */
+  position: StreamPosition;
 }
 
 export type BusHandler = (msg: BusMessage) => void;
@@ -99,6 +115,11 @@ export interface Bus {
   subscribeAcked?(pattern: string, durableName: string, ackWaitMs: number, deliver: (msg: BusMessage, handle: AckHandle) => void): Promise<AckedSubscription>;
   /** Whether messages on subjects matching `pattern` are kept for resume. */
   hasHistory?(pattern: string): boolean;
-  /** Replays stored messages matching `pattern` with sequence > since, in order. */
-  replay?(pattern: string, since: number, sink: ReplaySink): Promise<ReplayResult>;
+  /**
+   * Replays stored messages matching `pattern` with sequence > since, in order, when `epoch` (if
+   * given) is the stream's; else everything stored, after `sink.lost`.
+   */
+  replay?(pattern: string, since: number, epoch: string | undefined, sink: ReplaySink): Promise<ReplayResult>;
+  /** The history stream's current position (last sequence, epoch). */
+  position?(): Promise<StreamPosition>;
 }

@@ -3,13 +3,28 @@
 // subscriptions on durable consumers, and replay from a position. NatsBus mirrors interest and
 // routes plain traffic; everything that needs JetStream lives here (nats.js keeps JetStream in
 // its own package for the same reason).
+import { createHash } from 'node:crypto';
 import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, DiscardPolicy } from '@nats-io/jetstream';
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamClient, JetStreamManager, StreamInfo } from '@nats-io/jetstream';
 import type { NatsConnection, MsgHdrs } from '@nats-io/transport-node';
 import { SubjectTrie } from './subject-trie.ts';
 import { patternCovers } from '../protocol/subject.ts';
 import { RequestError } from './bus.ts';
-import type { AckHandle, AckedSubscription, BusMessage, ReplayResult, ReplaySink } from './bus.ts';
+import type { AckHandle, AckedSubscription, BusMessage, ReplayResult, ReplaySink, StreamPosition } from './bus.ts';
+import { readStream } from './stream-reader.ts';
+
+/** JetStream API calls (stream info, consumers) fail after this long: an outage is an error within a second. */
+export const JS_API_TIMEOUT_MS = 1000;
+/** How long a publish waits for JetStream's acknowledgement. */
+export const PUBLISH_ACK_TIMEOUT_MS = 5000;
+
+/**
+ * The epoch of a stream: derived from its creation time, so every node computes the same one, and
+ * a stream made again (a JetStream reset, a fresh store) has another.
+ */
+export function epochOf(info: StreamInfo): string {
+  return createHash('sha256').update(`${info.config.name}\0${info.created}`).digest('base64url').slice(0, 12);
+}
 
 export interface HistoryOptions {
   subjects: string[];
@@ -54,8 +69,8 @@ export class JetStreamHistory {
    * messages), so a gap is always visible as `since < first stored sequence - 1`.
    */
   static async create(nc: NatsConnection, stream: string, map: SubjectMapping, opts: HistoryOptions): Promise<JetStreamHistory> {
-    const jsm = await jetstreamManager(nc);
-    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc, { timeout: JS_API_TIMEOUT_MS });
+    const js = jetstream(nc, { timeout: JS_API_TIMEOUT_MS });
     const config = {
       name: stream,
       subjects: opts.subjects.map((p) => map.prefix + p),
@@ -107,7 +122,7 @@ export class JetStreamHistory {
   /** Stores a message; resolves once JetStream has acknowledged it. */
   async store(subject: string, body: Uint8Array, headers: MsgHdrs): Promise<void> {
     try {
-      await this.#js.publish(this.#map.toNats(subject), body, { headers });
+      await this.#js.publish(this.#map.toNats(subject), body, { headers, timeout: PUBLISH_ACK_TIMEOUT_MS });
     } catch (err) {
       throw new RequestError('bus_unavailable', `JetStream did not store it: ${(err as Error).message}`);
     }
@@ -127,8 +142,9 @@ export class JetStreamHistory {
     };
     try {
       await this.#jsm.consumers.add(this.stream, config);
-    } catch {
+    } catch (err) {
       // The name is scoped to principal and pattern (scopedDurableName): only ack_wait can differ.
+      if (!/already (exists|in use)/i.test((err as Error).message)) throw err;
       await this.#jsm.consumers.update(this.stream, name, { ack_wait: config.ack_wait });
     }
     const consumer = await this.#js.consumers.get(this.stream, name);
@@ -146,31 +162,43 @@ export class JetStreamHistory {
     return { stop: () => void messages.stop() };
   }
 
-  async replay(pattern: string, since: number, sink: ReplaySink): Promise<ReplayResult> {
+  /** The stream's last sequence and epoch. */
+  async position(): Promise<StreamPosition> {
+    const info = await this.#jsm.streams.info(this.stream);
+    return { seq: info.state.last_seq, epoch: epochOf(info) };
+  }
+
+  /**
+   * Sends every stored message matching `pattern` after `since` up to the stream's last sequence
+   * when the replay began, in order. When `since` belongs to another stream (its epoch is not
+   * this one's, or it is past the last sequence this stream ever had), `sink.lost(…, 'epoch')`
+   * and everything stored; when messages after `since` left the window, `sink.lost(…, 'window')`
+   * and what is still stored. Fails (never stops short silently) when JetStream does not deliver.
+   */
+  async replay(pattern: string, since: number, epoch: string | undefined, sink: ReplaySink): Promise<ReplayResult> {
     const map = this.#map;
     const info = await this.#jsm.streams.info(this.stream);
     const first = info.state.first_seq;
     const last = info.state.last_seq;
-    const lost = info.state.messages > 0 ? since + 1 < first : since < last;
-    if (lost) sink.lost(first);
-    let lastSeq = since;
-    if (since >= last || info.state.messages === 0) return { lost, firstSeq: first, lastSeq };
-    const consumer = await this.#js.consumers.get(this.stream, { filter_subjects: map.prefix + pattern, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(since + 1, first) });
-    // Read up to the sequence that was last when the replay began; newer ones arrive live.
-    while (lastSeq < last) {
-      const batch = await consumer.fetch({ max_messages: 256, expires: 1000 });
-      let got = 0;
-      for await (const m of batch) {
-        got++;
-        if (m.seq > last) break;
+    const position = { seq: last, epoch: epochOf(info) };
+    let lost: 'window' | 'epoch' | undefined;
+    let from: number;
+    if ((epoch !== undefined && epoch !== position.epoch) || since > last) {
+      lost = 'epoch';
+      from = first;
+    } else {
+      if (info.state.messages > 0 ? since + 1 < first : since < last) lost = 'window';
+      from = Math.max(since + 1, first);
+    }
+    if (lost) sink.lost(first, lost, position);
+    let lastSeq = lost === 'epoch' ? from - 1 : since;
+    if (info.state.messages > 0 && from <= last) {
+      await readStream(this.#jsm, this.#js, this.stream, { filter: map.prefix + pattern, startSeq: from, upTo: last }, (m) => {
         const reply = m.headers?.get(REPLY_HEADER) || undefined;
         sink.deliver({ subject: map.fromNats(m.subject), body: m.data, replyTo: reply ? map.fromNats(reply) : null, seq: m.seq });
         lastSeq = m.seq;
-        if (m.info.pending === 0) break;
-      }
-      if (got === 0 || (await consumer.info(true)).num_pending === 0) break;
+      });
     }
-    await consumer.delete().catch(() => {});
-    return { lost, firstSeq: first, lastSeq: Math.max(lastSeq, since) };
+    return { lost: lost !== undefined, firstSeq: first, lastSeq, position };
   }
 }

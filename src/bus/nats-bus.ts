@@ -15,7 +15,7 @@ import { MemoryBus } from './memory-bus.ts';
 import { JetStreamHistory, HISTORY_STREAM, REPLY_HEADER, ORIGIN_HEADER } from './jetstream-history.ts';
 import type { HistoryOptions } from './jetstream-history.ts';
 import { RequestError } from './bus.ts';
-import type { AckHandle, AckedSubscription, Bus, BusHandler, BusMessage, BusSubscription, ReplayResult, ReplaySink, SubscribeOptions } from './bus.ts';
+import type { AckHandle, AckedSubscription, Bus, BusHandler, BusMessage, BusSubscription, ReplayResult, ReplaySink, StreamPosition, SubscribeOptions } from './bus.ts';
 import type { Logger } from '../observability/logger.ts';
 import { RAW_PREFIX, INBOX_PREFIX, scopedStateName } from '../security/subject-policy.ts';
 
@@ -242,9 +242,14 @@ export class NatsBus implements Bus {
     return this.#history?.covers(pattern) ?? false;
   }
 
-  async replay(pattern: string, since: number, sink: ReplaySink): Promise<ReplayResult> {
+  async replay(pattern: string, since: number, epoch: string | undefined, sink: ReplaySink): Promise<ReplayResult> {
     if (!this.#history) throw new RequestError('bus_unavailable', 'no history configured');
-    return this.#history.replay(pattern, since, sink);
+    return this.#history.replay(pattern, since, epoch, sink);
+  }
+
+  async position(): Promise<StreamPosition> {
+    if (!this.#history) throw new RequestError('bus_unavailable', 'no history configured');
+    return this.#history.position();
   }
 
   async close(): Promise<void> {

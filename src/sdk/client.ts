@@ -3,7 +3,7 @@
 // passing a codec (for example msgpackr's pack/unpack). Its types need neither lib "dom" nor
 // @types/node: the WebSocket it expects is described structurally below.
 //
-//   const c = connect('ws://127.0.0.1:8080/ws');
+//   const c = connect('ws://127.0.0.1:8080/ws');   // or several URLs: connect(['ws://a/ws', 'ws://b/ws'])
 //   const sub = c.subscribe('chat.*', (m) => console.log(m.subject, m.text()));
 //   await sub.ready;                        // rejects with the server's code if refused
 //   c.publish('chat.lobby', 'hello');
@@ -69,15 +69,30 @@ export interface ConnectOptions {
   outboxMax?: number;
   /** Every frame in and out, decoded, for logs and debugging. */
   onFrame?: (direction: 'in' | 'out', frame: Record<string, unknown>) => void;
-  /** Told when a resumed subscription could not get everything it missed (the window moved on). */
-  onHistoryLost?: (info: { subject: string; since: number; firstSeq: number }) => void;
+  /**
+   * Told when a resumed subscription could not get everything it missed: the window moved on
+   * (`reason` 'window'), or the server's stream is another one than the position was in (an
+   * unknown `epoch`, e.g. after a JetStream reset: 'epoch'). What is still stored follows.
+   */
+  onHistoryLost?: (info: HistoryLost) => void;
   /** A subscription or onDirect handler threw or rejected. Default: console.error. */
   onHandlerError?: (err: unknown, msg: Message) => void;
   /** A WebSocket constructor, where there is no global one. */
   WebSocket?: WebSocketConstructor;
 }
 
+export interface HistoryLost {
+  subject: string;
+  since: number;
+  firstSeq: number;
+  /** The stream's epoch now (the subscription continues from positions in it). */
+  epoch: string;
+  reason: 'window' | 'epoch';
+}
+
 export interface SessionInfo {
+  /** The gateway URL of the current (or last) connection attempt. */
+  url: string;
   /** The session id, or null while disconnected. */
   session: string | null;
   replyTo: string | null;
@@ -156,7 +171,12 @@ interface SubEntry {
   queue: string | undefined;
   ack: SubscribeOptions['ack'];
   handlers: Set<Handler>;
+  /** The stream position to resume from (history subjects): the last seq seen, or the ok's. */
   lastSeq: number | undefined;
+  epoch: string | undefined;
+  /** A re-send after a transient refusal (bus_unavailable…), with its backoff step. */
+  retry: ReturnType<typeof setTimeout> | undefined;
+  retries: number;
   state: SubscriptionState;
   error: RequestError | undefined;
   ready: Deferred;
@@ -246,11 +266,19 @@ function jwtExpiry(token: string): number | undefined {
   }
 }
 
+/**
+ * Refusals of a subscription that say "not now", not "no": the subscription stays pending and
+ * is sent again with backoff (and its position, so nothing is skipped).
+ */
+const TRANSIENT_CODES = new Set(['bus_unavailable', 'rate_limited', 'internal']);
+
 export class Client {
-  readonly url: string;
+  /** The gateway URLs, tried in turn (from a random one) on every reconnect. */
+  readonly urls: readonly string[];
+  #urlIndex: number;
   #opts: ConnectOptions;
   #ws: WebSocketLike | undefined;
-  #info: SessionInfo = { session: null, replyTo: null, state: 'connecting', closeCode: null, closeReason: '' };
+  #info: SessionInfo;
   #subs = new Map<string, SubEntry>();
   /** Sub frames awaiting ok/error, by id. */
   #subAcks = new Map<string, SubEntry>();
@@ -268,10 +296,15 @@ export class Client {
   #token: string | undefined;
   #ready: Deferred;
 
-  constructor(url: string, opts: ConnectOptions = {}) {
+  constructor(url: string | readonly string[], opts: ConnectOptions = {}) {
     if (opts.protocol === 'msgpack' && !opts.msgpack) throw new Error("protocol 'msgpack' needs the msgpack codec option");
     if (!opts.WebSocket && typeof (globalThis as { WebSocket?: unknown }).WebSocket !== 'function') throw new Error('no WebSocket global here: pass the WebSocket option (for example from the ws package)');
-    this.url = url;
+    const urls = typeof url === 'string' ? [url] : [...url];
+    if (urls.length === 0 || urls.some((u) => typeof u !== 'string' || u === '')) throw new Error('connect needs a gateway URL, or a non-empty list of them');
+    this.urls = Object.freeze(urls);
+    // Clients spread over the gateways: each starts at a random one.
+    this.#urlIndex = Math.floor(Math.random() * urls.length);
+    this.#info = { url: urls[this.#urlIndex]!, session: null, replyTo: null, state: 'connecting', closeCode: null, closeReason: '' };
     this.#opts = opts;
     this.#ready = deferred();
     void this.#dial();
@@ -344,9 +377,15 @@ export class Client {
     }
   }
 
+  /** The gateway URL of the current (or last) connection attempt. */
+  get url(): string {
+    return this.urls[this.#urlIndex]!;
+  }
+
   async #dial(): Promise<void> {
     const Ctor = this.#opts.WebSocket ?? (globalThis as unknown as { WebSocket: WebSocketConstructor }).WebSocket;
     const url = new URL(this.url);
+    if (this.#info.url !== this.url) this.#setInfo({ url: this.url });
     const src = this.#opts.token;
     if (src !== undefined) {
       try {
@@ -382,8 +421,16 @@ export class Client {
       this.#subAcks.delete(id);
       if (s.state === 'pending' || s.state === 'active') s.state = 'pending';
     }
-    for (const s of this.#subs.values()) if (s.state === 'active') s.state = 'pending';
+    for (const s of this.#subs.values()) {
+      if (s.state === 'active') s.state = 'pending';
+      // Re-sent after the next welcome anyway.
+      clearTimeout(s.retry);
+      s.retry = undefined;
+    }
     const failures = this.#attempt++;
+    // Several gateways: the next attempt goes to the next one; the backoff grows per full round.
+    const n = this.urls.length;
+    if (n > 1) this.#urlIndex = (this.#urlIndex + 1) % n;
     // A refused credential with a fixed token will be refused again: stop instead of looping.
     const fatal = code === 1008 && typeof this.#opts.token !== 'function';
     const stop = this.#closed || this.#opts.reconnect === false || fatal;
@@ -392,7 +439,7 @@ export class Client {
       const r = this.#opts.reconnect || {};
       const base = r.baseMs ?? 250;
       const max = r.maxMs ?? 10_000;
-      const d = Math.min(max, base * 2 ** Math.min(failures, 20));
+      const d = Math.min(max, base * 2 ** Math.min(Math.floor(failures / n), 20));
       delay = Math.min(MAX_TIMER_MS, d / 2 + Math.random() * (d / 2));
     }
     if (!this.#closed) {
@@ -416,6 +463,7 @@ export class Client {
     const detail = `close code ${code}${reason ? `: ${reason}` : ''}`;
     const why = this.#info.state !== 'open' && !this.#everOpen ? `cannot connect to ${this.url} (${detail})` : `connection to ${this.url} closed (${detail})`;
     this.#outbox.length = 0;
+    for (const s of this.#subs.values()) clearTimeout(s.retry);
     for (const id of [...this.#pending.keys()]) this.#settle(id, new RequestError('disconnected', why));
     for (const s of this.#subs.values()) if (s.state !== 'refused') s.state = 'closed';
     for (const s of this.#subs.values()) if (!s.ready.settled) s.ready.reject(new ConnectionClosedError(code, reason, why));
@@ -524,7 +572,15 @@ export class Client {
       return;
     }
     if (op === 'history_lost') {
-      this.#opts.onHistoryLost?.({ subject: String(frame.subject), since: Number(frame.since), firstSeq: Number(frame.first_seq) });
+      const lostSub = typeof frame.id === 'string' ? this.#subAcks.get(frame.id) : this.#subs.get(String(frame.subject));
+      const epoch = typeof frame.epoch === 'string' ? frame.epoch : '';
+      // Another stream: positions from the old one mean nothing in it; start over from what follows.
+      if (lostSub && frame.reason === 'epoch') {
+        lostSub.epoch = epoch;
+        lostSub.lastSeq = undefined;
+      }
+      const reason = frame.reason === 'epoch' ? 'epoch' : 'window';
+      if (this.#opts.onHistoryLost) this.#notify(this.#opts.onHistoryLost, { subject: String(frame.subject), since: Number(frame.since), firstSeq: Number(frame.first_seq), epoch, reason });
       return;
     }
     const id = frame.id as string | undefined;
@@ -532,6 +588,13 @@ export class Client {
     const sub = this.#subAcks.get(id);
     if (sub) {
       this.#subAcks.delete(id);
+      if (op !== 'error' && typeof frame.seq === 'number' && typeof frame.epoch === 'string') {
+        // The position the subscription starts after: resume from here even if no message comes.
+        if (sub.epoch !== frame.epoch) {
+          sub.epoch = frame.epoch;
+          sub.lastSeq = frame.seq;
+        } else if (sub.lastSeq === undefined || frame.seq > sub.lastSeq) sub.lastSeq = frame.seq;
+      }
       this.#subAnswered(sub, op === 'error' ? new RequestError(String(frame.code), String(frame.message)) : undefined);
       return;
     }
@@ -543,13 +606,30 @@ export class Client {
 
   #subAnswered(sub: SubEntry, err: RequestError | undefined): void {
     if (!err) {
+      sub.retries = 0;
+      sub.error = undefined;
       if (sub.state === 'pending') sub.state = 'active';
       if (!sub.ready.settled) sub.ready.resolve();
+      return;
+    }
+    if (TRANSIENT_CODES.has(err.code) && sub.state === 'pending') {
+      // Not now (NATS or JetStream unavailable): stay pending, say so, and ask again with the same
+      // position after a backoff. Nothing was subscribed, so nothing moves the position meanwhile.
+      sub.error = err;
+      for (const l of sub.errorListeners) this.#notify(l, err);
+      const d = Math.min(5000, 250 * 2 ** Math.min(sub.retries++, 10));
+      clearTimeout(sub.retry);
+      sub.retry = setTimeout(() => {
+        sub.retry = undefined;
+        const pattern = [...this.#subs].find(([, s]) => s === sub)?.[0];
+        if (pattern !== undefined && sub.state === 'pending' && this.#isOpen() && ![...this.#subAcks.values()].includes(sub)) this.#sendSub(pattern, sub);
+      }, d / 2 + Math.random() * (d / 2));
       return;
     }
     // Refused: forget the pattern so it is never re-sent, and say so.
     sub.state = 'refused';
     sub.error = err;
+    clearTimeout(sub.retry);
     for (const [pattern, s] of this.#subs) if (s === sub) this.#subs.delete(pattern);
     if (!sub.ready.settled) sub.ready.reject(err);
     for (const l of sub.errorListeners) this.#notify(l, err);
@@ -606,7 +686,7 @@ export class Client {
     // An acked subscription resumes through its durable; a plain one with the last seq it saw.
     const frame = sub.ack
       ? { op: 'sub', subject, ack: true, durable: sub.ack.durable, ...(sub.ack.ackWaitMs ? { ack_wait_ms: sub.ack.ackWaitMs } : {}), id }
-      : { op: 'sub', subject, ...(sub.queue ? { queue: sub.queue } : {}), ...(sub.lastSeq !== undefined ? { since: sub.lastSeq } : {}), id };
+      : { op: 'sub', subject, ...(sub.queue ? { queue: sub.queue } : {}), ...(sub.lastSeq !== undefined ? { since: sub.lastSeq, ...(sub.epoch !== undefined ? { epoch: sub.epoch } : {}) } : {}), id };
     if (this.#send(frame, false)) this.#subAcks.set(id, sub);
   }
 
@@ -619,7 +699,7 @@ export class Client {
     if (this.#closed) throw new RequestError('closed', 'the client is closed');
     let sub = this.#subs.get(pattern);
     if (!sub) {
-      sub = { queue: opts.queue, ack: opts.ack, handlers: new Set(), lastSeq: undefined, state: 'pending', error: undefined, ready: deferred(), errorListeners: new Set() };
+      sub = { queue: opts.queue, ack: opts.ack, handlers: new Set(), lastSeq: undefined, epoch: undefined, retry: undefined, retries: 0, state: 'pending', error: undefined, ready: deferred(), errorListeners: new Set() };
       this.#subs.set(pattern, sub);
       if (this.#isOpen()) this.#sendSub(pattern, sub);
     }
@@ -632,6 +712,7 @@ export class Client {
         // Sent (answered or not): the server holds it, so tell it.
         const sent = s.state === 'active' || [...this.#subAcks.values()].includes(s);
         s.state = 'closed';
+        clearTimeout(s.retry);
         if (!s.ready.settled) s.ready.reject(new RequestError('unsubscribed', `unsubscribed from ${pattern} before the server answered`));
         if (sent) this.#send({ op: 'unsub', subject: pattern }, false);
       }
@@ -738,6 +819,7 @@ export function matches(pattern: string, subject: string): boolean {
   return p.length === s.length;
 }
 
-export function connect(url: string, opts?: ConnectOptions): Client {
+/** Connects to a gateway; with several URLs, reconnects go to the next one in turn (failover). */
+export function connect(url: string | readonly string[], opts?: ConnectOptions): Client {
   return new Client(url, opts);
 }

@@ -57,11 +57,34 @@ export class DurableDelivery {
   }
 
   /**
-   * A subscription that first replays what the session missed (sequence > since) from the bus's
-   * history, then goes live. Live messages that arrive during the replay wait and are sent after
-   * it, minus those the replay already sent, so the client sees each sequence once, in order.
+   * A plain subscription to a history pattern: live at once, and its `ok` carries the stream's
+   * position (seq, epoch) taken after the subscription exists, so a client that later resumes
+   * from it misses nothing even if it never received a message. Without the position (JetStream
+   * unreachable) the subscription is released and refused with bus_unavailable: a client must not
+   * believe it holds a place it could resume from.
    */
-  resume(session: Session, pattern: string, queue: string | undefined, since: number, id: string | undefined): void {
+  subscribeWithPosition(session: Session, pattern: string, release: () => void, id: string | undefined): void {
+    this.#bus.position!().then((p) => {
+      if (session.subscriptions.get(pattern) !== release) return; // unsubscribed meanwhile
+      if (id !== undefined) session.sendFrame({ op: 'ok', id, seq: p.seq, epoch: p.epoch });
+    }, (err: unknown) => {
+      if (session.subscriptions.get(pattern) !== release) return;
+      release();
+      session.subscriptions.delete(pattern);
+      this.#events.changed(session);
+      this.#events.error(session, 'bus_unavailable', `history position unavailable, not subscribed: ${(err as Error).message}`, id);
+    });
+  }
+
+  /**
+   * A subscription that first replays what the session missed (sequence > since, in the stream
+   * `epoch` names) from the bus's history, then goes live. Live messages that arrive during the
+   * replay wait (at most MAX_HELD) and are sent after it; from then on a message at or below the
+   * last sequence sent is never sent again, so the client sees each sequence once, in order. A
+   * replay that fails releases the subscription before the error is sent: no live message can
+   * make the client believe it is past the gap.
+   */
+  resume(session: Session, pattern: string, queue: string | undefined, since: number, epoch: string | undefined, id: string | undefined): void {
     const bus = this.#bus;
     if (!bus.replay || !bus.hasHistory?.(pattern)) {
       this.#events.error(session, 'history_unavailable', `${pattern} keeps no history (HISTORY_SUBJECTS, with NATS)`, id);
@@ -69,23 +92,51 @@ export class DurableDelivery {
     }
     session.subscriptions.get(pattern)?.();
     let waiting: BusMessage[] | undefined = [];
+    let sent = 0; // the highest sequence sent to this subscription
+    let failed = false;
+    const fail = (message: string) => {
+      if (failed) return;
+      failed = true;
+      waiting = undefined;
+      if (session.subscriptions.get(pattern) === release) {
+        release();
+        session.subscriptions.delete(pattern);
+        this.#events.changed(session);
+      }
+      this.#events.error(session, 'bus_unavailable', message, id);
+    };
+    const send = (msg: BusMessage) => {
+      if (msg.seq !== undefined) {
+        if (msg.seq <= sent) return;
+        sent = msg.seq;
+      }
+      session.deliver(msg);
+    };
     const sub = bus.subscribe(pattern, (msg) => {
-      if (waiting) waiting.push(msg);
-      else session.deliver(msg);
+      if (failed) return;
+      if (!waiting) return send(msg);
+      if (waiting.length >= MAX_HELD) return fail(`more than ${MAX_HELD} live messages arrived during the replay: subscribe again with since`);
+      waiting.push(msg);
     }, { queue });
-    session.subscriptions.set(pattern, () => sub.unsubscribe());
-    bus.replay(pattern, since, {
-      lost: (firstSeq) => session.sendFrame({ op: 'history_lost', subject: pattern, since, first_seq: firstSeq, ...(id !== undefined ? { id } : {}) }),
-      deliver: (msg) => session.deliver(msg),
+    const release = () => sub.unsubscribe();
+    session.subscriptions.set(pattern, release);
+    bus.replay(pattern, since, epoch, {
+      lost: (firstSeq, reason, p) => session.sendFrame({ op: 'history_lost', subject: pattern, since, first_seq: firstSeq, epoch: p.epoch, reason, ...(id !== undefined ? { id } : {}) }),
+      deliver: (msg) => {
+        if (!failed) send(msg);
+      },
     }).then((r) => {
+      if (failed || session.subscriptions.get(pattern) !== release) return;
       const held = waiting ?? [];
       waiting = undefined;
-      for (const m of held) if (m.seq === undefined || m.seq > r.lastSeq) session.deliver(m);
-      if (id !== undefined) session.sendFrame({ op: 'ok', id });
+      if (sent < r.lastSeq) sent = r.lastSeq;
+      for (const m of held) send(m);
+      // Covered up to the stream's position when the replay began, or further if live ones came.
+      if (id !== undefined) session.sendFrame({ op: 'ok', id, seq: Math.max(sent, r.position.seq), epoch: r.position.epoch });
       this.#events.changed(session);
-    }, (err: unknown) => {
-      waiting = undefined;
-      this.#events.error(session, 'bus_unavailable', `history replay failed: ${(err as Error).message}`, id);
-    });
+    }, (err: unknown) => fail(`history replay failed, not subscribed: ${(err as Error).message}`));
   }
 }
+
+/** Live messages held for one resuming subscription while its replay runs. */
+export const MAX_HELD = 10_000;

@@ -155,14 +155,16 @@ export class SessionHub {
           return;
         }
         if (frame.ack !== undefined) this.#durable.subscribeAcked(session, frame.subject, frame.ack.durable, frame.ack.waitMs ?? 30_000, frame.id);
-        else if (frame.since !== undefined) this.#durable.resume(session, frame.subject, frame.queue, frame.since, frame.id);
+        else if (frame.since !== undefined) this.#durable.resume(session, frame.subject, frame.queue, frame.since, frame.epoch, frame.id);
         else {
           // Subscribing twice to the same pattern is a no-op that answers ok.
           if (!already) {
             session.subscriptions.set(frame.subject, this.#fanout.subscribe(session, frame.subject, frame.queue));
             this.onChange(session, false);
           }
-          if (frame.id !== undefined) session.sendFrame({ op: 'ok', id: frame.id });
+          // On a history pattern the ok carries the stream position to resume from.
+          if (this.#bus.position && this.#bus.hasHistory?.(frame.subject)) this.#durable.subscribeWithPosition(session, frame.subject, session.subscriptions.get(frame.subject)!, frame.id);
+          else if (frame.id !== undefined) session.sendFrame({ op: 'ok', id: frame.id });
         }
         return;
       }
