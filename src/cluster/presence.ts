@@ -19,7 +19,8 @@
 import os from 'node:os';
 import { Kvm } from '@nats-io/kv';
 import type { KV } from '@nats-io/kv';
-import { jetstream, jetstreamManager, DeliverPolicy } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { readStream } from '../bus/stream-reader.ts';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { SessionInfo } from '../sessions/session.ts';
@@ -329,7 +330,7 @@ export class Presence {
     }
   }
 
-  /** Every key's value in a bucket (one ordered consumer, deleted after it). */
+  /** Every key's value in a bucket (one short-lived consumer, deleted after it: src/bus/stream-reader.ts). */
   async #snapshot(bucket: string): Promise<Map<string, Uint8Array>> {
     const out = new Map<string, Uint8Array>();
     const jsm = this.#jsm ?? (this.#jsm = await jetstreamManager(this.#nc, { timeout: PRESENCE_OP_TIMEOUT_MS }));
@@ -337,27 +338,11 @@ export class Presence {
     const info = await jsm.streams.info(stream);
     if (info.state.messages === 0) return out;
     const prefixLen = `$KV.${bucket}.`.length;
-    const c = await this.#js.consumers.get(stream, { deliver_policy: DeliverPolicy.LastPerSubject });
-    try {
-      for (;;) {
-        const batch = await c.fetch({ max_messages: 1000, expires: PRESENCE_OP_TIMEOUT_MS });
-        let got = 0;
-        let done = false;
-        for await (const m of batch) {
-          got++;
-          const op = m.headers?.get('KV-Operation');
-          if (!op) out.set(m.subject.slice(prefixLen), m.data);
-          else out.delete(m.subject.slice(prefixLen));
-          if (m.info.pending === 0) {
-            done = true;
-            break;
-          }
-        }
-        if (done || got === 0) break;
-      }
-    } finally {
-      await c.delete().catch(() => {});
-    }
+    await readStream(jsm, this.#js, stream, { filter: `$KV.${bucket}.>`, lastPerSubject: true, upTo: info.state.last_seq }, (m) => {
+      const key = m.subject.slice(prefixLen);
+      if (m.headers?.get('KV-Operation')) out.delete(key);
+      else out.set(key, m.data);
+    });
     return out;
   }
 

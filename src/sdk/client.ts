@@ -590,10 +590,11 @@ export class Client {
       this.#subAcks.delete(id);
       if (op !== 'error' && typeof frame.seq === 'number' && typeof frame.epoch === 'string') {
         // The position the subscription starts after: resume from here even if no message comes.
-        if (sub.epoch !== frame.epoch) {
-          sub.epoch = frame.epoch;
-          sub.lastSeq = frame.seq;
-        } else if (sub.lastSeq === undefined || frame.seq > sub.lastSeq) sub.lastSeq = frame.seq;
+        // Messages may have come before it (same stream): keep the later of the two. Another epoch
+        // without history_lost (it cannot be compared): the stream's position it is.
+        if (sub.epoch !== undefined && sub.epoch !== frame.epoch) sub.lastSeq = frame.seq;
+        else if (sub.lastSeq === undefined || frame.seq > sub.lastSeq) sub.lastSeq = frame.seq;
+        sub.epoch = frame.epoch;
       }
       this.#subAnswered(sub, op === 'error' ? new RequestError(String(frame.code), String(frame.message)) : undefined);
       return;
