@@ -26,7 +26,19 @@ export interface AckHandle {
 }
 
 export interface AckedSubscription {
+  /** The stream position the durable was made at (when it was made now), for the client to resume from. */
+  position?: StreamPosition | undefined;
   stop(): void;
+}
+
+export interface AckedOptions {
+  /** The client's position: a durable that must be made starts after it (see subscribeAcked). */
+  since?: number | undefined;
+  epoch?: string | undefined;
+  /** Told before any message when part of what came after `since` is gone (as ReplaySink.lost). */
+  lost?(firstSeq: number, reason: 'window' | 'epoch', position: StreamPosition): void;
+  /** Told when the durable goes away while consumed (a JetStream reset): the subscription has ended. */
+  ended?(reason: string): void;
 }
 
 /** A place in a history stream: a sequence, and the epoch that says which stream it is in. */
@@ -112,7 +124,7 @@ export interface Bus {
    * the caller: see scopedDurableName): unacked messages
    * are redelivered after `ackWaitMs`, or at once after nak, to whoever consumes the durable next.
    */
-  subscribeAcked?(pattern: string, durableName: string, ackWaitMs: number, deliver: (msg: BusMessage, handle: AckHandle) => void): Promise<AckedSubscription>;
+  subscribeAcked?(pattern: string, durableName: string, ackWaitMs: number, deliver: (msg: BusMessage, handle: AckHandle) => void, opts?: AckedOptions): Promise<AckedSubscription>;
   /** Whether messages on subjects matching `pattern` are kept for resume. */
   hasHistory?(pattern: string): boolean;
   /**

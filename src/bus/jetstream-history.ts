@@ -1,17 +1,20 @@
-// History on NATS JetStream: the stream that keeps messages on HISTORY_SUBJECTS, the live
-// consumers that deliver them to this node's subscribers with their sequence, acknowledged
+// History on NATS JetStream: the stream that keeps messages on HISTORY_SUBJECTS (made again when
+// JetStream lost it, checked against this node's configuration), the live consumers that deliver
+// them to this node's subscribers with their sequence (src/bus/history-live.ts), acknowledged
 // subscriptions on durable consumers, and replay from a position. NatsBus mirrors interest and
 // routes plain traffic; everything that needs JetStream lives here (nats.js keeps JetStream in
 // its own package for the same reason).
 import { createHash } from 'node:crypto';
 import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, DiscardPolicy } from '@nats-io/jetstream';
-import type { JetStreamClient, JetStreamManager, StreamInfo } from '@nats-io/jetstream';
+import type { JetStreamClient, JetStreamManager, StreamConfig, StreamInfo } from '@nats-io/jetstream';
 import type { NatsConnection, MsgHdrs } from '@nats-io/transport-node';
 import { SubjectTrie } from './subject-trie.ts';
 import { patternCovers } from '../protocol/subject.ts';
 import { RequestError } from './bus.ts';
-import type { AckHandle, AckedSubscription, BusMessage, ReplayResult, ReplaySink, StreamPosition } from './bus.ts';
+import type { AckHandle, AckedSubscription, AckedOptions, BusMessage, ReplayResult, ReplaySink, StreamPosition } from './bus.ts';
 import { readStream } from './stream-reader.ts';
+import { LiveConsumers } from './history-live.ts';
+import type { Logger } from '../observability/logger.ts';
 
 /** JetStream API calls (stream info, consumers) fail after this long: an outage is an error within a second. */
 export const JS_API_TIMEOUT_MS = 1000;
@@ -45,65 +48,213 @@ export interface SubjectMapping {
   fromNats(subject: string): string;
 }
 
+/** The part of the stream's configuration every node must agree on. */
+export interface HistoryShape {
+  subjects: string[];
+  maxAgeSec: number;
+  maxMsgs: number;
+}
+
+/** A short fingerprint of a history configuration, for logs and presence. */
+export function historyFingerprint(shape: HistoryShape): string {
+  return createHash('sha256').update(JSON.stringify([[...shape.subjects].sort(), shape.maxAgeSec, shape.maxMsgs])).digest('hex').slice(0, 12);
+}
+
+function shapeOf(config: StreamConfig, prefix: string): HistoryShape {
+  return {
+    subjects: (config.subjects ?? []).map((s) => (s.startsWith(prefix) ? s.slice(prefix.length) : s)),
+    maxAgeSec: Math.round((config.max_age ?? 0) / 1_000_000_000),
+    maxMsgs: config.max_msgs ?? -1,
+  };
+}
+
+function sameShape(a: HistoryShape, b: HistoryShape): boolean {
+  return historyFingerprint(a) === historyFingerprint(b);
+}
+
+export interface HistoryHealth {
+  /** JetStream answered and the stream exists with this node's configuration. */
+  ok: boolean;
+  /** What is wrong, when not ok. */
+  problem?: string;
+  /** The stream's configuration differs from this node's (HISTORY_SUBJECTS, HISTORY_MAX_*). */
+  mismatch: boolean;
+}
+
+export interface HistoryStats {
+  /** Times this node found the stream missing and made it again. */
+  streamRecreated: number;
+  /** Times the stream's epoch changed under this node (made again by it or another node). */
+  epochChanges: number;
+  /** Replays that failed (JetStream unreachable, a read that stalled). */
+  replayFailures: number;
+  /** Publishes whose acknowledgement did not come in time: stored or not, unknown. */
+  publishTimeouts: number;
+  /** Publishes JetStream refused or could not take (not stored). */
+  publishFailures: number;
+  /** Acknowledged subscriptions ended because their durable went away. */
+  durablesLost: number;
+}
+
 export class JetStreamHistory {
   readonly stream: string;
+  readonly stats: HistoryStats = { streamRecreated: 0, epochChanges: 0, replayFailures: 0, publishTimeouts: 0, publishFailures: 0, durablesLost: 0 };
   #js: JetStreamClient;
   #jsm: JetStreamManager;
   #map: SubjectMapping;
   #patterns: string[];
   #trie = new SubjectTrie<string>();
   #maxAgeSec: number;
+  #config: StreamConfig;
+  #shape: HistoryShape;
+  #log: Logger;
+  #live: LiveConsumers | undefined;
+  /** The stream's epoch and last sequence as last seen. */
+  #epoch: string | undefined;
+  #lastSeq = 0;
+  #mismatch: string | undefined;
+  /** Told when the stream became another one: subscribers must hear history_lost. */
+  onEpochChange: (info: { epoch: string; previousLastSeq: number; firstSeq: number }) => void = () => {};
 
-  private constructor(stream: string, js: JetStreamClient, jsm: JetStreamManager, map: SubjectMapping, opts: HistoryOptions) {
+  private constructor(stream: string, js: JetStreamClient, jsm: JetStreamManager, map: SubjectMapping, opts: HistoryOptions, config: StreamConfig, log: Logger) {
     this.stream = stream;
     this.#js = js;
     this.#jsm = jsm;
     this.#map = map;
     this.#patterns = opts.subjects;
     this.#maxAgeSec = opts.maxAgeSec;
+    this.#config = config;
+    this.#shape = { subjects: opts.subjects, maxAgeSec: opts.maxAgeSec, maxMsgs: opts.maxMsgs };
+    this.#log = log;
     for (const p of opts.subjects) this.#trie.insert(p, p);
   }
 
+  /** This node's history configuration's fingerprint. */
+  get fingerprint(): string {
+    return historyFingerprint(this.#shape);
+  }
+
   /**
-   * Creates (or updates) the stream. The window is trimmed from the oldest end only (max age, max
-   * messages), so a gap is always visible as `since < first stored sequence - 1`.
+   * Makes the stream when it does not exist. When it exists with another configuration, it is
+   * changed to this node's only when `othersAgreeWithStream()` says no live node uses the stream's
+   * (the whole cluster was restarted with a new configuration); otherwise this node reports the
+   * mismatch (logged at error, readiness fails) and leaves the stream as it is, so nodes never
+   * overwrite each other's configuration. The window is trimmed from the oldest end only (max age,
+   * max messages), so a gap is always visible as `since < first stored sequence - 1`.
    */
-  static async create(nc: NatsConnection, stream: string, map: SubjectMapping, opts: HistoryOptions): Promise<JetStreamHistory> {
+  static async create(nc: NatsConnection, stream: string, map: SubjectMapping, opts: HistoryOptions, log: Logger, othersUseStream: () => Promise<boolean>): Promise<JetStreamHistory> {
     const jsm = await jetstreamManager(nc, { timeout: JS_API_TIMEOUT_MS });
     const js = jetstream(nc, { timeout: JS_API_TIMEOUT_MS });
-    const config = {
+    const config: Partial<StreamConfig> & { name: string } = {
       name: stream,
       subjects: opts.subjects.map((p) => map.prefix + p),
       max_age: opts.maxAgeSec * 1_000_000_000,
       max_msgs: opts.maxMsgs,
       discard: DiscardPolicy.Old,
     };
+    const h = new JetStreamHistory(stream, js, jsm, map, opts, config as StreamConfig, log);
+    let info: StreamInfo;
     try {
-      await jsm.streams.add(config);
-    } catch {
-      await jsm.streams.update(stream, config);
+      info = await jsm.streams.info(stream);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      info = await h.#make();
     }
-    return new JetStreamHistory(stream, js, jsm, map, opts);
+    if (!sameShape(shapeOf(info.config, map.prefix), h.#shape)) {
+      if (await othersUseStream()) {
+        h.#reportMismatch(info.config);
+      } else {
+        log.warn({ stream, from: shapeOf(info.config, map.prefix), to: h.#shape }, 'history stream reconfigured to this node\'s HISTORY_SUBJECTS / HISTORY_MAX_* (no live node uses the old configuration)');
+        info = await jsm.streams.update(stream, { ...info.config, ...config });
+      }
+    }
+    h.#epoch = epochOf(info);
+    h.#lastSeq = info.state.last_seq;
+    return h;
+  }
+
+  async #make(): Promise<StreamInfo> {
+    try {
+      return await this.#jsm.streams.add(this.#config);
+    } catch (err) {
+      // Another node made it first.
+      if (!/already in use|already exists/i.test((err as Error).message)) throw err;
+      return this.#jsm.streams.info(this.stream);
+    }
+  }
+
+  #reportMismatch(config: StreamConfig): void {
+    const theirs = shapeOf(config, this.#map.prefix);
+    const text = `history configuration differs from the stream ${this.stream}: this node has HISTORY_SUBJECTS=${this.#shape.subjects.join(',')} HISTORY_MAX_AGE_SEC=${this.#shape.maxAgeSec} HISTORY_MAX_MSGS=${this.#shape.maxMsgs}, the stream (other nodes) ${theirs.subjects.join(',')} / ${theirs.maxAgeSec} / ${theirs.maxMsgs}`;
+    if (this.#mismatch !== text) this.#log.error({ stream: this.stream, node: this.#shape, stream_config: theirs }, `${text}: not ready until they agree (give every node the same settings)`);
+    this.#mismatch = text;
   }
 
   /** Starts one live consumer per pattern, delivering to `deliverLocal` with the stream sequence. */
   async startLive(deliverLocal: (msg: BusMessage) => void): Promise<void> {
     const map = this.#map;
-    for (const p of this.#patterns) {
-      const consumer = await this.#js.consumers.get(this.stream, { filter_subjects: map.prefix + p, deliver_policy: DeliverPolicy.New });
-      await consumer.consume({
-        callback: (m) => {
-          const reply = m.headers?.get(REPLY_HEADER) || undefined;
-          deliverLocal({
-            subject: map.fromNats(m.subject),
-            body: m.data,
-            replyTo: reply ? map.fromNats(reply) : null,
-            origin: m.headers?.get(ORIGIN_HEADER) || undefined,
-            seq: m.seq,
-          });
-        },
-      });
+    this.#live = new LiveConsumers(this.#jsm, this.#js, this.stream, this.#patterns, {
+      prefix: map.prefix,
+      fromNats: (s) => map.fromNats(s),
+      headersOf: (m) => {
+        const reply = m.headers?.get(REPLY_HEADER) || undefined;
+        return { replyTo: reply ? map.fromNats(reply) : null, origin: m.headers?.get(ORIGIN_HEADER) || undefined };
+      },
+    }, deliverLocal, this.#log);
+    await this.#live.start();
+  }
+
+  /** Whether this node's history configuration differs from the stream's. */
+  get mismatch(): boolean {
+    return this.#mismatch !== undefined;
+  }
+
+  /** Live consumers made again after theirs went away. */
+  get liveRecreated(): number {
+    return this.#live?.stats.recreated ?? 0;
+  }
+
+  /**
+   * The periodic check (readiness, self-healing): the stream exists (else it is made again), is
+   * the one the live consumers read (else they start over in the new epoch and subscribers are
+   * told), and has this node's configuration (else: mismatch, logged at error once).
+   */
+  async check(): Promise<HistoryHealth> {
+    let info: StreamInfo;
+    try {
+      info = await this.#jsm.streams.info(this.stream);
+    } catch (err) {
+      if (!isNotFound(err)) return { ok: false, mismatch: this.#mismatch !== undefined, problem: `JetStream did not answer: ${(err as Error).message}` };
+      try {
+        info = await this.#make();
+      } catch (e) {
+        return { ok: false, mismatch: false, problem: `history stream ${this.stream} is missing and could not be made: ${(e as Error).message}` };
+      }
+      this.stats.streamRecreated++;
+      this.#log.warn({ stream: this.stream }, 'history stream was missing (JetStream lost its state?): made it again');
     }
+    const epoch = epochOf(info);
+    if (epoch !== this.#epoch) {
+      const previousLastSeq = this.#lastSeq;
+      this.#epoch = epoch;
+      this.stats.epochChanges++;
+      this.#log.warn({ stream: this.stream, epoch }, 'history stream is a new one (new epoch): live delivery starts over from its beginning; subscribers are told history_lost');
+      await this.#live?.restartAll();
+      this.onEpochChange({ epoch, previousLastSeq, firstSeq: info.state.first_seq });
+    } else {
+      await this.#live?.heal();
+    }
+    this.#lastSeq = info.state.last_seq;
+    if (!sameShape(shapeOf(info.config, this.#map.prefix), this.#shape)) {
+      this.#reportMismatch(info.config);
+      return { ok: false, mismatch: true, problem: this.#mismatch };
+    }
+    if (this.#mismatch !== undefined) {
+      this.#log.info({ stream: this.stream }, 'history configuration agrees with the stream again');
+      this.#mismatch = undefined;
+    }
+    if (this.#live && !this.#live.running) return { ok: false, mismatch: false, problem: 'a live history consumer is being made again' };
+    return { ok: true, mismatch: false };
   }
 
   /** Whether `subject` (a concrete subject) is kept in the stream. */
@@ -128,29 +279,61 @@ export class JetStreamHistory {
     }
   }
 
-  async subscribeAcked(pattern: string, durableName: string, ackWaitMs: number, deliver: (msg: BusMessage, handle: AckHandle) => void): Promise<AckedSubscription> {
+  /**
+   * Acknowledged delivery through the durable `durableName`. When the durable does not exist it is
+   * made: from `opts.since` (in `opts.epoch`) when the client gives its position, so nothing after
+   * it is skipped even if the durable was lost (a JetStream reset, its inactivity limit); else with
+   * what is stored from now on. `opts.lost` is told first when part of what came after `since` is
+   * gone. `ended` is told when the durable goes away while consumed.
+   */
+  async subscribeAcked(pattern: string, durableName: string, ackWaitMs: number, deliver: (msg: BusMessage, handle: AckHandle) => void, opts: AckedOptions = {}): Promise<AckedSubscription> {
     const map = this.#map;
     const name = durableName;
-    const config = {
-      durable_name: name,
-      filter_subject: map.toNats(pattern),
-      ack_policy: AckPolicy.Explicit,
-      ack_wait: ackWaitMs * 1_000_000,
-      deliver_policy: DeliverPolicy.New,
-      // A durable nobody has consumed for a history window is removed.
-      inactive_threshold: this.#maxAgeSec * 1_000_000_000,
-    };
+    let exists = true;
     try {
-      await this.#jsm.consumers.add(this.stream, config);
+      const ci = await this.#jsm.consumers.info(this.stream, name);
+      if (ci.config.ack_wait !== ackWaitMs * 1_000_000) await this.#jsm.consumers.update(this.stream, name, { ack_wait: ackWaitMs * 1_000_000 });
     } catch (err) {
-      // The name is scoped to principal and pattern (scopedDurableName): only ack_wait can differ.
-      if (!/already (exists|in use)/i.test((err as Error).message)) throw err;
-      await this.#jsm.consumers.update(this.stream, name, { ack_wait: config.ack_wait });
+      if (!isNotFound(err)) throw err;
+      exists = false;
+    }
+    let position: StreamPosition | undefined;
+    if (!exists) {
+      const info = await this.#jsm.streams.info(this.stream);
+      position = { seq: info.state.last_seq, epoch: epochOf(info) };
+      let start: { deliver_policy: DeliverPolicy; opt_start_seq?: number } = { deliver_policy: DeliverPolicy.New };
+      if (opts.since !== undefined) {
+        const first = info.state.first_seq;
+        if ((opts.epoch !== undefined && opts.epoch !== position.epoch) || opts.since > position.seq) {
+          opts.lost?.(first, 'epoch', position);
+          start = { deliver_policy: DeliverPolicy.All };
+        } else {
+          if (info.state.messages > 0 ? opts.since + 1 < first : opts.since < position.seq) opts.lost?.(first, 'window', position);
+          start = { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(opts.since + 1, first) };
+        }
+      }
+      try {
+        await this.#jsm.consumers.add(this.stream, {
+          durable_name: name,
+          filter_subject: map.toNats(pattern),
+          ack_policy: AckPolicy.Explicit,
+          ack_wait: ackWaitMs * 1_000_000,
+          ...start,
+          // A durable nobody has consumed for a history window is removed.
+          inactive_threshold: this.#maxAgeSec * 1_000_000_000,
+        });
+      } catch (err) {
+        // Made by another session of the same principal meanwhile: use it.
+        if (!/already (exists|in use)/i.test((err as Error).message)) throw err;
+      }
     }
     const consumer = await this.#js.consumers.get(this.stream, name);
+    let stopped = false;
     // Short pull expiry: after stop(), the server stops routing to this node within 2 s.
     const messages = await consumer.consume({
       expires: 2000,
+      // The durable deleted (a JetStream reset, the stream made again): end, so the client is told.
+      abort_on_missing_resource: true,
       callback: (m) => {
         const reply = m.headers?.get(REPLY_HEADER) || undefined;
         deliver(
@@ -159,7 +342,19 @@ export class JetStreamHistory {
         );
       },
     });
-    return { stop: () => void messages.stop() };
+    void messages.closed().then((err) => {
+      if (stopped) return;
+      this.stats.durablesLost++;
+      opts.ended?.(err instanceof Error ? err.message : 'the durable consumer went away');
+    });
+    position ??= await this.position().catch(() => undefined);
+    return {
+      position,
+      stop: () => {
+        stopped = true;
+        void messages.stop();
+      },
+    };
   }
 
   /** The stream's last sequence and epoch. */
@@ -176,6 +371,15 @@ export class JetStreamHistory {
    * and what is still stored. Fails (never stops short silently) when JetStream does not deliver.
    */
   async replay(pattern: string, since: number, epoch: string | undefined, sink: ReplaySink): Promise<ReplayResult> {
+    try {
+      return await this.#replay(pattern, since, epoch, sink);
+    } catch (err) {
+      this.stats.replayFailures++;
+      throw err;
+    }
+  }
+
+  async #replay(pattern: string, since: number, epoch: string | undefined, sink: ReplaySink): Promise<ReplayResult> {
     const map = this.#map;
     const info = await this.#jsm.streams.info(this.stream);
     const first = info.state.first_seq;
@@ -201,4 +405,12 @@ export class JetStreamHistory {
     }
     return { lost: lost !== undefined, firstSeq: first, lastSeq, position };
   }
+
+  stop(): void {
+    this.#live?.stop();
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  return /not found/i.test((err as Error)?.message ?? '');
 }

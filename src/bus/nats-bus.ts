@@ -15,7 +15,7 @@ import { MemoryBus } from './memory-bus.ts';
 import { JetStreamHistory, HISTORY_STREAM, REPLY_HEADER, ORIGIN_HEADER } from './jetstream-history.ts';
 import type { HistoryOptions } from './jetstream-history.ts';
 import { RequestError } from './bus.ts';
-import type { AckHandle, AckedSubscription, Bus, BusHandler, BusMessage, BusSubscription, ReplayResult, ReplaySink, StreamPosition, SubscribeOptions } from './bus.ts';
+import type { AckHandle, AckedOptions, AckedSubscription, Bus, BusHandler, BusMessage, BusSubscription, ReplayResult, ReplaySink, StreamPosition, SubscribeOptions } from './bus.ts';
 import type { Logger } from '../observability/logger.ts';
 import { RAW_PREFIX, INBOX_PREFIX, scopedStateName } from '../security/subject-policy.ts';
 
@@ -226,16 +226,26 @@ export class NatsBus implements Bus {
     return this.#history !== undefined && this.#history.isHistory(subject);
   }
 
-  /** Keeps messages on `opts.subjects` in this tenant's JetStream stream (src/bus/jetstream-history.ts). */
-  async enableHistory(opts: HistoryOptions): Promise<void> {
+  /**
+   * Keeps messages on `opts.subjects` in this tenant's JetStream stream (src/bus/jetstream-history.ts).
+   * `othersUseStream` says whether live nodes use the stream's present configuration (then a
+   * different one here is a mismatch, not a change).
+   */
+  async enableHistory(opts: HistoryOptions, othersUseStream: () => Promise<boolean>): Promise<JetStreamHistory> {
     const map = { prefix: this.#prefix, toNats: (s: string) => this.#toNats(s), fromNats: (s: string) => this.#fromNats(s) };
-    this.#history = await JetStreamHistory.create(this.nc, this.historyStream, map, opts);
+    this.#history = await JetStreamHistory.create(this.nc, this.historyStream, map, opts, this.#log, othersUseStream);
     await this.#history.startLive((msg) => this.local.deliverLocal(msg, true));
+    return this.#history;
   }
 
-  async subscribeAcked(pattern: string, durableName: string, ackWaitMs: number, deliver: (msg: BusMessage, handle: AckHandle) => void): Promise<AckedSubscription> {
+  /** The history stream's keeper, when HISTORY_SUBJECTS is set. */
+  get history(): JetStreamHistory | undefined {
+    return this.#history;
+  }
+
+  async subscribeAcked(pattern: string, durableName: string, ackWaitMs: number, deliver: (msg: BusMessage, handle: AckHandle) => void, opts?: AckedOptions): Promise<AckedSubscription> {
     if (!this.#history) throw new RequestError('bus_unavailable', 'no history configured');
-    return this.#history.subscribeAcked(pattern, durableName, ackWaitMs, deliver);
+    return this.#history.subscribeAcked(pattern, durableName, ackWaitMs, deliver, opts);
   }
 
   hasHistory(pattern: string): boolean {
@@ -253,6 +263,7 @@ export class NatsBus implements Bus {
   }
 
   async close(): Promise<void> {
+    this.#history?.stop();
     await this.local.close();
     await this.nc.drain().catch(() => this.nc.close());
   }

@@ -44,6 +44,8 @@ export interface NodeIdentity {
   sessions: number;
   /** When the node last wrote its entry (its clock). */
   at: string;
+  /** Fingerprint of its history configuration (HISTORY_SUBJECTS, HISTORY_MAX_*), null without history. */
+  history: string | null;
 }
 
 export interface PresenceStats {
@@ -138,7 +140,7 @@ export class Presence {
     this.#log = log;
     this.nodesBucket = scopedStateName(NODES_BUCKET, prefix);
     this.sessionsBucket = scopedStateName(SESSIONS_BUCKET, prefix);
-    this.#identity = { node: nodeId, host: os.hostname(), listen: null, pid: process.pid, started_at: new Date().toISOString(), version };
+    this.#identity = { node: nodeId, host: os.hostname(), listen: null, pid: process.pid, started_at: new Date().toISOString(), version, history: null };
     this.#heartbeat = setInterval(() => void this.#beat(), Math.max(200, this.#ttlMs / 3));
     this.#heartbeat.unref();
   }
@@ -148,10 +150,22 @@ export class Presence {
    * without JetStream (or with it unreachable) presence keeps trying every heartbeat and says so
    * in `healthy`/`problem`.
    */
-  static async start(nc: NatsConnection, prefix: string, nodeId: string, ttlSec: number, local: Map<string, PresentSession>, log: Logger, version: string): Promise<Presence> {
+  static async start(nc: NatsConnection, prefix: string, nodeId: string, ttlSec: number, local: Map<string, PresentSession>, log: Logger, version: string, history: string | null): Promise<Presence> {
     const p = new Presence(nc, prefix, nodeId, ttlSec, local, log, version);
+    p.#identity.history = history;
     await p.#beat();
     return p;
+  }
+
+  /**
+   * The readiness check: the buckets exist (made again when missing, this node's sessions written
+   * again) and this node's entry is written. Returns whether presence is healthy.
+   */
+  async check(): Promise<boolean> {
+    if (this.#stopped) return false;
+    if (!(await this.#ensure())) return false;
+    if (this.#nodeRevision === 0) await this.#beat();
+    return this.healthy;
   }
 
   /** The listener's address, once bound (part of the node's identity). */

@@ -90,6 +90,7 @@ export class Gateway {
   #presence: Presence | undefined;
   /** Sends, closes and broadcasts that another node answers. */
   readonly #nodeRequests: NodeRequests;
+  #readiness: import('../cluster/readiness.ts').ClusterReadiness | undefined;
   /** Live node ids by presence, cached briefly (broadcasts wait for each of them). */
   #liveNodes: { at: number; nodes: string[] } | undefined;
 
@@ -149,34 +150,79 @@ export class Gateway {
     const bus = this.bus;
     if (!(bus instanceof NatsBus)) return;
     const { Presence } = await import('../cluster/presence.ts');
-    if (this.config.history.subjects.length > 0) {
+    const { ClusterReadiness } = await import('../cluster/readiness.ts');
+    const { historyFingerprint } = await import('../bus/jetstream-history.ts');
+    const history = this.config.history;
+    const fingerprint = history.subjects.length > 0 ? historyFingerprint(history) : null;
+    // The buckets are named per NATS_PREFIX: tenants sharing a NATS never see each other's sessions.
+    // Presence never fails the start: without JetStream it keeps trying every heartbeat.
+    const presence = await Presence.start(bus.nc, bus.prefix, bus.nodeId, this.config.presenceTtlSec, this.hub.sessions, this.log, VERSION, fingerprint);
+    this.#presence = presence;
+    if (!presence.healthy) this.log.warn({ problem: presence.problem }, 'cluster presence unavailable (is JetStream enabled on the NATS server?): retrying every heartbeat');
+    if (fingerprint !== null) {
+      // Another configuration in the stream is a change only when no live node uses it.
+      const othersUseStream = async (): Promise<boolean> => {
+        try {
+          return (await presence.nodes()).some((n) => n.node !== bus.nodeId && n.history !== null && n.history !== fingerprint);
+        } catch {
+          return true; // cannot tell: never overwrite what others may use
+        }
+      };
       try {
-        await bus.enableHistory(this.config.history);
+        const h = await bus.enableHistory(history, othersUseStream);
+        h.onEpochChange = (e) => this.hub.historyReset(e.epoch, e.previousLastSeq, e.firstSeq);
       } catch (e) {
+        await presence.stop();
         throw new NatsUnavailableError(`cannot set up history (HISTORY_SUBJECTS) in JetStream: ${(e as Error).message}`);
       }
     }
-    // The buckets are named per NATS_PREFIX: tenants sharing a NATS never see each other's sessions.
-    // Presence never fails the start: without JetStream it keeps trying every heartbeat.
-    const presence = await Presence.start(bus.nc, bus.prefix, bus.nodeId, this.config.presenceTtlSec, this.hub.sessions, this.log, VERSION);
-    this.#presence = presence;
-    if (!presence.healthy) this.log.warn({ problem: presence.problem }, 'cluster presence unavailable (is JetStream enabled on the NATS server?): retrying every heartbeat');
     this.hub.onChange = (session, gone) => presence.changed(session, gone);
     bus.onStatus = (connected) => {
       if (connected) presence.reconnected();
+      void this.#readiness?.run();
     };
+    this.#readiness = new ClusterReadiness(bus.nc, () => bus.connected, bus.history, presence, this.log);
+    await this.#readiness.run();
+    this.#readiness.start();
   }
 
-  /** Whether this node can serve everything: with NATS, only while NATS is connected. */
-  get ready(): boolean {
+  /** Whether NATS (when configured) is connected: remote operations are possible at all. */
+  get #busConnected(): boolean {
     const bus = this.bus as Bus & { connected?: boolean };
     return bus.connected !== false;
+  }
+
+  /** Whether the NATS connection is up (true without NATS). */
+  get natsConnected(): boolean {
+    return this.#busConnected;
+  }
+
+  /**
+   * Whether this node can serve everything. Without NATS, always; with NATS, while it is connected
+   * and answering, JetStream answers, the history stream exists with this node's configuration
+   * and presence is written (src/cluster/readiness.ts).
+   */
+  get ready(): boolean {
+    if (!this.#busConnected) return false;
+    return this.#readiness?.ready ?? true;
+  }
+
+  /** Each readiness check and its state (for /readyz); empty without NATS. */
+  get readinessChecks(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [name, c] of this.#readiness?.checks ?? []) out[name] = c.detail;
+    return out;
+  }
+
+  /** The history stream's keeper (for metrics); undefined without HISTORY_SUBJECTS. */
+  get history(): import('../bus/jetstream-history.ts').JetStreamHistory | undefined {
+    return (this.bus as { history?: import('../bus/jetstream-history.ts').JetStreamHistory }).history;
   }
 
   /** Who this node is, as presence shows it. */
   get identity(): NodeIdentity {
     if (this.#presence) return this.#presence.identity;
-    return { node: this.bus.nodeId, host: os.hostname(), listen: this.server?.url ?? null, pid: process.pid, started_at: STARTED_AT, version: VERSION, sessions: this.hub.sessions.size, at: new Date().toISOString() };
+    return { node: this.bus.nodeId, host: os.hostname(), listen: this.server?.url ?? null, pid: process.pid, started_at: STARTED_AT, version: VERSION, sessions: this.hub.sessions.size, at: new Date().toISOString(), history: null };
   }
 
   /** Presence counters (for metrics); undefined without NATS. */
@@ -197,7 +243,7 @@ export class Gateway {
   async listAllSessions(): Promise<SessionList> {
     const presence = this.#presence;
     if (!presence) return { sessions: this.#localList(), nodes: [this.identity], partial: false };
-    if (!this.ready) return { sessions: this.#localList(), nodes: null, partial: true };
+    if (!this.#busConnected) return { sessions: this.#localList(), nodes: null, partial: true };
     try {
       const r = await presence.list();
       return { sessions: r.sessions, nodes: r.nodes, partial: false };
@@ -211,7 +257,7 @@ export class Gateway {
   async listNodes(): Promise<{ nodes: NodeIdentity[] | null; partial: boolean }> {
     const presence = this.#presence;
     if (!presence) return { nodes: [this.identity], partial: false };
-    if (!this.ready) return { nodes: null, partial: true };
+    if (!this.#busConnected) return { nodes: null, partial: true };
     try {
       return { nodes: await presence.nodes(), partial: false };
     } catch (e) {
@@ -228,7 +274,7 @@ export class Gateway {
     if (this.hub.sessions.has(sessionId)) return 'local';
     const presence = this.#presence;
     if (!presence) return undefined;
-    if (!this.ready) throw new ClusterUnavailable('bus_unavailable', 'NATS is unreachable: cannot tell which node holds the session');
+    if (!this.#busConnected) throw new ClusterUnavailable('bus_unavailable', 'NATS is unreachable: cannot tell which node holds the session');
     let node: string | undefined;
     try {
       node = await presence.find(sessionId);
@@ -445,7 +491,7 @@ export class Gateway {
   async #expectedNodes(): Promise<string[] | undefined> {
     const presence = this.#presence;
     if (!presence) return [this.bus.nodeId];
-    if (!this.ready) return undefined;
+    if (!this.#busConnected) return undefined;
     const now = Date.now();
     if (this.#liveNodes && now - this.#liveNodes.at < 1000) return this.#liveNodes.nodes;
     try {
@@ -511,6 +557,7 @@ export class Gateway {
       await this.hub.close();
       this.#nodeRequests.close();
       this.inbox.close();
+      this.#readiness?.stop();
       await this.#presence?.stop();
       await this.bus.close();
     })();

@@ -99,7 +99,6 @@ function toClientFrame(
       } else if (o.ack !== undefined && o.ack !== false) {
         throw new ProtocolError('bad_request', 'ack must be true or false', id);
       }
-      if (ack !== undefined && since !== undefined) throw new ProtocolError('bad_request', 'a sub with ack resumes through its durable: since does not apply', id);
       return { op: 'sub', id, subject, queue, since, epoch, ack };
     }
     case 'unsub':

@@ -177,6 +177,8 @@ interface SubEntry {
   /** A re-send after a transient refusal (bus_unavailable…), with its backoff step. */
   retry: ReturnType<typeof setTimeout> | undefined;
   retries: number;
+  /** Acked subscriptions: sequences delivered to handlers and not acked yet. */
+  inflight: Set<number>;
   state: SubscriptionState;
   error: RequestError | undefined;
   ready: Deferred;
@@ -548,7 +550,13 @@ export class Client {
           const done = this.#deliver(sub.handlers, msg);
           if (sub.ack && msg.seq !== undefined) {
             const seq = msg.seq;
-            done.then(() => this.#send({ op: 'ack', seq }, false), () => {});
+            // Until acked, the position to resume an acked subscription from stays below it.
+            if (sub.inflight.size < 10_000) sub.inflight.add(seq);
+            const s2 = sub;
+            done.then(() => {
+              s2.inflight.delete(seq);
+              this.#send({ op: 'ack', seq }, false);
+            }, () => {});
           }
         }
       }
@@ -578,13 +586,25 @@ export class Client {
       if (lostSub && frame.reason === 'epoch') {
         lostSub.epoch = epoch;
         lostSub.lastSeq = undefined;
+        lostSub.inflight.clear();
       }
       const reason = frame.reason === 'epoch' ? 'epoch' : 'window';
       if (this.#opts.onHistoryLost) this.#notify(this.#opts.onHistoryLost, { subject: String(frame.subject), since: Number(frame.since), firstSeq: Number(frame.first_seq), epoch, reason });
       return;
     }
     const id = frame.id as string | undefined;
-    if (id === undefined) return;
+    if (id === undefined) {
+      // A subscription the server ended by itself (its durable went away, a refreshed token no
+      // longer allows it): the same as a refusal, transient ones asked again.
+      if (op === 'error' && typeof frame.subject === 'string') {
+        const ended = this.#subs.get(frame.subject);
+        if (ended && ended.state === 'active') {
+          ended.state = 'pending';
+          this.#subAnswered(ended, new RequestError(String(frame.code), String(frame.message)));
+        }
+      }
+      return;
+    }
     const sub = this.#subAcks.get(id);
     if (sub) {
       this.#subAcks.delete(id);
@@ -685,9 +705,13 @@ export class Client {
   #sendSub(subject: string, sub: SubEntry): void {
     const id = `s${++this.#nextId}`;
     // An acked subscription resumes through its durable; a plain one with the last seq it saw.
+    // The position: for an acked one, below the first message its handlers have not finished (a
+    // durable made again starts there; one that still exists ignores it).
+    const since = sub.ack && sub.inflight.size > 0 ? Math.min(...sub.inflight) - 1 : sub.lastSeq;
+    const position = since !== undefined ? { since, ...(sub.epoch !== undefined ? { epoch: sub.epoch } : {}) } : {};
     const frame = sub.ack
-      ? { op: 'sub', subject, ack: true, durable: sub.ack.durable, ...(sub.ack.ackWaitMs ? { ack_wait_ms: sub.ack.ackWaitMs } : {}), id }
-      : { op: 'sub', subject, ...(sub.queue ? { queue: sub.queue } : {}), ...(sub.lastSeq !== undefined ? { since: sub.lastSeq, ...(sub.epoch !== undefined ? { epoch: sub.epoch } : {}) } : {}), id };
+      ? { op: 'sub', subject, ack: true, durable: sub.ack.durable, ...(sub.ack.ackWaitMs ? { ack_wait_ms: sub.ack.ackWaitMs } : {}), ...position, id }
+      : { op: 'sub', subject, ...(sub.queue ? { queue: sub.queue } : {}), ...position, id };
     if (this.#send(frame, false)) this.#subAcks.set(id, sub);
   }
 
@@ -700,7 +724,7 @@ export class Client {
     if (this.#closed) throw new RequestError('closed', 'the client is closed');
     let sub = this.#subs.get(pattern);
     if (!sub) {
-      sub = { queue: opts.queue, ack: opts.ack, handlers: new Set(), lastSeq: undefined, epoch: undefined, retry: undefined, retries: 0, state: 'pending', error: undefined, ready: deferred(), errorListeners: new Set() };
+      sub = { queue: opts.queue, ack: opts.ack, handlers: new Set(), lastSeq: undefined, epoch: undefined, retry: undefined, retries: 0, inflight: new Set(), state: 'pending', error: undefined, ready: deferred(), errorListeners: new Set() };
       this.#subs.set(pattern, sub);
       if (this.#isOpen()) this.#sendSub(pattern, sub);
     }

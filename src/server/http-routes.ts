@@ -32,9 +32,16 @@ export class HttpRoutes {
       return;
     }
     if (path === '/readyz') {
-      const ready = !this.#closing() && this.#gw.ready;
+      const closing = this.#closing();
+      const ready = !closing && this.#gw.ready;
+      const checks = this.#gw.readinessChecks;
       res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ status: ready ? 'ready' : 'not_ready', nats: this.#config.nats ? (this.#gw.ready ? 'connected' : 'disconnected') : 'not_configured' }));
+      res.end(JSON.stringify({
+        status: ready ? 'ready' : 'not_ready',
+        nats: this.#config.nats ? (this.#gw.natsConnected ? 'connected' : 'disconnected') : 'not_configured',
+        ...(this.#config.nats ? { checks } : {}),
+        ...(closing ? { closing: true } : {}),
+      }));
       return;
     }
     if (path === '/api' || path.startsWith('/api/')) {

@@ -9,9 +9,17 @@ export interface DeliveryEvents {
   changed(session: Session): void;
 }
 
+/** A subscription this module made: whether it is acked, and how to forget what it sent (a new epoch). */
+interface Tracked {
+  acked: boolean;
+  resetSent?(): void;
+}
+
 export class DurableDelivery {
   #bus: Bus;
   #events: DeliveryEvents;
+  /** By release function (the value in session.subscriptions). */
+  #tracked = new WeakMap<() => void, Tracked>();
 
   constructor(bus: Bus, events: DeliveryEvents) {
     this.#bus = bus;
@@ -23,9 +31,11 @@ export class DurableDelivery {
    * after the first delivery); the client answers {op:"ack",seq}. Unacked ones come again after
    * ack_wait_ms, and at once to the next consumer of the durable when this session goes away. The
    * durable is the client's name scoped to its principal and pattern (scopedDurableName), so no
-   * client can join or rewrite another's.
+   * client can join or rewrite another's. `since`/`epoch`: where a durable that has to be made
+   * (new, or lost with a JetStream reset) starts. When the durable goes away while consumed, the
+   * subscription ends with an error frame naming it (bus_unavailable, `subject`): subscribe again.
    */
-  subscribeAcked(session: Session, pattern: string, durable: string, waitMs: number, id: string | undefined): void {
+  subscribeAcked(session: Session, pattern: string, durable: string, waitMs: number, since: number | undefined, epoch: string | undefined, id: string | undefined): void {
     const bus = this.#bus;
     if (!bus.subscribeAcked || !bus.hasHistory?.(pattern)) {
       this.#events.error(session, 'history_unavailable', `${pattern} keeps no history (HISTORY_SUBJECTS, with NATS): no acknowledged delivery`, id);
@@ -34,10 +44,13 @@ export class DurableDelivery {
     session.subscriptions.get(pattern)?.();
     let stop: (() => void) | undefined;
     let released = false;
-    session.subscriptions.set(pattern, () => {
+    const release = () => {
       released = true;
       stop?.();
-    });
+    };
+    session.subscriptions.set(pattern, release);
+    this.#tracked.set(release, { acked: true });
+    const current = () => !released && !session.closed && session.subscriptions.get(pattern) === release;
     const tenant = (bus as { prefix?: string }).prefix ?? '';
     bus.subscribeAcked(pattern, scopedDurableName(tenant, session.principal, durable, pattern), waitMs, (msg, handle) => {
       // Arrived after the session went: left unacknowledged, it comes again after ack_wait
@@ -45,15 +58,46 @@ export class DurableDelivery {
       if (released || session.closed) return;
       session.unacked.set(msg.seq!, handle);
       session.deliver(msg); // if dropped (slow consumer), ack_wait brings it back
+    }, {
+      since,
+      epoch,
+      lost: (firstSeq, reason, p) => {
+        if (current()) session.sendFrame({ op: 'history_lost', subject: pattern, since: since ?? 0, first_seq: firstSeq, epoch: p.epoch, reason, ...(id !== undefined ? { id } : {}) });
+      },
+      ended: (reason) => {
+        if (!current()) return;
+        release();
+        session.subscriptions.delete(pattern);
+        this.#events.changed(session);
+        session.sendFrame({ op: 'error', code: 'bus_unavailable', message: `acknowledged subscription ${pattern} ended (${reason}): subscribe again`, subject: pattern });
+      },
     }).then((sub) => {
       stop = () => sub.stop();
       if (released) sub.stop();
-      else if (id !== undefined) session.sendFrame({ op: 'ok', id });
+      else if (id !== undefined) session.sendFrame(sub.position ? { op: 'ok', id, seq: sub.position.seq, epoch: sub.position.epoch } : { op: 'ok', id });
       this.#events.changed(session);
     }, (err: unknown) => {
-      if (session.subscriptions.get(pattern) !== undefined && !released) session.subscriptions.delete(pattern);
+      if (session.subscriptions.get(pattern) === release) session.subscriptions.delete(pattern);
       this.#events.error(session, 'bus_unavailable', `acknowledged subscription failed: ${(err as Error).message}`, id);
     });
+  }
+
+  /**
+   * The history stream is another one (a JetStream reset): every history subscription hears
+   * history_lost (reason epoch) and counts sequences from the new stream's start. Acked ones end
+   * on their own when their durable goes (see subscribeAcked).
+   */
+  epochChanged(sessions: Iterable<Session>, epoch: string, previousLastSeq: number, firstSeq: number): void {
+    const bus = this.#bus;
+    for (const session of sessions) {
+      if (!session.hasSubscriptions) continue;
+      for (const [pattern, release] of session.subscriptions) {
+        const t = this.#tracked.get(release);
+        if (t?.acked || !bus.hasHistory?.(pattern)) continue;
+        t?.resetSent?.();
+        session.sendFrame({ op: 'history_lost', subject: pattern, since: previousLastSeq, first_seq: firstSeq, epoch, reason: 'epoch' });
+      }
+    }
   }
 
   /**
@@ -120,6 +164,7 @@ export class DurableDelivery {
     }, { queue });
     const release = () => sub.unsubscribe();
     session.subscriptions.set(pattern, release);
+    this.#tracked.set(release, { acked: false, resetSent: () => (sent = 0) });
     bus.replay(pattern, since, epoch, {
       lost: (firstSeq, reason, p) => session.sendFrame({ op: 'history_lost', subject: pattern, since, first_seq: firstSeq, epoch: p.epoch, reason, ...(id !== undefined ? { id } : {}) }),
       deliver: (msg) => {

@@ -116,6 +116,11 @@ export class SessionHub {
     return s.deliver({ subject: msg.subject, body: msg.body, replyTo: msg.replyTo ?? null });
   }
 
+  /** The history stream is another one (a JetStream reset): history subscriptions hear history_lost. */
+  historyReset(epoch: string, previousLastSeq: number, firstSeq: number): void {
+    this.#durable.epochChanged(this.sessions.values(), epoch, previousLastSeq, firstSeq);
+  }
+
   /** Writes to every session on this node (encoded once); returns how many. */
   broadcastLocal(msg: BusMessage): number {
     return this.routes.broadcastLocal(msg);
@@ -154,7 +159,7 @@ export class SessionHub {
           this.error(session, 'limit_exceeded', `at most ${this.#opts.maxSubscriptions} subscriptions per session`, frame.id);
           return;
         }
-        if (frame.ack !== undefined) this.#durable.subscribeAcked(session, frame.subject, frame.ack.durable, frame.ack.waitMs ?? 30_000, frame.id);
+        if (frame.ack !== undefined) this.#durable.subscribeAcked(session, frame.subject, frame.ack.durable, frame.ack.waitMs ?? 30_000, frame.since, frame.epoch, frame.id);
         else if (frame.since !== undefined) this.#durable.resume(session, frame.subject, frame.queue, frame.since, frame.epoch, frame.id);
         else {
           // Subscribing twice to the same pattern is a no-op that answers ok.
