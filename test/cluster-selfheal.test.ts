@@ -69,6 +69,58 @@ test('a frozen nats-server (SIGSTOP) fails /readyz within seconds; SIGCONT bring
   await until('/readyz after SIGCONT', async () => ((await readyz(a.http)).status === 200 ? true : undefined));
 });
 
+test('idempotent publish: the id is the JetStream message id, scoped by principal; a timeout says unconfirmed, and the retry is stored once', async () => {
+  const reader = await TestClient.connect(b.url);
+  await reader.call({ op: 'sub', subject: 'heal.>', id: 's' });
+  const w = await TestClient.connect(a.url);
+  const first = await w.call({ subject: 'heal.idem', text: 'once', id: 'order-1' });
+  assert.equal(first.op, 'ok');
+  assert.equal(typeof first.seq, 'number');
+  const again = await w.call({ subject: 'heal.idem', text: 'once', id: 'order-1' });
+  assert.deepEqual([again.op, again.seq, again.duplicate], ['ok', first.seq, true]);
+  // Another principal (another anonymous session) with the same id is not suppressed.
+  const other = await TestClient.connect(a.url);
+  const theirs = await other.call({ subject: 'heal.idem', text: 'theirs', id: 'order-1' });
+  assert.equal(theirs.op, 'ok');
+  assert.equal(theirs.duplicate, undefined);
+  assert.ok((theirs.seq as number) > (first.seq as number));
+  await reader.next((f) => f.subject === 'heal.idem' && unb64(f.body) === 'theirs');
+  assert.equal(reader.frames.filter((f) => f.subject === 'heal.idem').map((f) => unb64(f.body)).join(','), 'once', 'the duplicate was not delivered');
+
+  // A frozen server: the publish gets no acknowledgement. It may be stored: "unconfirmed", not "not stored".
+  nats.proc.kill('SIGSTOP');
+  let resumed = false;
+  try {
+    const t0 = Date.now();
+    w.send({ subject: 'heal.idem', text: 'maybe', id: 'order-2' });
+    w.send({ subject: 'plain.subject', text: 'maybe', id: 'plain-1' });
+    const plain = await w.next((f) => f.id === 'plain-1', 5000);
+    assert.deepEqual([plain.op, plain.code], ['error', 'unconfirmed']);
+    assert.ok(Date.now() - t0 < 3000, `a plain publish is unconfirmed within about a second (${Date.now() - t0} ms)`);
+    const stored = await w.next((f) => f.id === 'order-2', 10_000);
+    assert.deepEqual([stored.op, stored.code], ['error', 'unconfirmed']);
+    assert.match(String(stored.message), /same id is safe/);
+    nats.proc.kill('SIGCONT');
+    resumed = true;
+    // It was stored once the server woke up: the retry with the same id is a duplicate, delivered once.
+    const retry = await until('the retry to be answered', async () => {
+      const r = await w.call({ subject: 'heal.idem', text: 'maybe', id: 'order-2' });
+      return r.op === 'ok' ? r : undefined;
+    });
+    assert.equal(retry.duplicate, true);
+    await reader.next((f) => f.subject === 'heal.idem' && unb64(f.body) === 'maybe');
+    await w.call({ subject: 'heal.idem', text: 'marker', id: 'order-3' });
+    await reader.next((f) => f.subject === 'heal.idem' && unb64(f.body) === 'marker');
+    assert.equal(reader.frames.filter((f) => f.subject === 'heal.idem' && unb64(f.body) === 'maybe').length, 0, 'stored and delivered once');
+  } finally {
+    if (!resumed) nats.proc.kill('SIGCONT');
+  }
+  const m = await (await fetch(`${a.http}/metrics`)).text();
+  assert.match(m, /^wsbridge_history_publish_timeouts_total [1-9]/m);
+  for (const c of [reader, w, other]) c.close();
+  await until('/readyz after SIGCONT', async () => ((await readyz(a.http)).status === 200 ? true : undefined));
+});
+
 test('nats-server back on a fresh store: stream and buckets made again, subscribers told history_lost, acked and resumed delivery go on', async () => {
   const { connect } = await import('../src/sdk/client.ts');
   // Before: a raw subscriber on A with its position, an SDK acked subscriber on B, a session on B.

@@ -85,7 +85,15 @@ export interface SubscribeOptions {
   queue?: string | undefined;
 }
 
-export type RequestErrorCode = 'timeout' | 'no_responders' | 'bus_unavailable' | 'handler_failed';
+export type RequestErrorCode = 'timeout' | 'no_responders' | 'bus_unavailable' | 'handler_failed' | 'unconfirmed';
+
+/** What a bus says about a publish it accepted. */
+export interface PublishAck {
+  /** The stream sequence it was stored under (history subjects). */
+  seq?: number | undefined;
+  /** JetStream had it already (same dedup key within the window): stored once. */
+  duplicate?: boolean | undefined;
+}
 
 /** The rejection for a reply that carries `errorCode`: it names no more than the code. */
 export function replyError(subject: string, errorCode: string): RequestError {
@@ -116,9 +124,13 @@ export interface Bus {
   close(): Promise<void>;
   /**
    * Publishes and resolves once the message is accepted: by NATS (a flush round trip), or stored
-   * by JetStream for history subjects. Buses without a remote side accept on publish().
+   * by JetStream for history subjects (`dedupKey` becomes its Nats-Msg-Id: a second publish with
+   * the same key within the stream's duplicate window is stored once). Rejects with
+   * RequestError 'bus_unavailable' when it is known not to be accepted, 'unconfirmed' when that
+   * is unknown (the acknowledgement did not come in time). Buses without a remote side accept on
+   * publish().
    */
-  publishAcked?(msg: BusMessage): Promise<void>;
+  publishAcked?(msg: BusMessage, opts?: { dedupKey?: string | undefined }): Promise<PublishAck | void>;
   /**
    * Delivery with acknowledgements through the durable consumer `durableName` (already scoped by
    * the caller: see scopedDurableName): unacked messages

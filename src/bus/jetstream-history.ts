@@ -11,7 +11,7 @@ import type { NatsConnection, MsgHdrs } from '@nats-io/transport-node';
 import { SubjectTrie } from './subject-trie.ts';
 import { patternCovers } from '../protocol/subject.ts';
 import { RequestError } from './bus.ts';
-import type { AckHandle, AckedSubscription, AckedOptions, BusMessage, ReplayResult, ReplaySink, StreamPosition } from './bus.ts';
+import type { AckHandle, AckedSubscription, AckedOptions, BusMessage, PublishAck, ReplayResult, ReplaySink, StreamPosition } from './bus.ts';
 import { readStream } from './stream-reader.ts';
 import { LiveConsumers } from './history-live.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -20,6 +20,8 @@ import type { Logger } from '../observability/logger.ts';
 export const JS_API_TIMEOUT_MS = 1000;
 /** How long a publish waits for JetStream's acknowledgement. */
 export const PUBLISH_ACK_TIMEOUT_MS = 5000;
+/** The history stream's duplicate window: a publish id seen within it is stored once. */
+export const DUPLICATE_WINDOW_MS = 120_000;
 
 /**
  * The epoch of a stream: derived from its creation time, so every node computes the same one, and
@@ -151,6 +153,7 @@ export class JetStreamHistory {
       max_age: opts.maxAgeSec * 1_000_000_000,
       max_msgs: opts.maxMsgs,
       discard: DiscardPolicy.Old,
+      duplicate_window: DUPLICATE_WINDOW_MS * 1_000_000,
     };
     const h = new JetStreamHistory(stream, js, jsm, map, opts, config as StreamConfig, log);
     let info: StreamInfo;
@@ -270,12 +273,26 @@ export class JetStreamHistory {
     return this.#patterns.some((p) => patternCovers(p, pattern));
   }
 
-  /** Stores a message; resolves once JetStream has acknowledged it. */
-  async store(subject: string, body: Uint8Array, headers: MsgHdrs): Promise<void> {
+  /**
+   * Stores a message; resolves once JetStream has acknowledged it, with its sequence. `msgId`
+   * becomes its Nats-Msg-Id: JetStream stores a message once per id within the duplicate window
+   * (DUPLICATE_WINDOW_MS) and answers a repeat as a duplicate. Rejects with 'bus_unavailable'
+   * when it is known not to be stored (no stream took it, JetStream refused it) and 'unconfirmed'
+   * when that is unknown (no acknowledgement within PUBLISH_ACK_TIMEOUT_MS, the connection went).
+   */
+  async store(subject: string, body: Uint8Array, headers: MsgHdrs, msgId?: string): Promise<PublishAck> {
     try {
-      await this.#js.publish(this.#map.toNats(subject), body, { headers, timeout: PUBLISH_ACK_TIMEOUT_MS });
+      const ack = await this.#js.publish(this.#map.toNats(subject), body, { headers, timeout: PUBLISH_ACK_TIMEOUT_MS, ...(msgId !== undefined ? { msgID: msgId } : {}) });
+      return { seq: ack.seq, duplicate: ack.duplicate || undefined };
     } catch (err) {
-      throw new RequestError('bus_unavailable', `JetStream did not store it: ${(err as Error).message}`);
+      const name = (err as Error)?.name;
+      // Known: nobody took it (no stream for the subject), or JetStream answered with an error.
+      if (name === 'JetStreamNotEnabled' || name === 'JetStreamApiError' || name === 'NoRespondersError') {
+        this.stats.publishFailures++;
+        throw new RequestError('bus_unavailable', `JetStream did not store it: ${(err as Error).message}`);
+      }
+      this.stats.publishTimeouts++;
+      throw new RequestError('unconfirmed', `JetStream did not confirm within ${PUBLISH_ACK_TIMEOUT_MS} ms (${(err as Error).message}): it may have been stored${msgId !== undefined ? `; publishing again with the same id is safe (stored once within ${DUPLICATE_WINDOW_MS / 1000} s)` : ''}`);
     }
   }
 

@@ -15,7 +15,7 @@ import { MemoryBus } from './memory-bus.ts';
 import { JetStreamHistory, HISTORY_STREAM, REPLY_HEADER, ORIGIN_HEADER } from './jetstream-history.ts';
 import type { HistoryOptions } from './jetstream-history.ts';
 import { RequestError } from './bus.ts';
-import type { AckHandle, AckedOptions, AckedSubscription, Bus, BusHandler, BusMessage, BusSubscription, ReplayResult, ReplaySink, StreamPosition, SubscribeOptions } from './bus.ts';
+import type { AckHandle, AckedOptions, AckedSubscription, Bus, BusHandler, BusMessage, BusSubscription, PublishAck, ReplayResult, ReplaySink, StreamPosition, SubscribeOptions } from './bus.ts';
 import type { Logger } from '../observability/logger.ts';
 import { RAW_PREFIX, INBOX_PREFIX, scopedStateName } from '../security/subject-policy.ts';
 
@@ -35,6 +35,8 @@ export interface NatsBusOptions {
 export type { HistoryOptions } from './jetstream-history.ts';
 export { HISTORY_STREAM } from './jetstream-history.ts';
 
+/** How long a publish with an id waits for NATS to confirm it (a PING round trip). */
+const FLUSH_CONFIRM_MS = 1000;
 const NODE_HEADER = 'Wsb-Node';
 /** A reply that is an error (BusMessage.errorCode), such as handler_failed. */
 const ERROR_HEADER = 'Wsb-Error';
@@ -198,23 +200,32 @@ export class NatsBus implements Bus {
     return undefined;
   }
 
-  async publishAcked(msg: BusMessage): Promise<void> {
+  async publishAcked(msg: BusMessage, opts: { dedupKey?: string | undefined } = {}): Promise<PublishAck | void> {
     if (!this.#connected) {
-      if (this.#isHistory(msg.subject)) throw new RequestError('bus_unavailable', `${msg.subject} keeps history and needs NATS, which is unreachable`);
+      if (this.#isHistory(msg.subject)) throw new RequestError('bus_unavailable', `${msg.subject} keeps history and needs NATS, which is unreachable: not stored`);
       this.local.deliverLocal(msg, true);
       throw new RequestError('bus_unavailable', 'NATS is unreachable: delivered on this node only');
     }
     if (this.#isHistory(msg.subject)) {
       const h = this.#headers(msg, false);
       if (msg.replyTo) h.set(REPLY_HEADER, this.#toNats(msg.replyTo));
-      await this.#history!.store(msg.subject, msg.body, h);
-      return;
+      return this.#history!.store(msg.subject, msg.body, h, opts.dedupKey);
     }
     this.publish(msg);
+    // A PING round trip: the server has everything sent before it. Bounded: a frozen server
+    // never answers, and then whether it got the message is unknown.
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await this.nc.flush();
+      await Promise.race([
+        this.nc.flush(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${FLUSH_CONFIRM_MS} ms`)), FLUSH_CONFIRM_MS);
+        }),
+      ]);
     } catch (err) {
-      throw new RequestError('bus_unavailable', `NATS: ${(err as Error).message}`);
+      throw new RequestError('unconfirmed', `NATS did not confirm (${(err as Error).message}): the message may have been delivered`);
+    } finally {
+      clearTimeout(timer);
     }
   }
 

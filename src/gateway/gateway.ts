@@ -321,6 +321,8 @@ export class Gateway {
       await this.bus.publishAcked({ subject: msg.subject, body: msg.body, replyTo: msg.replyTo ?? null });
       return ok(undefined);
     } catch (e2) {
+      // The code first, so callers tell "not stored" (bus_unavailable) from "unknown" (unconfirmed).
+      if (e2 instanceof RequestError) return err(`${e2.code}: ${e2.message}`);
       return err(e2 instanceof Error ? e2.message : String(e2));
     }
   }

@@ -30,8 +30,12 @@ export type ClientFrame =
 /** Frames the server sends, other than plain messages. */
 export type ServerFrame =
   | { op: 'welcome'; session: string; reply_to: string; protocol: string }
-  /** `seq`/`epoch`: on a sub to a history subject, the stream position the subscription starts after. */
-  | { op: 'ok'; id: string; seq?: number; epoch?: string }
+  /**
+   * `seq`/`epoch`: on a sub to a history subject, the stream position the subscription starts
+   * after. `seq` alone: on a publish to a history subject, the sequence it was stored under
+   * (`duplicate`: stored before, under this id).
+   */
+  | { op: 'ok'; id: string; seq?: number; epoch?: string; duplicate?: boolean }
   | { op: 'pong'; id?: string }
   | { op: 'res'; id: string; msg: BrokerMessage }
   | { op: 'error'; code: ErrorCode; message: string; id?: string | undefined; subject?: string | undefined }

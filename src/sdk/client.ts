@@ -25,6 +25,13 @@ export interface Message {
 
 export type Body = string | Uint8Array;
 
+/** What publishAck resolves with: on subjects with history, where it was stored. */
+export interface PublishResult {
+  seq?: number;
+  /** This id was stored before (within the duplicate window): stored once. */
+  duplicate?: boolean;
+}
+
 export interface MsgpackCodec {
   encode(value: unknown): Uint8Array;
   decode(bytes: Uint8Array): unknown;
@@ -203,6 +210,13 @@ interface Pending {
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
 const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** 96 random bits, base64url: unique publish ids (idempotency keys). */
+function randomToken(): string {
+  const b = new Uint8Array(12);
+  globalThis.crypto.getRandomValues(b);
+  return toBase64(b).replace(/\+/g, '-').replace(/\//g, '_');
+}
 
 function toBytes(body: Body | undefined): Uint8Array {
   if (body === undefined) return new Uint8Array(0);
@@ -622,7 +636,7 @@ export class Client {
     if (!this.#pending.has(id)) return;
     if (op === 'res') this.#settle(id, message(String(frame.subject), this.#body(frame.body), (frame.reply_to as string | null) ?? null, frame.seq));
     else if (op === 'error') this.#settle(id, new RequestError(String(frame.code), String(frame.message)));
-    else this.#settle(id, message('', new Uint8Array(0), null));
+    else this.#settle(id, Object.assign(message('', new Uint8Array(0), null, frame.seq), frame.duplicate === true ? { duplicate: true } : {}));
   }
 
   #subAnswered(sub: SubEntry, err: RequestError | undefined): void {
@@ -692,8 +706,19 @@ export class Client {
   }
 
   /** Publishes and resolves when the server has accepted the message onto its bus. */
-  async publishAck(subject: string, body?: Body, opts: { replyTo?: string; timeoutMs?: number } = {}): Promise<void> {
-    await this.#call({ subject, body: this.#wire(toBytes(body)), ...(opts.replyTo ? { reply_to: opts.replyTo } : {}) }, opts.timeoutMs ?? this.#opts.requestTimeoutMs ?? 5000);
+  /**
+   * Publishes and resolves when the server has accepted the message onto its bus: on subjects with
+   * history, stored, with its `seq` (and `duplicate: true` when this id was stored before). The
+   * frame's id is the message's idempotency key on history subjects (scoped by the server to the
+   * principal): random unless `opts.id` is given; publishing again with the same `id` after a
+   * `disconnected`, `timeout` or `unconfirmed` rejection stores it once (within the server's
+   * duplicate window, 2 minutes). Rejects with RequestError: `bus_unavailable` (not accepted),
+   * `unconfirmed` (unknown whether it was: retry with the same id), `disconnected`, `timeout`, …
+   */
+  async publishAck(subject: string, body?: Body, opts: { replyTo?: string; timeoutMs?: number; id?: string } = {}): Promise<PublishResult> {
+    if (opts.id !== undefined && (typeof opts.id !== 'string' || opts.id.length === 0 || opts.id.length > 64)) throw new RequestError('bad_request', 'id must be a string of 1 to 64 characters');
+    const m = await this.#call({ subject, body: this.#wire(toBytes(body)), ...(opts.replyTo ? { reply_to: opts.replyTo } : {}) }, opts.timeoutMs ?? this.#opts.requestTimeoutMs ?? 5000, true, opts.id ?? `p${randomToken()}`);
+    return { ...(m.seq !== undefined ? { seq: m.seq } : {}), ...((m as { duplicate?: boolean }).duplicate ? { duplicate: true } : {}) };
   }
 
   /** Messages no subscription matched: answers on this session's reply subject, targeted sends, broadcasts. */
@@ -796,9 +821,10 @@ export class Client {
     }, at);
   }
 
-  #call(frame: Record<string, unknown>, localTimeoutMs: number, queue = true): Promise<Message> {
+  #call(frame: Record<string, unknown>, localTimeoutMs: number, queue = true, callId?: string): Promise<Message> {
     if (this.#closed) return Promise.reject(new RequestError('closed', 'the client is closed'));
-    const id = `c${++this.#nextId}`;
+    const id = callId ?? `c${++this.#nextId}`;
+    if (this.#pending.has(id)) return Promise.reject(new RequestError('bad_request', `a call with id ${id} is already waiting`));
     return new Promise<Message>((resolve, reject) => {
       const p: Pending = { resolve, reject, timer: undefined, queued: false };
       this.#pending.set(id, p);

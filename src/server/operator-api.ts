@@ -130,7 +130,8 @@ export async function handleOperatorApi(gw: Gateway, config: Config, req: Incomi
       // Refused by the subject policy (a reserved subject): the request is wrong, not the bus.
       const policy = /^(invalid_subject|permission_denied): (.*)$/s.exec(r.val);
       if (policy) return fail(res, 400, policy[1]!, policy[2]!);
-      return fail(res, 503, 'bus_unavailable', r.val);
+      const bus = /^(bus_unavailable|unconfirmed): (.*)$/s.exec(r.val);
+      return fail(res, 503, bus ? bus[1]! : 'bus_unavailable', bus ? bus[2]! : r.val);
     }
     return send(res, 202, { published: true });
   }

@@ -1,6 +1,8 @@
 // Server-mode sessions on one node: the registry, and the dispatch of each client frame through
 // the subject policy to the part that serves it (fan-out, durable delivery, request proxy).
+import { createHash } from 'node:crypto';
 import type { Bus, BusMessage } from '../bus/bus.ts';
+import { RequestError } from '../bus/bus.ts';
 import type { RequestInbox } from '../bus/request-inbox.ts';
 import type { ClientFrame } from '../protocol/frames.ts';
 import { ProtocolError, CloseCodes } from '../protocol/errors.ts';
@@ -14,6 +16,11 @@ import { Fanout } from './fanout.ts';
 import { SessionRoutes } from './session-routes.ts';
 import { DurableDelivery } from './durable-delivery.ts';
 import { RequestProxy } from './request-proxy.ts';
+
+/** The Nats-Msg-Id of a publish: its id scoped to the principal (a hash, so no id is shown to NATS). */
+export function dedupKey(principal: string, id: string): string {
+  return createHash('sha256').update(principal).update('\0').update(id).digest('base64url');
+}
 
 /** Failed in-band refreshes a session may make before it is closed with 1008. */
 export const MAX_REFRESH_FAILURES = 5;
@@ -210,11 +217,13 @@ export class SessionHub {
 
   #publish(session: Session, msg: BusMessage, id: string | undefined): void {
     // With an id the client asked to know: ok once the bus has accepted the message (NATS
-    // acknowledged it; JetStream stored it for history subjects), else the error.
+    // acknowledged it; JetStream stored it for history subjects), else the error. The id is also
+    // the message's dedup key, scoped to the publishing principal, so no client can suppress
+    // another's message by reusing its id.
     if (id !== undefined && this.#bus.publishAcked) {
-      this.#bus.publishAcked(msg).then(
-        () => session.sendFrame({ op: 'ok', id }),
-        (err: unknown) => this.error(session, 'bus_unavailable', err instanceof Error ? err.message : String(err), id),
+      this.#bus.publishAcked(msg, { dedupKey: dedupKey(session.principal, id) }).then(
+        (ack) => session.sendFrame(ack && ack.seq !== undefined ? { op: 'ok', id, seq: ack.seq, ...(ack.duplicate ? { duplicate: true } : {}) } : { op: 'ok', id }),
+        (err: unknown) => this.error(session, err instanceof RequestError && err.code === 'unconfirmed' ? 'unconfirmed' : 'bus_unavailable', err instanceof Error ? err.message : String(err), id),
       );
       return;
     }
