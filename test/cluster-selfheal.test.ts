@@ -36,7 +36,7 @@ async function node(env: Record<string, string> = ENV) {
 }
 const readyz = async (http: string) => {
   const r = await fetch(`${http}/readyz`, { signal: AbortSignal.timeout(5000) });
-  return { status: r.status, body: (await r.json()) as { status: string; checks: Record<string, string> } };
+  return { status: r.status, body: (await r.json()) as { status: string; nats: string; checks: Record<string, string> } };
 };
 async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
   const end = Date.now() + ms;
@@ -119,6 +119,63 @@ test('idempotent publish: the id is the JetStream message id, scoped by principa
   assert.match(m, /^wsbridge_history_publish_timeouts_total [1-9]/m);
   for (const c of [reader, w, other]) c.close();
   await until('/readyz after SIGCONT', async () => ((await readyz(a.http)).status === 200 ? true : undefined));
+});
+
+test('outages: every remote operation fails within about a second with a specific code; broadcast reports partial reach', async () => {
+  const api = (path: string, init: RequestInit = {}) => fetch(a.http + path, { ...init, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, signal: AbortSignal.timeout(10_000) });
+  const onB = await TestClient.connect(b.url);
+  await until('the session on B in presence', async () => {
+    const l = (await (await api('/api/sessions')).json()) as { sessions: Array<{ id: string }> };
+    return l.sessions.some((x) => x.id === onB.welcome.session) ? true : undefined;
+  });
+  const local = await TestClient.connect(a.url);
+  const timed = async <T>(f: () => Promise<T>): Promise<[T, number]> => {
+    const t0 = Date.now();
+    const v = await f();
+    return [v, Date.now() - t0];
+  };
+  const check = async (phase: string, remoteCode: string) => {
+    const [msg, t1] = await timed(() => api(`/api/sessions/${onB.welcome.session}/messages`, { method: 'POST', body: JSON.stringify({ subject: 'd', text: 'x' }) }));
+    assert.equal(msg.status, 503, phase);
+    assert.equal(((await msg.json()) as { error: { code: string } }).error.code, remoteCode, phase);
+    assert.ok(t1 < 2500, `${phase}: send-to-session answered in ${t1} ms`);
+    const [del, t2] = await timed(() => api(`/api/sessions/${onB.welcome.session}`, { method: 'DELETE' }));
+    assert.equal(del.status, 503, phase);
+    assert.ok(t2 < 2500, `${phase}: close answered in ${t2} ms`);
+    const [bc, t3] = await timed(async () => (await (await api('/api/broadcast', { method: 'POST', body: JSON.stringify({ subject: 'all', text: 'x' }) })).json()) as { partial: boolean; sessions: number });
+    assert.equal(bc.partial, true, phase);
+    assert.ok(t3 < 2500, `${phase}: broadcast answered in ${t3} ms`);
+    const list = (await (await api('/api/sessions')).json()) as { partial: boolean };
+    assert.equal(list.partial, true, phase);
+    for (const [frame, what] of [
+      [{ op: 'sub', subject: 'heal.>', since: 1, id: `r-${phase}` }, 'resume'],
+      [{ op: 'sub', subject: 'heal.>', ack: true, durable: 'outage', id: `k-${phase}` }, 'acked sub'],
+    ] as const) {
+      const [r, t] = await timed(() => local.call(frame));
+      assert.deepEqual([r.op, r.code], ['error', 'bus_unavailable'], `${phase}: ${what}`);
+      assert.ok(t < 2500, `${phase}: ${what} failed in ${t} ms`);
+    }
+  };
+  // NATS gone: nothing remote can be known.
+  await nats.stop();
+  try {
+    await until('A to notice', async () => ((await readyz(a.http)).body.nats === 'disconnected' ? true : undefined));
+    await check('nats down', 'bus_unavailable');
+    assert.equal((await local.call({ subject: 'heal.x', text: 'x', id: 'p' })).code, 'bus_unavailable', 'a history publish is known not stored');
+  } finally {
+    await nats.restart();
+  }
+  await until('ready again', async () => ((await readyz(a.http)).status === 200 && (await readyz(b.http)).status === 200 ? true : undefined), 30_000);
+  // NATS frozen: the connection looks up, but nothing answers.
+  nats.proc.kill('SIGSTOP');
+  try {
+    await check('nats frozen', 'presence_unavailable');
+  } finally {
+    nats.proc.kill('SIGCONT');
+  }
+  await until('ready after SIGCONT', async () => ((await readyz(a.http)).status === 200 ? true : undefined));
+  local.close();
+  onB.close();
 });
 
 test('nats-server back on a fresh store: stream and buckets made again, subscribers told history_lost, acked and resumed delivery go on', async () => {

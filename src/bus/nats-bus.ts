@@ -254,9 +254,15 @@ export class NatsBus implements Bus {
     return this.#history;
   }
 
-  async subscribeAcked(pattern: string, durableName: string, ackWaitMs: number, deliver: (msg: BusMessage, handle: AckHandle) => void, opts?: AckedOptions): Promise<AckedSubscription> {
+  /** JetStream operations fail at once while NATS is unreachable (no waiting for a timeout). */
+  #needJetStream(): JetStreamHistory {
     if (!this.#history) throw new RequestError('bus_unavailable', 'no history configured');
-    return this.#history.subscribeAcked(pattern, durableName, ackWaitMs, deliver, opts);
+    if (!this.#connected) throw new RequestError('bus_unavailable', 'NATS is unreachable: history is not available');
+    return this.#history;
+  }
+
+  async subscribeAcked(pattern: string, durableName: string, ackWaitMs: number, deliver: (msg: BusMessage, handle: AckHandle) => void, opts?: AckedOptions): Promise<AckedSubscription> {
+    return this.#needJetStream().subscribeAcked(pattern, durableName, ackWaitMs, deliver, opts);
   }
 
   hasHistory(pattern: string): boolean {
@@ -264,13 +270,12 @@ export class NatsBus implements Bus {
   }
 
   async replay(pattern: string, since: number, epoch: string | undefined, sink: ReplaySink): Promise<ReplayResult> {
-    if (!this.#history) throw new RequestError('bus_unavailable', 'no history configured');
-    return this.#history.replay(pattern, since, epoch, sink);
+    if (this.#history && !this.#connected) this.#history.stats.replayFailures++;
+    return this.#needJetStream().replay(pattern, since, epoch, sink);
   }
 
   async position(): Promise<StreamPosition> {
-    if (!this.#history) throw new RequestError('bus_unavailable', 'no history configured');
-    return this.#history.position();
+    return this.#needJetStream().position();
   }
 
   async close(): Promise<void> {
