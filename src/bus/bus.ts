@@ -21,7 +21,7 @@ export interface BusMessage extends BrokerMessage {
 /** A message on an acknowledged subscription, until it is acked (or given back). */
 export interface AckHandle {
   ack(): void;
-  /** Give it back for immediate redelivery (the session went away). */
+  /** Give it back for redelivery to the next consumer (the session went away): within seconds, not after ack_wait. */
   nak(): void;
 }
 

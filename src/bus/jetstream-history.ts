@@ -5,7 +5,7 @@
 // routes plain traffic; everything that needs JetStream lives here (nats.js keeps JetStream in
 // its own package for the same reason).
 import { createHash } from 'node:crypto';
-import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, DiscardPolicy } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, DiscardPolicy } from '@nats-io/jetstream';
 import type { JetStreamClient, JetStreamManager, StreamConfig, StreamInfo } from '@nats-io/jetstream';
 import type { NatsConnection, MsgHdrs } from '@nats-io/transport-node';
 import { SubjectTrie } from './subject-trie.ts';
@@ -14,6 +14,7 @@ import { RequestError } from './bus.ts';
 import type { AckHandle, AckedSubscription, AckedOptions, BusMessage, PublishAck, ReplayResult, ReplaySink, StreamPosition } from './bus.ts';
 import { readStream } from './stream-reader.ts';
 import { LiveConsumers } from './history-live.ts';
+import { subscribeDurable } from './history-acked.ts';
 import type { Logger } from '../observability/logger.ts';
 
 /** JetStream API calls (stream info, consumers) fail after this long: an outage is an error within a second. */
@@ -110,7 +111,10 @@ export class JetStreamHistory {
   #config: StreamConfig;
   #shape: HistoryShape;
   #log: Logger;
+  #nc: NatsConnection;
   #live: LiveConsumers | undefined;
+  /** This node's acknowledged subscriptions (their durables go with the stream). */
+  #acked = new Set<(reason: string) => void>();
   /** The stream's epoch and last sequence as last seen. */
   #epoch: string | undefined;
   #lastSeq = 0;
@@ -118,7 +122,8 @@ export class JetStreamHistory {
   /** Told when the stream became another one: subscribers must hear history_lost. */
   onEpochChange: (info: { epoch: string; previousLastSeq: number; firstSeq: number }) => void = () => {};
 
-  private constructor(stream: string, js: JetStreamClient, jsm: JetStreamManager, map: SubjectMapping, opts: HistoryOptions, config: StreamConfig, log: Logger) {
+  private constructor(nc: NatsConnection, stream: string, js: JetStreamClient, jsm: JetStreamManager, map: SubjectMapping, opts: HistoryOptions, config: StreamConfig, log: Logger) {
+    this.#nc = nc;
     this.stream = stream;
     this.#js = js;
     this.#jsm = jsm;
@@ -155,7 +160,7 @@ export class JetStreamHistory {
       discard: DiscardPolicy.Old,
       duplicate_window: DUPLICATE_WINDOW_MS * 1_000_000,
     };
-    const h = new JetStreamHistory(stream, js, jsm, map, opts, config as StreamConfig, log);
+    const h = new JetStreamHistory(nc, stream, js, jsm, map, opts, config as StreamConfig, log);
     let info: StreamInfo;
     try {
       info = await jsm.streams.info(stream);
@@ -243,6 +248,8 @@ export class JetStreamHistory {
       this.stats.epochChanges++;
       this.#log.warn({ stream: this.stream, epoch }, 'history stream is a new one (new epoch): live delivery starts over from its beginning; subscribers are told history_lost');
       await this.#live?.restartAll();
+      // Durables belonged to the old stream: those subscriptions have ended.
+      for (const end of [...this.#acked]) end('the history stream was made again (JetStream lost its state)');
       this.onEpochChange({ epoch, previousLastSeq, firstSeq: info.state.first_seq });
     } else {
       await this.#live?.heal();
@@ -297,81 +304,13 @@ export class JetStreamHistory {
   }
 
   /**
-   * Acknowledged delivery through the durable `durableName`. When the durable does not exist it is
-   * made: from `opts.since` (in `opts.epoch`) when the client gives its position, so nothing after
-   * it is skipped even if the durable was lost (a JetStream reset, its inactivity limit); else with
-   * what is stored from now on. `opts.lost` is told first when part of what came after `since` is
-   * gone. `ended` is told when the durable goes away while consumed.
+   * Acknowledged delivery through the durable `durableName` (src/bus/history-acked.ts). When the
+   * durable does not exist it is made: from `opts.since` (in `opts.epoch`) when the client gives
+   * its position, so nothing after it is skipped even if the durable was lost (a JetStream reset,
+   * its inactivity limit); else with what is stored from now on.
    */
-  async subscribeAcked(pattern: string, durableName: string, ackWaitMs: number, deliver: (msg: BusMessage, handle: AckHandle) => void, opts: AckedOptions = {}): Promise<AckedSubscription> {
-    const map = this.#map;
-    const name = durableName;
-    let exists = true;
-    try {
-      const ci = await this.#jsm.consumers.info(this.stream, name);
-      if (ci.config.ack_wait !== ackWaitMs * 1_000_000) await this.#jsm.consumers.update(this.stream, name, { ack_wait: ackWaitMs * 1_000_000 });
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-      exists = false;
-    }
-    let position: StreamPosition | undefined;
-    if (!exists) {
-      const info = await this.#jsm.streams.info(this.stream);
-      position = { seq: info.state.last_seq, epoch: epochOf(info) };
-      let start: { deliver_policy: DeliverPolicy; opt_start_seq?: number } = { deliver_policy: DeliverPolicy.New };
-      if (opts.since !== undefined) {
-        const first = info.state.first_seq;
-        if ((opts.epoch !== undefined && opts.epoch !== position.epoch) || opts.since > position.seq) {
-          opts.lost?.(first, 'epoch', position);
-          start = { deliver_policy: DeliverPolicy.All };
-        } else {
-          if (info.state.messages > 0 ? opts.since + 1 < first : opts.since < position.seq) opts.lost?.(first, 'window', position);
-          start = { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(opts.since + 1, first) };
-        }
-      }
-      try {
-        await this.#jsm.consumers.add(this.stream, {
-          durable_name: name,
-          filter_subject: map.toNats(pattern),
-          ack_policy: AckPolicy.Explicit,
-          ack_wait: ackWaitMs * 1_000_000,
-          ...start,
-          // A durable nobody has consumed for a history window is removed.
-          inactive_threshold: this.#maxAgeSec * 1_000_000_000,
-        });
-      } catch (err) {
-        // Made by another session of the same principal meanwhile: use it.
-        if (!/already (exists|in use)/i.test((err as Error).message)) throw err;
-      }
-    }
-    const consumer = await this.#js.consumers.get(this.stream, name);
-    let stopped = false;
-    // Short pull expiry: after stop(), the server stops routing to this node within 2 s.
-    const messages = await consumer.consume({
-      expires: 2000,
-      // The durable deleted (a JetStream reset, the stream made again): end, so the client is told.
-      abort_on_missing_resource: true,
-      callback: (m) => {
-        const reply = m.headers?.get(REPLY_HEADER) || undefined;
-        deliver(
-          { subject: map.fromNats(m.subject), body: m.data, replyTo: reply ? map.fromNats(reply) : null, seq: m.seq, redelivered: m.info.deliveryCount - 1 },
-          { ack: () => m.ack(), nak: () => m.nak() },
-        );
-      },
-    });
-    void messages.closed().then((err) => {
-      if (stopped) return;
-      this.stats.durablesLost++;
-      opts.ended?.(err instanceof Error ? err.message : 'the durable consumer went away');
-    });
-    position ??= await this.position().catch(() => undefined);
-    return {
-      position,
-      stop: () => {
-        stopped = true;
-        void messages.stop();
-      },
-    };
+  subscribeAcked(pattern: string, durableName: string, ackWaitMs: number, deliver: (msg: BusMessage, handle: AckHandle) => void, opts: AckedOptions = {}): Promise<AckedSubscription> {
+    return subscribeDurable({ nc: this.#nc, jsm: this.#jsm, stream: this.stream, map: this.#map, maxAgeSec: this.#maxAgeSec, stats: this.stats, log: this.#log, active: this.#acked }, pattern, durableName, ackWaitMs, deliver, opts);
   }
 
   /** The stream's last sequence and epoch. */
@@ -428,6 +367,6 @@ export class JetStreamHistory {
   }
 }
 
-function isNotFound(err: unknown): boolean {
+export function isNotFound(err: unknown): boolean {
   return /not found/i.test((err as Error)?.message ?? '');
 }

@@ -53,9 +53,12 @@ export class DurableDelivery {
     const current = () => !released && !session.closed && session.subscriptions.get(pattern) === release;
     const tenant = (bus as { prefix?: string }).prefix ?? '';
     bus.subscribeAcked(pattern, scopedDurableName(tenant, session.principal, durable, pattern), waitMs, (msg, handle) => {
-      // Arrived after the session went: left unacknowledged, it comes again after ack_wait
-      // (a nak here could bounce straight back to this stopping consumer).
-      if (released || session.closed) return;
+      // Arrived after the session went (or as it goes): given back at once, for the next consumer
+      // of the durable (the bus delays the redelivery past this node's pending pull).
+      if (released || session.closed) {
+        handle.nak();
+        return;
+      }
       session.unacked.set(msg.seq!, handle);
       session.deliver(msg); // if dropped (slow consumer), ack_wait brings it back
     }, {
