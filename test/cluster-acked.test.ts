@@ -75,4 +75,8 @@ test('a closing session gives its unacked messages back at once; each comes once
     next.close();
   }
   writer.close();
+  // Counted: given back on the node the sessions left, delivered again on the other.
+  const metric = async (url: string, name: string) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(await (await fetch(url.replace('ws://', 'http://').replace(/\/ws$/, '/metrics'))).text())?.[1] ?? 'NaN');
+  assert.ok((await metric(a.url, 'wsbridge_history_given_back_total')) >= 15, 'three per round given back');
+  assert.ok((await metric(b.url, 'wsbridge_history_redeliveries_total')) >= 15, 'three per round redelivered');
 });

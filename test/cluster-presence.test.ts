@@ -187,6 +187,10 @@ test('send-to-session and close are confirmed by the node holding the session: 4
   const r = await api(a.http, `/api/sessions/${onC.welcome.session}/messages`, { method: 'POST', body: JSON.stringify({ subject: 'direct', text: 'x' }) });
   assert.equal(r.status, 404);
   assert.equal((await api(a.http, `/api/sessions/${onC.welcome.session}`, { method: 'DELETE' })).status, 404);
+  const m = await (await fetch(`${a.http}/metrics`)).text();
+  assert.match(m, /^wsbridge_node_requests_total\{op="send",result="node_unreachable"\} 1$/m);
+  assert.match(m, /^wsbridge_node_requests_total\{op="send",result="not_found"\} [1-9]/m);
+  assert.match(m, /^wsbridge_node_requests_total\{op="broadcast",result="partial"\} 1$/m);
 });
 
 test('a broadcast reports how many sessions on how many nodes it reached', async () => {

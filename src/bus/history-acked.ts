@@ -128,10 +128,14 @@ export async function subscribeDurable(ctx: DurableContext, pattern: string, nam
       const ai = m.reply ? ackInfo(m.reply) : undefined;
       if (!ai) return;
       const reply = m.reply!;
-      const give = () => nc.publish(reply, enc.encode('-NAK'));
+      const give = () => {
+        ctx.stats.givenBack++;
+        nc.publish(reply, enc.encode('-NAK'));
+      };
       // Still on its way when the session left: back at once, to another member or the next one.
       if (stopped || ended) return give();
       const r = h?.get(REPLY_HEADER) || undefined;
+      if (ai.delivered > 1) ctx.stats.redeliveries++;
       deliver(
         { subject: map.fromNats(m.subject), body: m.data, replyTo: r ? map.fromNats(r) : null, seq: ai.seq, redelivered: ai.delivered - 1 },
         { ack: () => nc.publish(reply, enc.encode('+ACK')), nak: give },

@@ -68,6 +68,11 @@ export class LiveConsumers {
     for (const l of this.#live) await this.#open(l, 'new').catch((err: unknown) => this.#lost(l, err));
   }
 
+  /** How many consumers are running. */
+  get runningCount(): number {
+    return this.#live.filter((l) => l.messages !== undefined && !l.reopening).length;
+  }
+
   /** Whether every consumer is running. */
   get running(): boolean {
     return this.#live.every((l) => l.messages !== undefined && !l.reopening);

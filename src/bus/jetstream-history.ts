@@ -89,8 +89,10 @@ export interface HistoryStats {
   streamRecreated: number;
   /** Times the stream's epoch changed under this node (made again by it or another node). */
   epochChanges: number;
-  /** Replays that failed (JetStream unreachable, a read that stalled). */
-  replayFailures: number;
+  /** Messages delivered to acknowledged subscriptions again (redelivered ≥ 1). */
+  redeliveries: number;
+  /** Messages given back for redelivery (their session went, or they were on their way as it did). */
+  givenBack: number;
   /** Publishes whose acknowledgement did not come in time: stored or not, unknown. */
   publishTimeouts: number;
   /** Publishes JetStream refused or could not take (not stored). */
@@ -101,7 +103,9 @@ export interface HistoryStats {
 
 export class JetStreamHistory {
   readonly stream: string;
-  readonly stats: HistoryStats = { streamRecreated: 0, epochChanges: 0, replayFailures: 0, publishTimeouts: 0, publishFailures: 0, durablesLost: 0 };
+  readonly stats: HistoryStats = { streamRecreated: 0, epochChanges: 0, redeliveries: 0, givenBack: 0, publishTimeouts: 0, publishFailures: 0, durablesLost: 0 };
+  /** JetStream consumers on the stream (all nodes: live, durable, replays) at the last check. */
+  consumerCount = 0;
   #js: JetStreamClient;
   #jsm: JetStreamManager;
   #map: SubjectMapping;
@@ -217,6 +221,16 @@ export class JetStreamHistory {
     return this.#mismatch !== undefined;
   }
 
+  /** Acknowledged subscriptions on this node. */
+  get ackedSubscriptions(): number {
+    return this.#acked.size;
+  }
+
+  /** Live consumers of this node that are running. */
+  get liveRunning(): number {
+    return this.#live?.runningCount ?? 0;
+  }
+
   /** Live consumers made again after theirs went away. */
   get liveRecreated(): number {
     return this.#live?.stats.recreated ?? 0;
@@ -255,6 +269,7 @@ export class JetStreamHistory {
       await this.#live?.heal();
     }
     this.#lastSeq = info.state.last_seq;
+    this.consumerCount = info.state.consumer_count;
     if (!sameShape(shapeOf(info.config, this.#map.prefix), this.#shape)) {
       this.#reportMismatch(info.config);
       return { ok: false, mismatch: true, problem: this.#mismatch };
@@ -327,15 +342,6 @@ export class JetStreamHistory {
    * and what is still stored. Fails (never stops short silently) when JetStream does not deliver.
    */
   async replay(pattern: string, since: number, epoch: string | undefined, sink: ReplaySink): Promise<ReplayResult> {
-    try {
-      return await this.#replay(pattern, since, epoch, sink);
-    } catch (err) {
-      this.stats.replayFailures++;
-      throw err;
-    }
-  }
-
-  async #replay(pattern: string, since: number, epoch: string | undefined, sink: ReplaySink): Promise<ReplayResult> {
     const map = this.#map;
     const info = await this.#jsm.streams.info(this.stream);
     const first = info.state.first_seq;

@@ -270,7 +270,6 @@ export class NatsBus implements Bus {
   }
 
   async replay(pattern: string, since: number, epoch: string | undefined, sink: ReplaySink): Promise<ReplayResult> {
-    if (this.#history && !this.#connected) this.#history.stats.replayFailures++;
     return this.#needJetStream().replay(pattern, since, epoch, sink);
   }
 

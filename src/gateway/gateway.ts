@@ -40,6 +40,8 @@ export interface SessionList {
 }
 
 export interface GatewayStats {
+  /** Sends, closes and broadcasts another node had to answer, by `op:result`. */
+  nodeRequests: Record<string, number>;
   handlerCalls: number;
   handlerErrors: number;
   /** Outbound WebSockets opened by components. */
@@ -78,7 +80,7 @@ export class Gateway {
   /** This node's request inbox (client req, consumer.request, the TypeScript API). */
   readonly inbox: RequestInbox;
   readonly hub: SessionHub;
-  readonly stats: GatewayStats = { handlerCalls: 0, handlerErrors: 0, outbound: { open: 0, opened: 0, bytesIn: 0, bytesOut: 0 } };
+  readonly stats: GatewayStats = { nodeRequests: {}, handlerCalls: 0, handlerErrors: 0, outbound: { open: 0, opened: 0, bytesIn: 0, bytesOut: 0 } };
   server: GatewayServer | undefined;
   #links = new Map<string, { link: RemoteLink; owners: Set<string> }>();
   #components = new Map<string, LinkedComponent>();
@@ -462,15 +464,31 @@ export class Gateway {
    */
   async sendToSession(sessionId: string, msg: BrokerMessage): Promise<'delivered' | 'dropped' | 'not_found'> {
     this.#checkOutgoing(msg);
-    const where = await this.#locate(sessionId);
+    const where = await this.#counted('send', this.#locate(sessionId));
     if (where === undefined) return 'not_found';
     if (where === 'local') {
       const r = this.hub.sendToLocalSession(sessionId, msg);
       return r === undefined ? 'not_found' : r ? 'delivered' : 'dropped';
     }
-    const r = await this.#nodeRequests.sendTo(where, sessionId, msg);
+    const r = await this.#counted('send', this.#nodeRequests.sendTo(where, sessionId, msg));
+    this.#count('send', r);
     if (r === 'not_found') this.#presence?.forget(sessionId);
     return r;
+  }
+
+  #count(op: string, result: string): void {
+    const k = `${op}:${result}`;
+    this.stats.nodeRequests[k] = (this.stats.nodeRequests[k] ?? 0) + 1;
+  }
+
+  /** Counts a cluster operation that could not be completed (by its code), and passes it on. */
+  async #counted<T>(op: string, p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (e) {
+      if (e instanceof ClusterUnavailable) this.#count(op, e.code);
+      throw e;
+    }
   }
 
   /** Sends to every session of this node and (through NATS) of every other; returns how many local sessions it was written to. */
@@ -486,7 +504,9 @@ export class Gateway {
    */
   async broadcastReach(msg: BrokerMessage): Promise<BroadcastReach> {
     this.#checkOutgoing(msg);
-    return this.#nodeRequests.broadcast(msg, await this.#expectedNodes());
+    const reach = await this.#nodeRequests.broadcast(msg, await this.#expectedNodes());
+    this.#count('broadcast', reach.partial ? 'partial' : 'complete');
+    return reach;
   }
 
   /** The nodes a broadcast should reach; undefined when presence cannot say. */
@@ -523,10 +543,11 @@ export class Gateway {
 
   /** Closes a session on whichever node holds it; false when no node has it. Throws ClusterUnavailable like sendToSession. */
   async closeAnySession(sessionId: string): Promise<boolean> {
-    const where = await this.#locate(sessionId);
+    const where = await this.#counted('close', this.#locate(sessionId));
     if (where === undefined) return false;
     if (where === 'local') return this.closeSession(sessionId);
-    const closed = await this.#nodeRequests.closeOn(where, sessionId);
+    const closed = await this.#counted('close', this.#nodeRequests.closeOn(where, sessionId));
+    this.#count('close', closed ? 'closed' : 'not_found');
     if (!closed) this.#presence?.forget(sessionId);
     return closed;
   }

@@ -91,12 +91,40 @@ export function createMetrics(gw: Gateway): Registry {
     new Counter({ name, help, registers: [registry], collect() { this.reset(); const h = history(); if (h) this.inc(read(h)); } });
   historyCounter('wsbridge_history_stream_recreated_total', 'Times this node found the history stream missing (JetStream lost its state) and made it again.', (h) => h.stats.streamRecreated);
   historyCounter('wsbridge_history_epoch_changes_total', 'Times the history stream became another one (new epoch) under this node; its history subscribers were told history_lost.', (h) => h.stats.epochChanges);
-  historyCounter('wsbridge_history_replay_failures_total', 'Resumes (sub with since) whose replay failed (answered bus_unavailable, nothing subscribed).', (h) => h.stats.replayFailures);
+  historyCounter('wsbridge_history_redeliveries_total', 'Messages delivered to acknowledged subscriptions again (marked redelivered).', (h) => h.stats.redeliveries);
+  historyCounter('wsbridge_history_given_back_total', 'Messages of acknowledged subscriptions given back for redelivery (their session went).', (h) => h.stats.givenBack);
+  new Gauge({ name: 'wsbridge_history_acked_subscriptions', help: 'Acknowledged subscriptions open on this node.', registers: [registry], collect() { const h = history(); if (h) this.set(h.ackedSubscriptions); } });
+  new Gauge({ name: 'wsbridge_history_live_consumers', help: 'Live history consumers of this node that are running (one per HISTORY_SUBJECTS pattern when all is well).', registers: [registry], collect() { const h = history(); if (h) this.set(h.liveRunning); } });
+  new Gauge({ name: 'wsbridge_history_consumers', help: 'JetStream consumers on the history stream, all nodes (live, durables, replays in progress), at the last readiness check.', registers: [registry], collect() { const h = history(); if (h) this.set(h.consumerCount); } });
   historyCounter('wsbridge_history_publish_timeouts_total', 'Publishes to history subjects whose JetStream acknowledgement did not arrive in time (stored or not: unknown).', (h) => h.stats.publishTimeouts);
   historyCounter('wsbridge_history_publish_failures_total', 'Publishes to history subjects JetStream did not store (known).', (h) => h.stats.publishFailures);
   historyCounter('wsbridge_history_durables_lost_total', 'Acknowledged subscriptions ended because their durable consumer went away.', (h) => h.stats.durablesLost);
   historyCounter('wsbridge_history_live_consumers_recreated_total', 'Live history consumers of this node made again after theirs went away.', (h) => h.liveRecreated);
   new Gauge({ name: 'wsbridge_history_config_mismatch', help: '1 while this node\'s HISTORY_SUBJECTS / HISTORY_MAX_* differ from the history stream\'s (other nodes\'), else 0.', registers: [registry], collect() { const h = history(); if (h) this.set(h.mismatch ? 1 : 0); } });
+  new Counter({
+    name: 'wsbridge_errors_total', help: 'Error frames sent to sessions, by code (see docs/protocol.md, Errors).', labelNames: ['code'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const [code, n] of Object.entries(hub.stats.errorsByCode)) this.inc({ code }, n);
+    },
+  });
+  new Counter({
+    name: 'wsbridge_history_subscribe_failures_total', help: 'History subscriptions that could not be served now (answered bus_unavailable, nothing subscribed), by kind: position (sub), replay (sub with since), acked (sub with ack), ended (an acked subscription whose durable went away).', labelNames: ['kind'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const [kind, n] of Object.entries(hub.stats.historySubscribeFailures)) this.inc({ kind }, n);
+    },
+  });
+  new Counter({
+    name: 'wsbridge_node_requests_total', help: 'Operations another node answers, by op (send, close, broadcast) and result (delivered, dropped, not_found, closed, complete, partial, bus_unavailable, presence_unavailable, node_unreachable).', labelNames: ['op', 'result'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const [k, n] of Object.entries(gw.stats.nodeRequests)) {
+        const [op, result] = k.split(':');
+        this.inc({ op: op!, result: result! }, n);
+      }
+    },
+  });
   const requests = new Histogram({ name: 'wsbridge_request_duration_seconds', help: 'req operations of sessions, by result (ok, timeout, no_responders, …).', labelNames: ['result'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] });
   hub.onRequestDone = (seconds, result) => requests.observe({ result }, seconds);
   const calls = new Histogram({ name: 'wsbridge_component_call_duration_seconds', help: 'handle-message calls of components, by component and result (ok, err, trap, timeout).', labelNames: ['component', 'result'], buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1, 5], registers: [registry] });

@@ -7,6 +7,8 @@ import { scopedDurableName } from '../security/subject-policy.ts';
 export interface DeliveryEvents {
   error(session: Session, code: 'history_unavailable' | 'bus_unavailable', message: string, id: string | undefined): void;
   changed(session: Session): void;
+  /** A history subscription could not be served now (counted for metrics). */
+  failed(kind: 'position' | 'replay' | 'acked' | 'ended'): void;
 }
 
 /** A subscription this module made: whether it is acked, and how to forget what it sent (a new epoch). */
@@ -69,6 +71,7 @@ export class DurableDelivery {
       },
       ended: (reason) => {
         if (!current()) return;
+        this.#events.failed('ended');
         release();
         session.subscriptions.delete(pattern);
         this.#events.changed(session);
@@ -81,6 +84,7 @@ export class DurableDelivery {
       this.#events.changed(session);
     }, (err: unknown) => {
       if (session.subscriptions.get(pattern) === release) session.subscriptions.delete(pattern);
+      this.#events.failed('acked');
       this.#events.error(session, 'bus_unavailable', `acknowledged subscription failed: ${(err as Error).message}`, id);
     });
   }
@@ -119,6 +123,7 @@ export class DurableDelivery {
       release();
       session.subscriptions.delete(pattern);
       this.#events.changed(session);
+      this.#events.failed('position');
       this.#events.error(session, 'bus_unavailable', `history position unavailable, not subscribed: ${(err as Error).message}`, id);
     });
   }
@@ -150,6 +155,7 @@ export class DurableDelivery {
         session.subscriptions.delete(pattern);
         this.#events.changed(session);
       }
+      this.#events.failed('replay');
       this.#events.error(session, 'bus_unavailable', message, id);
     };
     const send = (msg: BusMessage) => {

@@ -48,6 +48,10 @@ export interface HubStats {
   slowConsumerCloses: number;
   slowConsumerDrops: number;
   protocolErrors: number;
+  /** Error frames sent, by code. */
+  errorsByCode: Record<string, number>;
+  /** History subscriptions refused for now (nothing subscribed), by kind: position, replay, acked. */
+  historySubscribeFailures: Record<string, number>;
 }
 
 export class SessionHub {
@@ -55,7 +59,7 @@ export class SessionHub {
   readonly totals = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0, controlOut: 0 };
   /** Valid inbound frames by class: publish (to a subject), reply (to a reply subject), and each op. */
   readonly framesIn: Record<string, number> = {};
-  readonly stats: HubStats = { rateLimited: 0, connectionsRefused: 0, deadPeers: 0, idleCloses: 0, authFailures: 0, permissionDenials: 0, reservedRefusals: 0, sessionsOpened: 0, sessionsClosed: 0, closeCodes: {}, slowConsumerCloses: 0, slowConsumerDrops: 0, protocolErrors: 0 };
+  readonly stats: HubStats = { rateLimited: 0, connectionsRefused: 0, deadPeers: 0, idleCloses: 0, authFailures: 0, permissionDenials: 0, reservedRefusals: 0, sessionsOpened: 0, sessionsClosed: 0, closeCodes: {}, slowConsumerCloses: 0, slowConsumerDrops: 0, protocolErrors: 0, errorsByCode: {}, historySubscribeFailures: {} };
   #bus: Bus;
   #log: Logger;
   #opts: HubOptions;
@@ -76,7 +80,14 @@ export class SessionHub {
     this.#opts = opts;
     this.routes = new SessionRoutes(bus, this.sessions);
     this.#fanout = new Fanout(bus);
-    this.#durable = new DurableDelivery(bus, { error: (s, code, message, id) => this.error(s, code, message, id), changed: (s) => this.onChange(s, false) });
+    this.#durable = new DurableDelivery(bus, {
+      error: (s, code, message, id) => this.error(s, code, message, id),
+      changed: (s) => this.onChange(s, false),
+      failed: (kind) => {
+        const f = this.stats.historySubscribeFailures;
+        f[kind] = (f[kind] ?? 0) + 1;
+      },
+    });
     this.#requests = new RequestProxy(inbox, opts, log, (s, code, message, id) => this.error(s, code, message, id));
   }
 
@@ -282,6 +293,7 @@ export class SessionHub {
   error(session: Session, code: ErrorCode, message: string, id?: string): void {
     session.counters.errors++;
     this.stats.protocolErrors++;
+    this.stats.errorsByCode[code] = (this.stats.errorsByCode[code] ?? 0) + 1;
     session.sendFrame(id === undefined ? { op: 'error', code, message } : { op: 'error', code, message, id });
   }
 
