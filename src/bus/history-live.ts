@@ -28,6 +28,8 @@ interface Live {
   failures: number;
   /** Opened at least once in this epoch (else a re-open starts with what is new). */
   opened: boolean;
+  /** Bumped by restartAll: opens and deliveries of an older generation are dropped. */
+  gen: number;
 }
 
 export interface LiveStats {
@@ -56,7 +58,7 @@ export class LiveConsumers {
     this.#map = map;
     this.#deliver = deliver;
     this.#log = log;
-    this.#live = patterns.map((pattern) => ({ pattern, lastSeq: 0, messages: undefined, name: undefined, reopening: false, failures: 0, opened: false }));
+    this.#live = patterns.map((pattern) => ({ pattern, lastSeq: 0, messages: undefined, name: undefined, reopening: false, failures: 0, opened: false, gen: 0 }));
   }
 
   /**
@@ -65,7 +67,7 @@ export class LiveConsumers {
    * stays false meanwhile.
    */
   async start(): Promise<void> {
-    for (const l of this.#live) await this.#open(l, 'new').catch((err: unknown) => this.#lost(l, err));
+    for (const l of this.#live) await this.#open(l, 'new', l.gen).catch((err: unknown) => this.#lost(l, err));
   }
 
   /** How many consumers are running. */
@@ -78,15 +80,20 @@ export class LiveConsumers {
     return this.#live.every((l) => l.messages !== undefined && !l.reopening);
   }
 
-  /** The stream is another one (new epoch): every consumer starts over from its first message. */
+  /**
+   * The stream is another one (new epoch): every consumer starts over from its first message. A
+   * re-open still under way from before (another generation) is dropped when it completes.
+   */
   async restartAll(): Promise<void> {
     for (const l of this.#live) {
+      l.gen++;
       this.#close(l);
       l.lastSeq = 0;
       l.failures = 0;
+      l.reopening = false;
       l.opened = true; // from the new stream's first message
     }
-    for (const l of this.#live) await this.#open(l, 'all').catch((err: unknown) => this.#lost(l, err));
+    for (const l of this.#live) await this.#open(l, 'all', l.gen).catch((err: unknown) => this.#lost(l, err));
   }
 
   /** Makes again, now, any consumer that is not running (the stream came back). */
@@ -103,7 +110,8 @@ export class LiveConsumers {
     if (name) void this.#jsm.consumers.delete(this.#stream, name).catch(() => {});
   }
 
-  async #open(l: Live, from: 'new' | 'all' | 'after'): Promise<void> {
+  /** Opens a consumer for `l` in generation `gen`; one that completes in a later generation removes itself. */
+  async #open(l: Live, from: 'new' | 'all' | 'after', gen: number): Promise<void> {
     const name = `wsb_live_${randomBytes(9).toString('base64url').replace(/[-_]/g, 'x')}`;
     const ci = await this.#jsm.consumers.add(this.#stream, {
       name,
@@ -114,7 +122,7 @@ export class LiveConsumers {
       mem_storage: true,
       num_replicas: 1,
     });
-    if (this.#stopped) {
+    if (this.#stopped || gen !== l.gen) {
       void this.#jsm.consumers.delete(this.#stream, name).catch(() => {});
       return;
     }
@@ -126,18 +134,24 @@ export class LiveConsumers {
       // Gone (deleted, stream gone): stop, so it is made again here from the right sequence.
       abort_on_missing_resource: true,
       callback: (m) => {
-        if (m.seq <= l.lastSeq) return; // never twice
+        if (gen !== l.gen || m.seq <= l.lastSeq) return; // another generation's stream, or already delivered
         l.lastSeq = m.seq;
         const { replyTo, origin } = this.#map.headersOf(m);
         this.#deliver({ subject: this.#map.fromNats(m.subject), body: m.data, replyTo, origin, seq: m.seq });
       },
     });
+    if (this.#stopped || gen !== l.gen) {
+      void messages.close().catch(() => {});
+      void this.#jsm.consumers.delete(this.#stream, name).catch(() => {});
+      return;
+    }
+    this.#close(l);
     l.messages = messages;
     l.name = name;
     l.failures = 0;
     l.opened = true;
     void messages.closed().then((err) => {
-      if (l.messages === messages && !this.#stopped) this.#lost(l, err ?? new Error('consumer closed'));
+      if (l.messages === messages && gen === l.gen && !this.#stopped) this.#lost(l, err ?? new Error('consumer closed'));
     });
   }
 
@@ -146,15 +160,18 @@ export class LiveConsumers {
     if (this.#stopped || l.reopening) return;
     this.#close(l);
     l.reopening = true;
+    const gen = l.gen;
     const delay = Math.min(2000, 100 * 2 ** Math.min(l.failures++, 5));
     if (l.failures === 1) this.#log.warn({ pattern: l.pattern, err: (err as Error)?.message }, 'live history consumer lost: making it again');
     setTimeout(() => {
-      if (this.#stopped) return;
-      this.#open(l, l.opened ? 'after' : 'new').then(() => {
+      if (this.#stopped || gen !== l.gen) return; // restarted meanwhile (new epoch)
+      this.#open(l, l.opened ? 'after' : 'new', gen).then(() => {
+        if (gen !== l.gen) return;
         l.reopening = false;
         this.stats.recreated++;
         this.#log.info({ pattern: l.pattern, from: l.lastSeq + 1 }, 'live history consumer made again');
       }, (e: unknown) => {
+        if (gen !== l.gen) return;
         l.reopening = false;
         this.#lost(l, e);
       });
