@@ -53,6 +53,8 @@ export class NatsBus implements Bus {
   #log: Logger;
   #interest = new Map<string, { sub: Subscription; count: number }>();
   #connected = true;
+  /** The NATS socket is corked until the end of this event-loop turn. */
+  #corked = false;
   #history: JetStreamHistory | undefined;
   onStatus: (connected: boolean) => void = () => {};
 
@@ -167,6 +169,25 @@ export class NatsBus implements Bus {
     }
   }
 
+  /**
+   * nats.js writes its buffer to the socket once per microtask checkpoint, which under load is one
+   * write syscall per WebSocket frame read (the profile of a two-node echo: a third of the CPU in
+   * writeBuffer). Corking the socket until the event loop's check phase coalesces every publish of
+   * one I/O phase into one writev, as ws frames to a session are (src/sessions/preframed.ts).
+   * Reaches into nats.js 3.4 (`protocol.transport.socket`, a net.Socket); without it, a no-op.
+   */
+  #corkUntilTickEnd(): void {
+    if (this.#corked) return;
+    const socket = (this.nc as unknown as { protocol?: { transport?: { socket?: { cork?: () => void; uncork?: () => void } } } }).protocol?.transport?.socket;
+    if (!socket || typeof socket.cork !== 'function' || typeof socket.uncork !== 'function') return;
+    socket.cork();
+    this.#corked = true;
+    setImmediate(() => {
+      this.#corked = false;
+      socket.uncork!();
+    });
+  }
+
   #headers(msg: BusMessage, stamp: boolean): MsgHdrs {
     const h = headers();
     if (stamp) h.set(NODE_HEADER, this.nodeId);
@@ -189,6 +210,7 @@ export class NatsBus implements Bus {
     // Local subscribers at once; queue groups are NATS's to resolve while it is reachable.
     const local = this.local.deliverLocal(msg, !this.#connected);
     if (!this.#connected) return local; // at most once: other nodes miss what is published during an outage
+    this.#corkUntilTickEnd();
     try {
       this.nc.publish(this.#toNats(msg.subject), msg.body, {
         headers: this.#headers(msg, true),
