@@ -323,14 +323,14 @@ test('SDK: acked subscriptions ack after the handler resolves; a rejecting handl
   let done: () => void = () => {};
   const finished = bounded(new Promise<void>((r) => (done = r)), 'photo-1 acked on its second try');
   let delivered: () => void = () => {};
-  sdk.subscribe('jobs.>', async (m) => {
+  const sub = sdk.subscribe('jobs.>', async (m) => {
     attempts.push({ text: m.text(), redelivered: m.redelivered });
     delivered();
     if (m.text() !== 'photo-1') return;
     if (attempts.filter((a) => a.text === 'photo-1').length === 1) throw new Error('first try fails');
     done();
   }, { ack: { durable: 'sdk-worker', ackWaitMs: 300 } });
-  await sdk.publishAck('jobs.sync', 'x'); // the sub is in place once a later op is answered
+  await sub.ready; // the durable exists: it starts with what is published from now on
   await sdk.publishAck('jobs.resize', 'photo-1');
   await finished;
   assert.deepEqual(attempts.filter((a) => a.text === 'photo-1').map((a) => a.redelivered ?? 0).slice(0, 2), [0, 1]);

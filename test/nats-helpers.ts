@@ -20,12 +20,26 @@ export interface NatsServer {
   proc: ChildProcess;
   stop(): Promise<void>;
   restart(): Promise<void>;
+  /** SIGHUP: reloads the configuration file; resolves once nats-server says it did (rejects if it refused). */
+  reload(): Promise<void>;
 }
 
 export async function startNats(port?: number, storeDir?: string, extraArgs: string[] = []): Promise<NatsServer> {
   const p = port ?? (await freePort());
   const dir = storeDir ?? mkdtempSync(join(tmpdir(), 'wsbridge-nats-'));
-  const proc = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(p), '-js', '-sd', dir, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawnNats(p, ['-a', '127.0.0.1', '-p', String(p), '-js', '-sd', dir, ...extraArgs], () => startNats(p, dir, extraArgs));
+}
+
+/**
+ * A nats-server configured by a file alone (listen address, JetStream store, authorization), so
+ * that SIGHUP reloads every part of it (nats-server refuses a reload whose flags differ).
+ */
+export async function startNatsWithConfig(port: number, confFile: string): Promise<NatsServer> {
+  return spawnNats(port, ['-c', confFile], () => startNatsWithConfig(port, confFile));
+}
+
+async function spawnNats(p: number, args: string[], again: () => Promise<NatsServer>): Promise<NatsServer> {
+  const proc = spawn('nats-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   await new Promise<void>((resolve, reject) => {
     let out = '';
     const onData = (d: Buffer) => {
@@ -49,8 +63,29 @@ export async function startNats(port?: number, storeDir?: string, extraArgs: str
     },
     async restart() {
       await server.stop();
-      const again = await startNats(p, dir, extraArgs);
-      server.proc = again.proc;
+      server.proc = (await again()).proc;
+    },
+    reload() {
+      const proc = server.proc;
+      return new Promise<void>((resolve, reject) => {
+        let out = '';
+        const onData = (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('Reloaded server configuration')) done();
+          else if (out.includes('Failed to reload')) done(new Error(out));
+        };
+        const timer = setTimeout(() => done(new Error(`nats-server did not reload within 10 s:\n${out}`)), 10_000);
+        const done = (err?: Error) => {
+          clearTimeout(timer);
+          proc.stdout!.off('data', onData);
+          proc.stderr!.off('data', onData);
+          if (err) reject(err);
+          else resolve();
+        };
+        proc.stdout!.on('data', onData);
+        proc.stderr!.on('data', onData);
+        proc.kill('SIGHUP');
+      });
     },
   };
   return server;

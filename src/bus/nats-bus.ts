@@ -10,17 +10,16 @@
 import { randomBytes } from 'node:crypto';
 import { headers } from '@nats-io/transport-node';
 import type { NatsConnection, Subscription, MsgHdrs } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, DiscardPolicy } from '@nats-io/jetstream';
-import type { JetStreamClient, JetStreamManager, JetStreamOptions } from '@nats-io/jetstream';
+import type { JetStreamOptions } from '@nats-io/jetstream';
 import { connectAtStartup, jetStreamOptions, jetStreamWhere } from './nats-connection.ts';
 import type { NatsConnectionSettings, JetStreamSettings } from './nats-connection.ts';
 import { JetStreamPlacement } from './jetstream-placement.ts';
 import type { PlacementSettings } from './jetstream-placement.ts';
 import { MemoryBus } from './memory-bus.ts';
-import { SubjectTrie } from './subject-trie.ts';
-import { patternCovers } from '../protocol/subject.ts';
+import { JetStreamHistory, HISTORY_STREAM, REPLY_HEADER, ORIGIN_HEADER } from './jetstream-history.ts';
+import type { HistoryOptions } from './jetstream-history.ts';
 import { RequestError } from './bus.ts';
-import type { AckHandle, AckedSubscription, Bus, BusHandler, BusMessage, BusSubscription, ReplayResult, ReplaySink, SubscribeOptions } from './bus.ts';
+import type { AckHandle, AckedOptions, AckedSubscription, Bus, BusHandler, BusMessage, BusSubscription, PublishAck, ReplayResult, ReplaySink, StreamPosition, SubscribeOptions } from './bus.ts';
 import type { Logger } from '../observability/logger.ts';
 import { RAW_PREFIX, INBOX_PREFIX, scopedStateName } from '../security/subject-policy.ts';
 
@@ -30,19 +29,14 @@ export interface NatsBusOptions extends NatsConnectionSettings, JetStreamSetting
   name: string;
 }
 
-export interface HistoryOptions {
-  subjects: string[];
-  maxAgeSec: number;
-  maxMsgs: number;
-}
+export type { HistoryOptions } from './jetstream-history.ts';
+export { HISTORY_STREAM } from './jetstream-history.ts';
 
-/** The history stream's name with an empty NATS_PREFIX; other prefixes get their own stream. */
-export const HISTORY_STREAM = 'WSBRIDGE_HISTORY';
+/** How long a publish with an id waits for NATS to confirm it (a PING round trip). */
+const FLUSH_CONFIRM_MS = 1000;
 const NODE_HEADER = 'Wsb-Node';
 /** A reply that is an error (BusMessage.errorCode), such as handler_failed. */
 const ERROR_HEADER = 'Wsb-Error';
-const REPLY_HEADER = 'Wsb-Reply';
-const ORIGIN_HEADER = 'Wsb-Origin';
 
 export class NatsBus implements Bus {
   readonly nodeId = randomBytes(8).toString('base64url');
@@ -56,7 +50,9 @@ export class NatsBus implements Bus {
   #log: Logger;
   #interest = new Map<string, { sub: Subscription; count: number }>();
   #connected = true;
-  #history: { js: JetStreamClient; jsm: JetStreamManager; patterns: string[]; trie: SubjectTrie<string>; maxAgeSec: number } | undefined;
+  /** The NATS socket is corked until the end of this event-loop turn. */
+  #corked = false;
+  #history: JetStreamHistory | undefined;
   #jetStream: JetStreamSettings;
   #publishAckTimeoutMs: number | undefined;
   /** Replicas and placement of the history stream and the presence bucket. */
@@ -179,6 +175,25 @@ export class NatsBus implements Bus {
     }
   }
 
+  /**
+   * nats.js writes its buffer to the socket once per microtask checkpoint, which under load is one
+   * write syscall per WebSocket frame read (the profile of a two-node echo: a third of the CPU in
+   * writeBuffer). Corking the socket until the event loop's check phase coalesces every publish of
+   * one I/O phase into one writev, as ws frames to a session are (src/sessions/preframed.ts).
+   * Reaches into nats.js 3.4 (`protocol.transport.socket`, a net.Socket); without it, a no-op.
+   */
+  #corkUntilTickEnd(): void {
+    if (this.#corked) return;
+    const socket = (this.nc as unknown as { protocol?: { transport?: { socket?: { cork?: () => void; uncork?: () => void } } } }).protocol?.transport?.socket;
+    if (!socket || typeof socket.cork !== 'function' || typeof socket.uncork !== 'function') return;
+    socket.cork();
+    this.#corked = true;
+    setImmediate(() => {
+      this.#corked = false;
+      socket.uncork!();
+    });
+  }
+
   #headers(msg: BusMessage, stamp: boolean): MsgHdrs {
     const h = headers();
     if (stamp) h.set(NODE_HEADER, this.nodeId);
@@ -201,6 +216,7 @@ export class NatsBus implements Bus {
     // Local subscribers at once; queue groups are NATS's to resolve while it is reachable.
     const local = this.local.deliverLocal(msg, !this.#connected);
     if (!this.#connected) return local; // at most once: other nodes miss what is published during an outage
+    this.#corkUntilTickEnd();
     try {
       this.nc.publish(this.#toNats(msg.subject), msg.body, {
         headers: this.#headers(msg, true),
@@ -212,27 +228,32 @@ export class NatsBus implements Bus {
     return undefined;
   }
 
-  async publishAcked(msg: BusMessage): Promise<void> {
+  async publishAcked(msg: BusMessage, opts: { dedupKey?: string | undefined } = {}): Promise<PublishAck | void> {
     if (!this.#connected) {
-      if (this.#isHistory(msg.subject)) throw new RequestError('bus_unavailable', `${msg.subject} keeps history and needs NATS, which is unreachable`);
+      if (this.#isHistory(msg.subject)) throw new RequestError('bus_unavailable', `${msg.subject} keeps history and needs NATS, which is unreachable: not stored`);
       this.local.deliverLocal(msg, true);
       throw new RequestError('bus_unavailable', 'NATS is unreachable: delivered on this node only');
     }
     if (this.#isHistory(msg.subject)) {
       const h = this.#headers(msg, false);
       if (msg.replyTo) h.set(REPLY_HEADER, this.#toNats(msg.replyTo));
-      try {
-        await this.#history!.js.publish(this.#toNats(msg.subject), msg.body, { headers: h, ...(this.#publishAckTimeoutMs ? { timeout: this.#publishAckTimeoutMs } : {}) });
-      } catch (err) {
-        throw new RequestError('bus_unavailable', `JetStream did not store it: ${(err as Error).message}`);
-      }
-      return;
+      return this.#history!.store(msg.subject, msg.body, h, opts.dedupKey);
     }
     this.publish(msg);
+    // A PING round trip: the server has everything sent before it. Bounded: a frozen server
+    // never answers, and then whether it got the message is unknown.
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await this.nc.flush();
+      await Promise.race([
+        this.nc.flush(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${FLUSH_CONFIRM_MS} ms`)), FLUSH_CONFIRM_MS);
+        }),
+      ]);
     } catch (err) {
-      throw new RequestError('bus_unavailable', `NATS: ${(err as Error).message}`);
+      throw new RequestError('unconfirmed', `NATS did not confirm (${(err as Error).message}): the message may have been delivered`);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -241,123 +262,53 @@ export class NatsBus implements Bus {
   }
 
   #isHistory(subject: string): boolean {
-    return this.#history !== undefined && this.#history.trie.match(subject).length > 0;
+    return this.#history !== undefined && this.#history.isHistory(subject);
   }
 
   /**
-   * Keeps messages on `subjects` in a JetStream stream (created or updated here) and delivers
-   * them to this node's subscribers from an ordered consumer, with their stream sequence. The
-   * window is trimmed from the oldest end only (max age, max messages), so a gap is always
-   * visible as `since < first stored sequence - 1`.
+   * Keeps messages on `opts.subjects` in this tenant's JetStream stream (src/bus/jetstream-history.ts).
+   * `othersUseStream` says whether live nodes use the stream's present configuration (then a
+   * different one here is a mismatch, not a change).
    */
-  async enableHistory(opts: HistoryOptions): Promise<void> {
-    const jsm = await jetstreamManager(this.nc, this.jsOptions());
-    const js = jetstream(this.nc, this.jsOptions());
-    const config = {
-      name: this.historyStream,
-      subjects: opts.subjects.map((p) => this.#prefix + p),
-      max_age: opts.maxAgeSec * 1_000_000_000,
-      max_msgs: opts.maxMsgs,
-      discard: DiscardPolicy.Old,
-      ...(await this.placement.stream()),
-    };
-    try {
-      await jsm.streams.add(config);
-    } catch {
-      await jsm.streams.update(this.historyStream, config);
-    }
-    const trie = new SubjectTrie<string>();
-    for (const p of opts.subjects) trie.insert(p, p);
-    this.#history = { js, jsm, patterns: opts.subjects, trie, maxAgeSec: opts.maxAgeSec };
-    for (const p of opts.subjects) {
-      const consumer = await js.consumers.get(this.historyStream, { filter_subjects: this.#prefix + p, deliver_policy: DeliverPolicy.New });
-      await consumer.consume({
-        callback: (m) => {
-          const reply = m.headers?.get(REPLY_HEADER) || undefined;
-          this.local.deliverLocal({
-            subject: this.#fromNats(m.subject),
-            body: m.data,
-            replyTo: reply ? this.#fromNats(reply) : null,
-            origin: m.headers?.get(ORIGIN_HEADER) || undefined,
-            seq: m.seq,
-          }, true);
-        },
-      });
-    }
+  async enableHistory(opts: HistoryOptions, othersUseStream: () => Promise<boolean>): Promise<JetStreamHistory> {
+    const map = { prefix: this.#prefix, toNats: (s: string) => this.#toNats(s), fromNats: (s: string) => this.#fromNats(s) };
+    // In the configured JetStream domain, with the configured replicas, placement and publish-ack timeout.
+    const where = { js: this.jsOptions(), storage: await this.placement.stream(), ...(this.#publishAckTimeoutMs ? { publishAckTimeoutMs: this.#publishAckTimeoutMs } : {}) };
+    this.#history = await JetStreamHistory.create(this.nc, this.historyStream, map, { ...opts, ...where }, this.#log, othersUseStream);
+    await this.#history.startLive((msg) => this.local.deliverLocal(msg, true));
+    return this.#history;
   }
 
-  async subscribeAcked(pattern: string, durableName: string, ackWaitMs: number, deliver: (msg: BusMessage, handle: AckHandle) => void): Promise<AckedSubscription> {
-    const h = this.#history;
-    if (!h) throw new RequestError('bus_unavailable', 'no history configured');
-    const name = durableName;
-    const config = {
-      durable_name: name,
-      filter_subject: this.#toNats(pattern),
-      ack_policy: AckPolicy.Explicit,
-      ack_wait: ackWaitMs * 1_000_000,
-      deliver_policy: DeliverPolicy.New,
-      // A durable nobody has consumed for a history window is removed.
-      inactive_threshold: h.maxAgeSec * 1_000_000_000,
-    };
-    try {
-      await h.jsm.consumers.add(this.historyStream, config);
-    } catch {
-      // The name is scoped to principal and pattern (scopedDurableName): only ack_wait can differ.
-      await h.jsm.consumers.update(this.historyStream, name, { ack_wait: config.ack_wait });
-    }
-    const consumer = await h.js.consumers.get(this.historyStream, name);
-    // Short pull expiry: after stop(), the server stops routing to this node within 2 s.
-    const messages = await consumer.consume({
-      expires: 2000,
-      callback: (m) => {
-        const reply = m.headers?.get(REPLY_HEADER) || undefined;
-        deliver(
-          { subject: this.#fromNats(m.subject), body: m.data, replyTo: reply ? this.#fromNats(reply) : null, seq: m.seq, redelivered: m.info.deliveryCount - 1 },
-          { ack: () => m.ack(), nak: () => m.nak() },
-        );
-      },
-    });
-    return { stop: () => void messages.stop() };
+  /** The history stream's keeper, when HISTORY_SUBJECTS is set. */
+  get history(): JetStreamHistory | undefined {
+    return this.#history;
+  }
+
+  /** JetStream operations fail at once while NATS is unreachable (no waiting for a timeout). */
+  #needJetStream(): JetStreamHistory {
+    if (!this.#history) throw new RequestError('bus_unavailable', 'no history configured');
+    if (!this.#connected) throw new RequestError('bus_unavailable', 'NATS is unreachable: history is not available');
+    return this.#history;
+  }
+
+  async subscribeAcked(pattern: string, durableName: string, ackWaitMs: number, deliver: (msg: BusMessage, handle: AckHandle) => void, opts?: AckedOptions): Promise<AckedSubscription> {
+    return this.#needJetStream().subscribeAcked(pattern, durableName, ackWaitMs, deliver, opts);
   }
 
   hasHistory(pattern: string): boolean {
-    // Covered when every subject the pattern can match is a history subject: here, when the
-    // pattern itself falls under one of the configured patterns.
-    const h = this.#history;
-    if (!h) return false;
-    return h.patterns.some((p) => patternCovers(p, pattern));
+    return this.#history?.covers(pattern) ?? false;
   }
 
-  async replay(pattern: string, since: number, sink: ReplaySink): Promise<ReplayResult> {
-    const h = this.#history;
-    if (!h) throw new RequestError('bus_unavailable', 'no history configured');
-    const info = await h.jsm.streams.info(this.historyStream);
-    const first = info.state.first_seq;
-    const last = info.state.last_seq;
-    const lost = info.state.messages > 0 ? since + 1 < first : since < last;
-    if (lost) sink.lost(first);
-    let lastSeq = since;
-    if (since >= last || info.state.messages === 0) return { lost, firstSeq: first, lastSeq };
-    const consumer = await h.js.consumers.get(this.historyStream, { filter_subjects: this.#prefix + pattern, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(since + 1, first) });
-    // Read up to the sequence that was last when the replay began; newer ones arrive live.
-    while (lastSeq < last) {
-      const batch = await consumer.fetch({ max_messages: 256, expires: 1000 });
-      let got = 0;
-      for await (const m of batch) {
-        got++;
-        if (m.seq > last) break;
-        const reply = m.headers?.get(REPLY_HEADER) || undefined;
-        sink.deliver({ subject: this.#fromNats(m.subject), body: m.data, replyTo: reply ? this.#fromNats(reply) : null, seq: m.seq });
-        lastSeq = m.seq;
-        if (m.info.pending === 0) break;
-      }
-      if (got === 0 || (await consumer.info(true)).num_pending === 0) break;
-    }
-    await consumer.delete().catch(() => {});
-    return { lost, firstSeq: first, lastSeq: Math.max(lastSeq, since) };
+  async replay(pattern: string, since: number, epoch: string | undefined, sink: ReplaySink): Promise<ReplayResult> {
+    return this.#needJetStream().replay(pattern, since, epoch, sink);
+  }
+
+  async position(): Promise<StreamPosition> {
+    return this.#needJetStream().position();
   }
 
   async close(): Promise<void> {
+    this.#history?.stop();
     await this.local.close();
     await this.nc.drain().catch(() => this.nc.close());
   }

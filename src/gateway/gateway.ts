@@ -22,8 +22,27 @@ import type { ComponentConfig } from '../components/component-config.ts';
 import type { RunningComponent } from '../components/component-host.ts';
 import type { OutboundStats } from '../components/outbound/socket.ts';
 import type { BrokerMessage, Consumer, Handler, Result, Subscription } from './messaging.ts';
+import { NodeRequests, ClusterUnavailable } from '../cluster/node-requests.ts';
+import type { BroadcastReach } from '../cluster/node-requests.ts';
+import type { NodeIdentity, Presence } from '../cluster/presence.ts';
+import os from 'node:os';
+import { readFileSync } from 'node:fs';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const STARTED_AT = new Date().toISOString();
+
+/** The cluster-wide session list, and whether every live node's sessions are in it. */
+export interface SessionList {
+  sessions: Array<SessionInfo & { node: string }>;
+  /** Live nodes (this one included); null when they could not be read. */
+  nodes: NodeIdentity[] | null;
+  /** True when some node's sessions may be missing (NATS or presence unavailable). */
+  partial: boolean;
+}
 
 export interface GatewayStats {
+  /** Sends, closes and broadcasts another node had to answer, by `op:result`. */
+  nodeRequests: Record<string, number>;
   handlerCalls: number;
   handlerErrors: number;
   /** Outbound WebSockets opened by components. */
@@ -67,7 +86,7 @@ export class Gateway {
   /** This node's request inbox (client req, consumer.request, the TypeScript API). */
   readonly inbox: RequestInbox;
   readonly hub: SessionHub;
-  readonly stats: GatewayStats = { handlerCalls: 0, handlerErrors: 0, outbound: { open: 0, opened: 0, bytesIn: 0, bytesOut: 0 } };
+  readonly stats: GatewayStats = { nodeRequests: {}, handlerCalls: 0, handlerErrors: 0, outbound: { open: 0, opened: 0, bytesIn: 0, bytesOut: 0 } };
   server: GatewayServer | undefined;
   /** Client-mode links (from the configuration, components and the operator API). */
   readonly remoteLinks: LinkRegistry;
@@ -81,6 +100,11 @@ export class Gateway {
   #closing: Promise<void> | undefined;
   #presence: import('../cluster/presence.ts').Presence | undefined;
   #subjectPresence: import('../cluster/subject-presence.ts').SubjectPresence | undefined;
+  /** Sends, closes and broadcasts that another node answers. */
+  readonly #nodeRequests: NodeRequests;
+  #readiness: import('../cluster/readiness.ts').ClusterReadiness | undefined;
+  /** Live node ids by presence, cached briefly (broadcasts wait for each of them). */
+  #liveNodes: { at: number; nodes: string[] } | undefined;
 
   private constructor(config: Config, log: Logger, bus: Bus) {
     this.config = config;
@@ -96,6 +120,11 @@ export class Gateway {
       maxRequestTimeoutMs: config.maxRequestTimeoutMs,
       maxPendingRequests: config.maxPendingRequests,
       maxSubscriptions: config.maxSubscriptions,
+    });
+    this.#nodeRequests = new NodeRequests(bus, this.inbox, {
+      send: (id, msg) => this.hub.sendToLocalSession(id, msg),
+      close: (id) => this.closeSession(id),
+      broadcast: (msg) => this.hub.broadcastLocal(msg),
     });
   }
 
@@ -130,6 +159,7 @@ export class Gateway {
     if (config.listen) {
       gw.server = new GatewayServer(gw, config);
       await gw.server.listen(config.listen);
+      if (gw.#presence) gw.#presence.listen = gw.server.url;
     }
     for (const link of config.links) gw.remoteLinks.acquire(CONFIG_OWNER, link);
     return gw;
@@ -141,33 +171,54 @@ export class Gateway {
     if (!(bus instanceof NatsBus)) return;
     const { Presence } = await import('../cluster/presence.ts');
     const { PlacementError } = await import('../bus/jetstream-placement.ts');
-    // The bucket is named per NATS_PREFIX: tenants sharing a NATS never see each other's sessions.
-    const bucket = scopedStateName('wsbridge_presence', bus.prefix);
+    const { ClusterReadiness } = await import('../cluster/readiness.ts');
+    const { historyFingerprint } = await import('../bus/jetstream-history.ts');
+    const { NODES_BUCKET, SESSIONS_BUCKET } = await import('../cluster/presence.ts');
+    const history = this.config.history;
+    const fingerprint = history.subjects.length > 0 ? historyFingerprint(history) : null;
+    // The buckets are named per NATS_PREFIX: tenants sharing a NATS never see each other's sessions.
+    const buckets = [NODES_BUCKET, SESSIONS_BUCKET].map((b) => scopedStateName(b, bus.prefix));
     // Replicas and placement first: settings JetStream cannot honour stop startup here, naming
     // the setting. JetStream unavailable is not fatal here (history says so below, if used).
     try {
-      await bus.placement.resolve([bus.historyStream, `KV_${bucket}`]);
+      await bus.placement.resolve([bus.historyStream, ...buckets.map((b) => `KV_${b}`)]);
     } catch (e) {
       if (e instanceof PlacementError) throw new NatsUnavailableError(e.message);
       this.log.warn({ err: (e as Error).message, jetstream: bus.placement.where }, `${bus.placement.where} did not answer: replicas of history and presence not known yet`);
     }
-    if (this.config.history.subjects.length > 0) {
+    // Presence never fails the start: without JetStream it keeps trying every heartbeat.
+    const presence = await Presence.start(bus.nc, bus.prefix, bus.nodeId, this.config.presenceTtlSec, this.hub.sessions, this.log, VERSION, fingerprint, { js: bus.jsOptions(), storage: await bus.placement.kv() });
+    this.#presence = presence;
+    if (!presence.healthy) this.log.warn({ problem: presence.problem, jetstream: bus.placement.where }, `cluster presence unavailable in ${bus.placement.where}: retrying every heartbeat`);
+    else {
+      // KV create leaves an existing bucket's replicas as they were: bring them to the setting.
+      for (const b of buckets) await bus.placement.ensure(`KV_${b}`).catch((e: unknown) => this.log.warn({ err: (e as Error).message, bucket: b }, 'could not check a presence bucket\'s replicas'));
+    }
+    if (fingerprint !== null) {
+      // Another configuration in the stream is a change only when no live node uses it.
+      const othersUseStream = async (): Promise<boolean> => {
+        try {
+          return (await presence.nodes()).some((n) => n.node !== bus.nodeId && n.history !== null && n.history !== fingerprint);
+        } catch {
+          return true; // cannot tell: never overwrite what others may use
+        }
+      };
       try {
-        await bus.enableHistory(this.config.history);
+        const h = await bus.enableHistory(history, othersUseStream);
+        h.onEpochChange = (e) => this.hub.historyReset(e.epoch, e.previousLastSeq, e.firstSeq);
       } catch (e) {
+        await presence.stop();
         throw new NatsUnavailableError(`cannot set up history (HISTORY_SUBJECTS) in ${bus.placement.where}: ${(e as Error).message}`);
       }
     }
-    // Operator closes of sessions on this node, sent from any node.
-    bus.subscribe(`${NODE_PREFIX}${bus.nodeId}.close`, (m) => this.closeSession(Buffer.from(m.body).toString()));
-    try {
-      this.#presence = await Presence.start(bus.nc, bucket, bus.nodeId, this.config.presenceTtlSec, () => this.listSessions(), this.log, { js: bus.jsOptions(), storage: await bus.placement.kv() });
-      // KV create leaves an existing bucket's replicas as they were: bring them to the setting.
-      await bus.placement.ensure(`KV_${bucket}`).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not check the presence bucket\'s replicas'));
-      this.hub.onChange = () => this.#presence?.changed();
-    } catch (e) {
-      this.log.warn({ err: (e as Error).message, jetstream: bus.placement.where }, `cluster presence unavailable in ${bus.placement.where}: listing local sessions only`);
-    }
+    this.hub.onChange = (session, gone) => presence.changed(session, gone);
+    bus.onStatus = (connected) => {
+      if (connected) presence.reconnected();
+      void this.#readiness?.run();
+    };
+    this.#readiness = new ClusterReadiness(bus.nc, () => bus.connected, bus.history, presence, this.log);
+    await this.#readiness.run();
+    this.#readiness.start();
   }
 
   /** Presence per subject (PRESENCE_SUBJECTS): in NATS KV with a cluster, in memory on one node. */
@@ -215,8 +266,8 @@ export class Gateway {
     return { subject, members: r.members, truncated: r.truncated };
   }
 
-  /** Whether this node can serve everything: with NATS, only while NATS is connected. */
-  get ready(): boolean {
+  /** Whether NATS (when configured) is connected: remote operations are possible at all. */
+  get #busConnected(): boolean {
     const bus = this.bus as Bus & { connected?: boolean };
     return bus.connected !== false;
   }
@@ -226,23 +277,96 @@ export class Gateway {
     return this.links.every((l) => l.state === 'open');
   }
 
-  /** Sessions of every node (with NATS presence), else of this node; each with its node id. */
-  async listAllSessions(): Promise<Array<SessionInfo & { node?: string }>> {
-    if (this.#presence && this.ready) {
-      try {
-        return await this.#presence.list();
-      } catch (e) {
-        this.log.warn({ err: (e as Error).message }, 'presence read failed: listing local sessions');
-      }
-    }
-    return this.listSessions();
+  /** Whether the NATS connection is up (true without NATS). */
+  get natsConnected(): boolean {
+    return this.#busConnected;
   }
 
-  /** Where a session lives: 'local', a node id, or undefined when no node has it. */
+  /**
+   * Whether this node can serve everything. Without NATS, always; with NATS, while it is connected
+   * and answering, JetStream answers, the history stream exists with this node's configuration
+   * and presence is written (src/cluster/readiness.ts).
+   */
+  get ready(): boolean {
+    if (!this.#busConnected) return false;
+    return this.#readiness?.ready ?? true;
+  }
+
+  /** Each readiness check and its state (for /readyz); empty without NATS. */
+  get readinessChecks(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [name, c] of this.#readiness?.checks ?? []) out[name] = c.detail;
+    return out;
+  }
+
+  /** The history stream's keeper (for metrics); undefined without HISTORY_SUBJECTS. */
+  get history(): import('../bus/jetstream-history.ts').JetStreamHistory | undefined {
+    return (this.bus as { history?: import('../bus/jetstream-history.ts').JetStreamHistory }).history;
+  }
+
+  /** Who this node is, as presence shows it. */
+  get identity(): NodeIdentity {
+    if (this.#presence) return this.#presence.identity;
+    return { node: this.bus.nodeId, host: os.hostname(), listen: this.server?.url ?? null, pid: process.pid, started_at: STARTED_AT, version: VERSION, sessions: this.hub.sessions.size, at: new Date().toISOString(), history: null };
+  }
+
+  /** Presence counters (for metrics); undefined without NATS. */
+  get presence(): Presence | undefined {
+    return this.#presence;
+  }
+
+  #localList(): Array<SessionInfo & { node: string }> {
+    const node = this.bus.nodeId;
+    return [...this.hub.sessions.values()].map((s) => ({ ...s.info(), node }));
+  }
+
+  /**
+   * Sessions of every live node (with NATS presence), else of this node; each with its node id.
+   * When the other nodes cannot be read (NATS or JetStream unavailable), this node's sessions with
+   * `partial: true`.
+   */
+  async listAllSessions(): Promise<SessionList> {
+    const presence = this.#presence;
+    if (!presence) return { sessions: this.#localList(), nodes: [this.identity], partial: false };
+    if (!this.#busConnected) return { sessions: this.#localList(), nodes: null, partial: true };
+    try {
+      const r = await presence.list();
+      return { sessions: r.sessions, nodes: r.nodes, partial: false };
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'presence read failed: listing this node\'s sessions only');
+      return { sessions: this.#localList(), nodes: null, partial: true };
+    }
+  }
+
+  /** The live nodes; null (with partial) when presence cannot be read. */
+  async listNodes(): Promise<{ nodes: NodeIdentity[] | null; partial: boolean }> {
+    const presence = this.#presence;
+    if (!presence) return { nodes: [this.identity], partial: false };
+    if (!this.#busConnected) return { nodes: null, partial: true };
+    try {
+      return { nodes: await presence.nodes(), partial: false };
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'presence read failed: nodes unknown');
+      return { nodes: null, partial: true };
+    }
+  }
+
+  /**
+   * Where a session lives: 'local', a node id, or undefined when no node has it. Throws
+   * ClusterUnavailable when that cannot be known (NATS down, presence unreadable).
+   */
   async #locate(sessionId: string): Promise<string | undefined> {
     if (this.hub.sessions.has(sessionId)) return 'local';
-    if (!this.#presence || !this.ready) return undefined;
-    return this.#presence.find(sessionId).catch(() => undefined);
+    const presence = this.#presence;
+    if (!presence) return undefined;
+    if (!this.#busConnected) throw new ClusterUnavailable('bus_unavailable', 'NATS is unreachable: cannot tell which node holds the session');
+    let node: string | undefined;
+    try {
+      node = await presence.find(sessionId);
+    } catch (e) {
+      throw new ClusterUnavailable('presence_unavailable', `cannot read presence: ${(e as Error).message}`);
+    }
+    return node === this.bus.nodeId ? undefined : node;
   }
 
   /** The remote links this node holds open, for status and tests. */
@@ -301,6 +425,8 @@ export class Gateway {
       await this.bus.publishAcked({ subject: msg.subject, body: msg.body, replyTo: msg.replyTo ?? null });
       return ok(undefined);
     } catch (e2) {
+      // The code first, so callers tell "not stored" (bus_unavailable) from "unknown" (unconfirmed).
+      if (e2 instanceof RequestError) return err(`${e2.code}: ${e2.message}`);
       return err(e2 instanceof Error ? e2.message : String(e2));
     }
   }
@@ -415,23 +541,73 @@ export class Gateway {
 
   /**
    * Sends to one session on any node, as a message on `msg.subject` (the seed's operation; an
-   * operator, component and TypeScript-API operation, never a client one). False when no node
-   * has the session. Throws SubjectRefused when the subject or reply_to may not be used.
+   * operator, component and TypeScript-API operation, never a client one): 'delivered', 'dropped'
+   * (the session exists but its slow-consumer policy dropped the message), or 'not_found' (no
+   * node has it; a node that is gone has none). Throws SubjectRefused when the subject or
+   * reply_to may not be used, ClusterUnavailable when the outcome cannot be known within about a
+   * second (NATS down, presence unreadable, the session's node not answering).
    */
-  async sendToSession(sessionId: string, msg: BrokerMessage): Promise<boolean> {
+  async sendToSession(sessionId: string, msg: BrokerMessage): Promise<'delivered' | 'dropped' | 'not_found'> {
     this.#checkOutgoing(msg);
-    const where = await this.#locate(sessionId);
-    if (where === undefined) return false;
-    if (where === 'local') return this.hub.sendToLocalSession(sessionId, msg);
-    this.hub.sendToRemoteSession(where, sessionId, msg);
-    return true;
+    const where = await this.#counted('send', this.#locate(sessionId));
+    if (where === undefined) return 'not_found';
+    if (where === 'local') {
+      const r = this.hub.sendToLocalSession(sessionId, msg);
+      return r === undefined ? 'not_found' : r ? 'delivered' : 'dropped';
+    }
+    const r = await this.#counted('send', this.#nodeRequests.sendTo(where, sessionId, msg));
+    this.#count('send', r);
+    if (r === 'not_found') this.#presence?.forget(sessionId);
+    return r;
   }
 
-  /** Sends to every session; returns how many local sessions it was written to. */
+  #count(op: string, result: string): void {
+    const k = `${op}:${result}`;
+    this.stats.nodeRequests[k] = (this.stats.nodeRequests[k] ?? 0) + 1;
+  }
+
+  /** Counts a cluster operation that could not be completed (by its code), and passes it on. */
+  async #counted<T>(op: string, p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (e) {
+      if (e instanceof ClusterUnavailable) this.#count(op, e.code);
+      throw e;
+    }
+  }
+
+  /** Sends to every session of this node and (through NATS) of every other; returns how many local sessions it was written to. */
   broadcast(msg: BrokerMessage): number {
     this.#checkOutgoing(msg);
-    this.hub.broadcast(msg);
+    this.#nodeRequests.publishBroadcast(msg);
     return this.hub.sessions.size;
+  }
+
+  /**
+   * Broadcasts and says what it reached: every live node answers how many sessions it wrote to,
+   * within about a second; nodes that did not answer are listed and the answer is `partial`.
+   */
+  async broadcastReach(msg: BrokerMessage): Promise<BroadcastReach> {
+    this.#checkOutgoing(msg);
+    const reach = await this.#nodeRequests.broadcast(msg, await this.#expectedNodes());
+    this.#count('broadcast', reach.partial ? 'partial' : 'complete');
+    return reach;
+  }
+
+  /** The nodes a broadcast should reach; undefined when presence cannot say. */
+  async #expectedNodes(): Promise<string[] | undefined> {
+    const presence = this.#presence;
+    if (!presence) return [this.bus.nodeId];
+    if (!this.#busConnected) return undefined;
+    const now = Date.now();
+    if (this.#liveNodes && now - this.#liveNodes.at < 1000) return this.#liveNodes.nodes;
+    try {
+      const nodes = (await presence.nodes()).map((n) => n.node);
+      this.#liveNodes = { at: now, nodes };
+      return nodes;
+    } catch {
+      return undefined;
+    }
   }
 
   /** What the operator sends to sessions goes to a user subject, with a reply_to it may name. */
@@ -450,13 +626,15 @@ export class Gateway {
     return true;
   }
 
-  /** Closes a session on whichever node holds it. */
+  /** Closes a session on whichever node holds it; false when no node has it. Throws ClusterUnavailable like sendToSession. */
   async closeAnySession(sessionId: string): Promise<boolean> {
-    const where = await this.#locate(sessionId);
+    const where = await this.#counted('close', this.#locate(sessionId));
     if (where === undefined) return false;
     if (where === 'local') return this.closeSession(sessionId);
-    this.bus.publish({ subject: `${NODE_PREFIX}${where}.close`, body: Buffer.from(sessionId), replyTo: null });
-    return true;
+    const closed = await this.#counted('close', this.#nodeRequests.closeOn(where, sessionId));
+    this.#count('close', closed ? 'closed' : 'not_found');
+    if (!closed) this.#presence?.forget(sessionId);
+    return closed;
   }
 
   /** Counters for the operator API's GET /api/stats. */
@@ -485,9 +663,11 @@ export class Gateway {
       await Promise.all([...this.wasm.values()].map((w) => w.pool.close()));
       this.wasm.clear();
       await this.hub.close();
+      this.#nodeRequests.close();
       this.inbox.close();
       // Sessions are gone: their leaves are written (within a bound) before NATS closes.
       await this.#subjectPresence?.close(Math.max(1000, timeout));
+      this.#readiness?.stop();
       await this.#presence?.stop();
       await this.bus.close();
     })();

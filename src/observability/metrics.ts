@@ -70,7 +70,62 @@ export function createMetrics(gw: Gateway): Registry {
   new Gauge({ name: 'wsbridge_outbound_websockets', help: 'Open outbound WebSockets of components.', registers: [registry], collect() { this.set(gw.stats.outbound.open); } });
   readCounter(registry, 'wsbridge_outbound_bytes_in_total', 'Bytes components received on outbound WebSockets.', () => gw.stats.outbound.bytesIn);
   readCounter(registry, 'wsbridge_outbound_bytes_out_total', 'Bytes components sent on outbound WebSockets.', () => gw.stats.outbound.bytesOut);
-  new Gauge({ name: 'wsbridge_nats_connected', help: '1 when NATS is configured and connected, 0 when disconnected (absent without NATS).', registers: [registry], collect() { if (gw.config.nats) this.set(gw.ready ? 1 : 0); } });
+  new Gauge({ name: 'wsbridge_nats_connected', help: '1 when NATS is configured and connected, 0 when disconnected (absent without NATS).', registers: [registry], collect() { if (gw.config.nats) this.set(gw.natsConnected ? 1 : 0); } });
+  new Gauge({ name: 'wsbridge_ready', help: '1 when /readyz answers 200 (NATS, JetStream, history and presence checks pass), else 0.', registers: [registry], collect() { this.set(gw.ready ? 1 : 0); } });
+  new Gauge({
+    name: 'wsbridge_readiness_check', help: 'With NATS: 1 when a readiness check passes, 0 when it fails, by check (nats, jetstream, history, presence).', labelNames: ['check'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const [check, detail] of Object.entries(gw.readinessChecks)) this.set({ check }, detail === 'ok' ? 1 : 0);
+    },
+  });
+  // Cluster presence (with NATS): absent without it.
+  const presence = () => gw.presence;
+  new Counter({ name: 'wsbridge_presence_writes_total', help: 'Presence entries written (node heartbeats, sessions added, changed, refreshed, removed).', registers: [registry], collect() { this.reset(); const p = presence(); if (p) this.inc(p.stats.writes); } });
+  new Counter({ name: 'wsbridge_presence_write_failures_total', help: 'Presence writes that failed (each is retried; logged at warn).', registers: [registry], collect() { this.reset(); const p = presence(); if (p) this.inc(p.stats.writeFailures); } });
+  new Counter({ name: 'wsbridge_presence_resyncs_total', help: 'Times this node wrote all its sessions to presence again (start, buckets recreated, its entry expired).', registers: [registry], collect() { this.reset(); const p = presence(); if (p) this.inc(p.stats.resyncs); } });
+  new Counter({ name: 'wsbridge_presence_buckets_recreated_total', help: 'Presence buckets this node found missing (a JetStream reset) and created again.', registers: [registry], collect() { this.reset(); const p = presence(); if (p) this.inc(p.stats.bucketsRecreated); } });
+  new Gauge({ name: 'wsbridge_presence_backlog', help: 'Session entries waiting to be written to presence.', registers: [registry], collect() { const p = presence(); if (p) this.set(p.backlog); } });
+  // History (with HISTORY_SUBJECTS): absent without it.
+  const history = () => gw.history;
+  const historyCounter = (name: string, help: string, read: (h: NonNullable<ReturnType<typeof history>>) => number) =>
+    new Counter({ name, help, registers: [registry], collect() { this.reset(); const h = history(); if (h) this.inc(read(h)); } });
+  historyCounter('wsbridge_history_stream_recreated_total', 'Times this node found the history stream missing (JetStream lost its state) and made it again.', (h) => h.stats.streamRecreated);
+  historyCounter('wsbridge_history_epoch_changes_total', 'Times the history stream became another one (new epoch) under this node; its history subscribers were told history_lost.', (h) => h.stats.epochChanges);
+  historyCounter('wsbridge_history_redeliveries_total', 'Messages delivered to acknowledged subscriptions again (marked redelivered).', (h) => h.stats.redeliveries);
+  historyCounter('wsbridge_history_given_back_total', 'Messages of acknowledged subscriptions given back for redelivery (their session went).', (h) => h.stats.givenBack);
+  new Gauge({ name: 'wsbridge_history_acked_subscriptions', help: 'Acknowledged subscriptions open on this node.', registers: [registry], collect() { const h = history(); if (h) this.set(h.ackedSubscriptions); } });
+  new Gauge({ name: 'wsbridge_history_live_consumers', help: 'Live history consumers of this node that are running (one per HISTORY_SUBJECTS pattern when all is well).', registers: [registry], collect() { const h = history(); if (h) this.set(h.liveRunning); } });
+  new Gauge({ name: 'wsbridge_history_consumers', help: 'JetStream consumers on the history stream, all nodes (live, durables, replays in progress), at the last readiness check.', registers: [registry], collect() { const h = history(); if (h) this.set(h.consumerCount); } });
+  historyCounter('wsbridge_history_publish_timeouts_total', 'Publishes to history subjects whose JetStream acknowledgement did not arrive in time (stored or not: unknown).', (h) => h.stats.publishTimeouts);
+  historyCounter('wsbridge_history_publish_failures_total', 'Publishes to history subjects JetStream did not store (known).', (h) => h.stats.publishFailures);
+  historyCounter('wsbridge_history_durables_lost_total', 'Acknowledged subscriptions ended because their durable consumer went away.', (h) => h.stats.durablesLost);
+  historyCounter('wsbridge_history_live_consumers_recreated_total', 'Live history consumers of this node made again after theirs went away.', (h) => h.liveRecreated);
+  new Gauge({ name: 'wsbridge_history_config_mismatch', help: '1 while this node\'s HISTORY_SUBJECTS / HISTORY_MAX_* differ from the history stream\'s (other nodes\'), else 0.', registers: [registry], collect() { const h = history(); if (h) this.set(h.mismatch ? 1 : 0); } });
+  new Counter({
+    name: 'wsbridge_errors_total', help: 'Error frames sent to sessions, by code (see docs/protocol.md, Errors).', labelNames: ['code'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const [code, n] of Object.entries(hub.stats.errorsByCode)) this.inc({ code }, n);
+    },
+  });
+  new Counter({
+    name: 'wsbridge_history_subscribe_failures_total', help: 'History subscriptions that could not be served now (answered bus_unavailable, nothing subscribed), by kind: position (sub), replay (sub with since), acked (sub with ack), ended (an acked subscription whose durable went away).', labelNames: ['kind'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const [kind, n] of Object.entries(hub.stats.historySubscribeFailures)) this.inc({ kind }, n);
+    },
+  });
+  new Counter({
+    name: 'wsbridge_node_requests_total', help: 'Operations another node answers, by op (send, close, broadcast) and result (delivered, dropped, not_found, closed, complete, partial, bus_unavailable, presence_unavailable, node_unreachable).', labelNames: ['op', 'result'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const [k, n] of Object.entries(gw.stats.nodeRequests)) {
+        const [op, result] = k.split(':');
+        this.inc({ op: op!, result: result! }, n);
+      }
+    },
+  });
   linkMetrics(registry, gw);
   const requests = new Histogram({ name: 'wsbridge_request_duration_seconds', help: 'req operations of sessions, by result (ok, timeout, no_responders, …).', labelNames: ['result'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] });
   hub.onRequestDone = (seconds, result) => requests.observe({ result }, seconds);

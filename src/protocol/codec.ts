@@ -81,6 +81,12 @@ function toClientFrame(
         if (typeof o.since !== 'number' || !Number.isSafeInteger(o.since) || o.since < 0) throw new ProtocolError('bad_request', 'since must be a non-negative integer (a sequence you saw)', id);
         since = o.since;
       }
+      let epoch: string | undefined;
+      if (o.epoch !== undefined && o.epoch !== null) {
+        if (since === undefined) throw new ProtocolError('bad_request', 'epoch goes with since (the position the server gave)', id);
+        if (typeof o.epoch !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(o.epoch)) throw new ProtocolError('bad_request', 'epoch must be the string the server gave: 1-64 characters of A-Z a-z 0-9 _ -', id);
+        epoch = o.epoch;
+      }
       let ack: { durable: string; waitMs: number | undefined } | undefined;
       if (o.ack === true) {
         if (typeof o.durable !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(o.durable)) throw new ProtocolError('bad_request', 'ack needs durable: 1-64 characters of A-Z a-z 0-9 _ -', id);
@@ -93,7 +99,7 @@ function toClientFrame(
       } else if (o.ack !== undefined && o.ack !== false) {
         throw new ProtocolError('bad_request', 'ack must be true or false', id);
       }
-      return { op: 'sub', id, subject, queue, since, ack };
+      return { op: 'sub', id, subject, queue, since, epoch, ack };
     }
     case 'unsub':
       return { op: 'unsub', id, subject: checkSubject(o.subject, true, id) };

@@ -15,6 +15,7 @@ export const ErrorCodes = {
   too_many_requests: 'the session has too many requests in flight',
   limit_exceeded: 'a per-session limit (such as max subscriptions) was reached',
   bus_unavailable: 'the message bus cannot take the message right now',
+  unconfirmed: 'the bus did not confirm a publish in time: it may or may not have been stored; publishing again with the same id is safe',
   history_unavailable: 'sub with since or ack for a subject that keeps no history',
   rate_limited: 'the session sends faster than RATE_LIMIT_MSGS / RATE_LIMIT_BYTES: the frame was dropped',
   permission_denied: 'the session may not publish or subscribe to that subject',

@@ -20,7 +20,7 @@ export interface BrokerMessage {
 /** Frames a client sends. A frame without `op` is a publish. */
 export type ClientFrame =
   | { op: 'pub'; id: string | undefined; msg: BrokerMessage }
-  | { op: 'sub'; id: string | undefined; subject: string; queue: string | undefined; since: number | undefined; ack: { durable: string; waitMs: number | undefined } | undefined }
+  | { op: 'sub'; id: string | undefined; subject: string; queue: string | undefined; since: number | undefined; epoch: string | undefined; ack: { durable: string; waitMs: number | undefined } | undefined }
   | { op: 'ack'; id: string | undefined; seq: number }
   | { op: 'auth'; id: string | undefined; token: string }
   | { op: 'unsub'; id: string | undefined; subject: string }
@@ -40,9 +40,17 @@ export interface PresenceMember {
 /** Frames the server sends, other than plain messages. */
 export type ServerFrame =
   | { op: 'welcome'; session: string; reply_to: string; protocol: string }
-  | { op: 'ok'; id: string }
+  /**
+   * `seq`/`epoch`: on a sub to a history subject, the stream position the subscription starts
+   * after. `seq` alone: on a publish to a history subject, the sequence it was stored under
+   * (`duplicate`: stored before, under this id).
+   */
+  | { op: 'ok'; id: string; seq?: number; epoch?: string; duplicate?: boolean }
   | { op: 'pong'; id?: string }
   | { op: 'res'; id: string; msg: BrokerMessage }
   | { op: 'error'; code: ErrorCode; message: string; id?: string | undefined; subject?: string | undefined }
-  | { op: 'history_lost'; subject: string; since: number; first_seq: number; id?: string | undefined }
+  | { op: 'history_lost'; subject: string; since: number; first_seq: number; epoch: string; reason: HistoryLostReason; id?: string | undefined }
   | { op: 'presence'; id: string; subject: string; members: PresenceMember[]; truncated: boolean };
+
+/** Why a resume could not give everything after `since`: the window moved on, or the stream is another one (epoch). */
+export type HistoryLostReason = 'window' | 'epoch';

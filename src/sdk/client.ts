@@ -3,7 +3,7 @@
 // passing a codec (for example msgpackr's pack/unpack). Its types need neither lib "dom" nor
 // @types/node: the WebSocket it expects is described structurally below.
 //
-//   const c = connect('ws://127.0.0.1:8080/ws');
+//   const c = connect('ws://127.0.0.1:8080/ws');   // or several URLs: connect(['ws://a/ws', 'ws://b/ws'])
 //   const sub = c.subscribe('chat.*', (m) => console.log(m.subject, m.text()));
 //   await sub.ready;                        // rejects with the server's code if refused
 //   c.publish('chat.lobby', 'hello');
@@ -28,6 +28,13 @@ export interface Message {
 }
 
 export type Body = string | Uint8Array;
+
+/** What publishAck resolves with: on subjects with history, where it was stored. */
+export interface PublishResult {
+  seq?: number;
+  /** This id was stored before (within the duplicate window): stored once. */
+  duplicate?: boolean;
+}
 
 export interface MsgpackCodec {
   encode(value: unknown): Uint8Array;
@@ -73,8 +80,12 @@ export interface ConnectOptions {
   outboxMax?: number;
   /** Every frame in and out, decoded, for logs and debugging. */
   onFrame?: (direction: 'in' | 'out', frame: Record<string, unknown>) => void;
-  /** Told when a resumed subscription could not get everything it missed (the window moved on). */
-  onHistoryLost?: (info: { subject: string; since: number; firstSeq: number }) => void;
+  /**
+   * Told when a resumed subscription could not get everything it missed: the window moved on
+   * (`reason` 'window'), or the server's stream is another one than the position was in (an
+   * unknown `epoch`, e.g. after a JetStream reset: 'epoch'). What is still stored follows.
+   */
+  onHistoryLost?: (info: HistoryLost) => void;
   /** A subscription or onDirect handler threw or rejected. Default: console.error. */
   onHandlerError?: (err: unknown, msg: Message) => void;
   /** A WebSocket constructor, where there is no global one. */
@@ -96,7 +107,18 @@ export interface ConnectOptions {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type FetchLike = (url: string, init: { method: string; headers: Record<string, string>; body?: string; signal?: any; cache?: string }) => Promise<any>;
 
+export interface HistoryLost {
+  subject: string;
+  since: number;
+  firstSeq: number;
+  /** The stream's epoch now (the subscription continues from positions in it). */
+  epoch: string;
+  reason: 'window' | 'epoch';
+}
+
 export interface SessionInfo {
+  /** The gateway URL of the current (or last) connection attempt. */
+  url: string;
   /** The session id, or null while disconnected. */
   session: string | null;
   replyTo: string | null;
@@ -203,7 +225,14 @@ interface SubEntry {
   queue: string | undefined;
   ack: SubscribeOptions['ack'];
   handlers: Set<Handler>;
+  /** The stream position to resume from (history subjects): the last seq seen, or the ok's. */
   lastSeq: number | undefined;
+  epoch: string | undefined;
+  /** A re-send after a transient refusal (bus_unavailable…), with its backoff step. */
+  retry: ReturnType<typeof setTimeout> | undefined;
+  retries: number;
+  /** Acked subscriptions: sequences delivered to handlers and not acked yet. */
+  inflight: Set<number>;
   state: SubscriptionState;
   error: RequestError | undefined;
   ready: Deferred;
@@ -228,6 +257,13 @@ interface Pending {
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
 const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** 96 random bits, base64url: unique publish ids (idempotency keys). */
+function randomToken(): string {
+  const b = new Uint8Array(12);
+  globalThis.crypto.getRandomValues(b);
+  return toBase64(b).replace(/\+/g, '-').replace(/\//g, '_');
+}
 
 function toBytes(body: Body | undefined): Uint8Array {
   if (body === undefined) return new Uint8Array(0);
@@ -293,11 +329,19 @@ function jwtExpiry(token: string): number | undefined {
   }
 }
 
+/**
+ * Refusals of a subscription that say "not now", not "no": the subscription stays pending and
+ * is sent again with backoff (and its position, so nothing is skipped).
+ */
+const TRANSIENT_CODES = new Set(['bus_unavailable', 'rate_limited', 'internal']);
+
 export class Client {
-  readonly url: string;
+  /** The gateway URLs, tried in turn (from a random one) on every reconnect. */
+  readonly urls: readonly string[];
+  #urlIndex: number;
   #opts: ConnectOptions;
   #ws: WebSocketLike | undefined;
-  #info: SessionInfo = { session: null, replyTo: null, state: 'connecting', transport: null, closeCode: null, closeReason: '' };
+  #info: SessionInfo;
   /** The transport of the next dial (see ConnectOptions.transport). */
   #onSse: boolean;
   /** The fallback opened a session once: stay on it. */
@@ -321,7 +365,7 @@ export class Client {
   #token: string | undefined;
   #ready: Deferred;
 
-  constructor(url: string, opts: ConnectOptions = {}) {
+  constructor(url: string | readonly string[], opts: ConnectOptions = {}) {
     if (opts.protocol === 'msgpack' && !opts.msgpack) throw new Error("protocol 'msgpack' needs the msgpack codec option");
     const hasWs = !!opts.WebSocket || typeof (globalThis as { WebSocket?: unknown }).WebSocket === 'function';
     const hasFetch = !!opts.fetch || typeof (globalThis as { fetch?: unknown }).fetch === 'function';
@@ -331,7 +375,12 @@ export class Client {
     if (mode !== 'sse' && !hasWs && !(sseAllowed && hasFetch)) throw new Error('no WebSocket global here: pass the WebSocket option (for example from the ws package)');
     if (mode === 'sse' && !hasFetch) throw new Error('no fetch global here: pass the fetch option');
     this.#onSse = mode === 'sse' || (!hasWs && sseAllowed);
-    this.url = url;
+    const urls = typeof url === 'string' ? [url] : [...url];
+    if (urls.length === 0 || urls.some((u) => typeof u !== 'string' || u === '')) throw new Error('connect needs a gateway URL, or a non-empty list of them');
+    this.urls = Object.freeze(urls);
+    // Clients spread over the gateways: each starts at a random one.
+    this.#urlIndex = Math.floor(Math.random() * urls.length);
+    this.#info = { url: urls[this.#urlIndex]!, session: null, replyTo: null, state: 'connecting', transport: null, closeCode: null, closeReason: '' };
     this.#opts = opts;
     this.#ready = deferred();
     void this.#dial();
@@ -404,10 +453,16 @@ export class Client {
     }
   }
 
+  /** The gateway URL of the current (or last) connection attempt. */
+  get url(): string {
+    return this.urls[this.#urlIndex]!;
+  }
+
   async #dial(): Promise<void> {
     const Ctor = this.#opts.WebSocket ?? (globalThis as unknown as { WebSocket: WebSocketConstructor }).WebSocket;
     const onSse = this.#onSse;
     const url = new URL(this.url);
+    if (this.#info.url !== this.url) this.#setInfo({ url: this.url });
     const src = this.#opts.token;
     if (src !== undefined) {
       try {
@@ -454,8 +509,16 @@ export class Client {
       this.#subAcks.delete(id);
       if (s.state === 'pending' || s.state === 'active') s.state = 'pending';
     }
-    for (const s of this.#subs.values()) if (s.state === 'active') s.state = 'pending';
+    for (const s of this.#subs.values()) {
+      if (s.state === 'active') s.state = 'pending';
+      // Re-sent after the next welcome anyway.
+      clearTimeout(s.retry);
+      s.retry = undefined;
+    }
     const failures = this.#attempt++;
+    // Several gateways: the next attempt goes to the next one; the backoff grows per full round.
+    const n = this.urls.length;
+    if (n > 1) this.#urlIndex = (this.#urlIndex + 1) % n;
     // A refused credential with a fixed token will be refused again: stop instead of looping.
     const fatal = code === 1008 && typeof this.#opts.token !== 'function';
     const stop = this.#closed || (!fallBack && (this.#opts.reconnect === false || fatal));
@@ -464,7 +527,7 @@ export class Client {
       const r = this.#opts.reconnect || {};
       const base = r.baseMs ?? 250;
       const max = r.maxMs ?? 10_000;
-      const d = Math.min(max, base * 2 ** Math.min(failures, 20));
+      const d = Math.min(max, base * 2 ** Math.min(Math.floor(failures / n), 20));
       delay = Math.min(MAX_TIMER_MS, d / 2 + Math.random() * (d / 2));
     }
     if (!this.#closed) {
@@ -489,6 +552,7 @@ export class Client {
     const detail = `close code ${code}${reason ? `: ${reason}` : ''}`;
     const why = this.#info.state !== 'open' && !this.#everOpen ? `cannot connect to ${this.url} (${detail})` : `connection to ${this.url} closed (${detail})`;
     this.#outbox.length = 0;
+    for (const s of this.#subs.values()) clearTimeout(s.retry);
     for (const id of [...this.#pending.keys()]) this.#settle(id, new RequestError('disconnected', why));
     for (const s of this.#subs.values()) if (s.state !== 'refused') s.state = 'closed';
     for (const s of this.#subs.values()) if (!s.ready.settled) s.ready.reject(new ConnectionClosedError(code, reason, why));
@@ -574,7 +638,13 @@ export class Client {
           const done = this.#deliver(sub.handlers, msg);
           if (sub.ack && msg.seq !== undefined) {
             const seq = msg.seq;
-            done.then(() => this.#send({ op: 'ack', seq }, false), () => {});
+            // Until acked, the position to resume an acked subscription from stays below it.
+            if (sub.inflight.size < 10_000) sub.inflight.add(seq);
+            const s2 = sub;
+            done.then(() => {
+              s2.inflight.delete(seq);
+              this.#send({ op: 'ack', seq }, false);
+            }, () => {});
           }
         }
       }
@@ -605,32 +675,77 @@ export class Client {
       return;
     }
     if (op === 'history_lost') {
-      this.#opts.onHistoryLost?.({ subject: String(frame.subject), since: Number(frame.since), firstSeq: Number(frame.first_seq) });
+      const lostSub = typeof frame.id === 'string' ? this.#subAcks.get(frame.id) : this.#subs.get(String(frame.subject));
+      const epoch = typeof frame.epoch === 'string' ? frame.epoch : '';
+      // Another stream: positions from the old one mean nothing in it; start over from what follows.
+      if (lostSub && frame.reason === 'epoch') {
+        lostSub.epoch = epoch;
+        lostSub.lastSeq = undefined;
+        lostSub.inflight.clear();
+      }
+      const reason = frame.reason === 'epoch' ? 'epoch' : 'window';
+      if (this.#opts.onHistoryLost) this.#notify(this.#opts.onHistoryLost, { subject: String(frame.subject), since: Number(frame.since), firstSeq: Number(frame.first_seq), epoch, reason });
       return;
     }
     const id = frame.id as string | undefined;
-    if (id === undefined) return;
+    if (id === undefined) {
+      // A subscription the server ended by itself (its durable went away, a refreshed token no
+      // longer allows it): the same as a refusal, transient ones asked again.
+      if (op === 'error' && typeof frame.subject === 'string') {
+        const ended = this.#subs.get(frame.subject);
+        if (ended && ended.state === 'active') {
+          ended.state = 'pending';
+          this.#subAnswered(ended, new RequestError(String(frame.code), String(frame.message)));
+        }
+      }
+      return;
+    }
     const sub = this.#subAcks.get(id);
     if (sub) {
       this.#subAcks.delete(id);
+      if (op !== 'error' && typeof frame.seq === 'number' && typeof frame.epoch === 'string') {
+        // The position the subscription starts after: resume from here even if no message comes.
+        // Messages may have come before it (same stream): keep the later of the two. Another epoch
+        // without history_lost (it cannot be compared): the stream's position it is.
+        if (sub.epoch !== undefined && sub.epoch !== frame.epoch) sub.lastSeq = frame.seq;
+        else if (sub.lastSeq === undefined || frame.seq > sub.lastSeq) sub.lastSeq = frame.seq;
+        sub.epoch = frame.epoch;
+      }
       this.#subAnswered(sub, op === 'error' ? new RequestError(String(frame.code), String(frame.message)) : undefined);
       return;
     }
     if (!this.#pending.has(id)) return;
     if (op === 'res') this.#settle(id, message(String(frame.subject), this.#body(frame.body), (frame.reply_to as string | null) ?? null, frame.seq));
     else if (op === 'error') this.#settle(id, new RequestError(String(frame.code), String(frame.message)));
-    else this.#settle(id, message('', new Uint8Array(0), null));
+    else this.#settle(id, Object.assign(message('', new Uint8Array(0), null, frame.seq), frame.duplicate === true ? { duplicate: true } : {}));
   }
 
   #subAnswered(sub: SubEntry, err: RequestError | undefined): void {
     if (!err) {
+      sub.retries = 0;
+      sub.error = undefined;
       if (sub.state === 'pending') sub.state = 'active';
       if (!sub.ready.settled) sub.ready.resolve();
+      return;
+    }
+    if (TRANSIENT_CODES.has(err.code) && sub.state === 'pending') {
+      // Not now (NATS or JetStream unavailable): stay pending, say so, and ask again with the same
+      // position after a backoff. Nothing was subscribed, so nothing moves the position meanwhile.
+      sub.error = err;
+      for (const l of sub.errorListeners) this.#notify(l, err);
+      const d = Math.min(5000, 250 * 2 ** Math.min(sub.retries++, 10));
+      clearTimeout(sub.retry);
+      sub.retry = setTimeout(() => {
+        sub.retry = undefined;
+        const pattern = [...this.#subs].find(([, s]) => s === sub)?.[0];
+        if (pattern !== undefined && sub.state === 'pending' && this.#isOpen() && ![...this.#subAcks.values()].includes(sub)) this.#sendSub(pattern, sub);
+      }, d / 2 + Math.random() * (d / 2));
       return;
     }
     // Refused: forget the pattern so it is never re-sent, and say so.
     sub.state = 'refused';
     sub.error = err;
+    clearTimeout(sub.retry);
     for (const [pattern, s] of this.#subs) if (s === sub) this.#subs.delete(pattern);
     if (!sub.ready.settled) sub.ready.reject(err);
     for (const l of sub.errorListeners) this.#notify(l, err);
@@ -672,8 +787,19 @@ export class Client {
   }
 
   /** Publishes and resolves when the server has accepted the message onto its bus. */
-  async publishAck(subject: string, body?: Body, opts: { replyTo?: string; timeoutMs?: number } = {}): Promise<void> {
-    await this.#call({ subject, body: this.#wire(toBytes(body)), ...(opts.replyTo ? { reply_to: opts.replyTo } : {}) }, opts.timeoutMs ?? this.#opts.requestTimeoutMs ?? 5000);
+  /**
+   * Publishes and resolves when the server has accepted the message onto its bus: on subjects with
+   * history, stored, with its `seq` (and `duplicate: true` when this id was stored before). The
+   * frame's id is the message's idempotency key on history subjects (scoped by the server to the
+   * principal): random unless `opts.id` is given; publishing again with the same `id` after a
+   * `disconnected`, `timeout` or `unconfirmed` rejection stores it once (within the server's
+   * duplicate window, 2 minutes). Rejects with RequestError: `bus_unavailable` (not accepted),
+   * `unconfirmed` (unknown whether it was: retry with the same id), `disconnected`, `timeout`, …
+   */
+  async publishAck(subject: string, body?: Body, opts: { replyTo?: string; timeoutMs?: number; id?: string } = {}): Promise<PublishResult> {
+    if (opts.id !== undefined && (typeof opts.id !== 'string' || opts.id.length === 0 || opts.id.length > 64)) throw new RequestError('bad_request', 'id must be a string of 1 to 64 characters');
+    const m = await this.#call({ subject, body: this.#wire(toBytes(body)), ...(opts.replyTo ? { reply_to: opts.replyTo } : {}) }, opts.timeoutMs ?? this.#opts.requestTimeoutMs ?? 5000, true, opts.id ?? `p${randomToken()}`);
+    return { ...(m.seq !== undefined ? { seq: m.seq } : {}), ...((m as { duplicate?: boolean }).duplicate ? { duplicate: true } : {}) };
   }
 
   /** Messages no subscription matched: answers on this session's reply subject, targeted sends, broadcasts. */
@@ -685,9 +811,13 @@ export class Client {
   #sendSub(subject: string, sub: SubEntry): void {
     const id = `s${++this.#nextId}`;
     // An acked subscription resumes through its durable; a plain one with the last seq it saw.
+    // The position: for an acked one, below the first message its handlers have not finished (a
+    // durable made again starts there; one that still exists ignores it).
+    const since = sub.ack && sub.inflight.size > 0 ? Math.min(...sub.inflight) - 1 : sub.lastSeq;
+    const position = since !== undefined ? { since, ...(sub.epoch !== undefined ? { epoch: sub.epoch } : {}) } : {};
     const frame = sub.ack
-      ? { op: 'sub', subject, ack: true, durable: sub.ack.durable, ...(sub.ack.ackWaitMs ? { ack_wait_ms: sub.ack.ackWaitMs } : {}), id }
-      : { op: 'sub', subject, ...(sub.queue ? { queue: sub.queue } : {}), ...(sub.lastSeq !== undefined ? { since: sub.lastSeq } : {}), id };
+      ? { op: 'sub', subject, ack: true, durable: sub.ack.durable, ...(sub.ack.ackWaitMs ? { ack_wait_ms: sub.ack.ackWaitMs } : {}), ...position, id }
+      : { op: 'sub', subject, ...(sub.queue ? { queue: sub.queue } : {}), ...position, id };
     if (this.#send(frame, false)) this.#subAcks.set(id, sub);
   }
 
@@ -700,7 +830,7 @@ export class Client {
     if (this.#closed) throw new RequestError('closed', 'the client is closed');
     let sub = this.#subs.get(pattern);
     if (!sub) {
-      sub = { queue: opts.queue, ack: opts.ack, handlers: new Set(), lastSeq: undefined, state: 'pending', error: undefined, ready: deferred(), errorListeners: new Set() };
+      sub = { queue: opts.queue, ack: opts.ack, handlers: new Set(), lastSeq: undefined, epoch: undefined, retry: undefined, retries: 0, inflight: new Set(), state: 'pending', error: undefined, ready: deferred(), errorListeners: new Set() };
       this.#subs.set(pattern, sub);
       if (this.#isOpen()) this.#sendSub(pattern, sub);
     }
@@ -713,6 +843,7 @@ export class Client {
         // Sent (answered or not): the server holds it, so tell it.
         const sent = s.state === 'active' || [...this.#subAcks.values()].includes(s);
         s.state = 'closed';
+        clearTimeout(s.retry);
         if (!s.ready.settled) s.ready.reject(new RequestError('unsubscribed', `unsubscribed from ${pattern} before the server answered`));
         if (sent) this.#send({ op: 'unsub', subject: pattern }, false);
       }
@@ -819,9 +950,10 @@ export class Client {
     }, at);
   }
 
-  #call(frame: Record<string, unknown>, localTimeoutMs: number, queue = true): Promise<Message> {
+  #call(frame: Record<string, unknown>, localTimeoutMs: number, queue = true, callId?: string): Promise<Message> {
     if (this.#closed) return Promise.reject(new RequestError('closed', 'the client is closed'));
-    const id = `c${++this.#nextId}`;
+    const id = callId ?? `c${++this.#nextId}`;
+    if (this.#pending.has(id)) return Promise.reject(new RequestError('bad_request', `a call with id ${id} is already waiting`));
     return new Promise<Message>((resolve, reject) => {
       const p: Pending = { resolve, reject, timer: undefined, queued: false };
       this.#pending.set(id, p);
@@ -1011,6 +1143,7 @@ class SseLink implements WebSocketLike {
   }
 }
 
-export function connect(url: string, opts?: ConnectOptions): Client {
+/** Connects to a gateway; with several URLs, reconnects go to the next one in turn (failover). */
+export function connect(url: string | readonly string[], opts?: ConnectOptions): Client {
   return new Client(url, opts);
 }

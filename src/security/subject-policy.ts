@@ -24,11 +24,9 @@ export const INBOX_PREFIX = '_WSB.R.';
 export const LINK_REPLY_PREFIX = '_WSB.L.';
 /** A NATS subject outside NATS_PREFIX (a plain NATS client's inbox), seen as a wsbridge subject. */
 export const RAW_PREFIX = '_WSB.RAW.';
-/** Broadcasts: `_WSB.B.<subject>`, one subscription per node. */
+/** Broadcasts: `_WSB.B.<subject>`, one subscription per node; each node answers how many sessions it reached. */
 export const BROADCAST_PREFIX = '_WSB.B.';
-/** Operator sends to one session: `_WSB.T.<node>.<session id>.<subject>`. */
-export const TARGETED_PREFIX = '_WSB.T.';
-/** Node control channels: `_WSB.N.<node>.<verb>`. */
+/** Node control channels: `_WSB.N.<node>.<verb>` (send to a session, close one, broadcast reach). */
 export const NODE_PREFIX = '_WSB.N.';
 /**
  * Join and leave events of a subject's members: `_WSB.P.<subject>`. Only the gateway publishes

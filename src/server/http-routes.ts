@@ -35,9 +35,17 @@ export class HttpRoutes {
     if (path === '/readyz') {
       // Client-mode links count too: a gateway whose link is down cannot serve its feed.
       const links = this.#gw.links;
-      const ready = !this.#closing() && this.#gw.ready && this.#gw.linksReady;
+      const closing = this.#closing();
+      const ready = !closing && this.#gw.ready && this.#gw.linksReady;
+      const checks = this.#gw.readinessChecks;
       res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ status: ready ? 'ready' : 'not_ready', nats: this.#config.nats ? (this.#gw.ready ? 'connected' : 'disconnected') : 'not_configured', ...(links.length > 0 ? { links: Object.fromEntries(links.map((l) => [l.id, l.state])) } : {}) }));
+      res.end(JSON.stringify({
+        status: ready ? 'ready' : 'not_ready',
+        nats: this.#config.nats ? (this.#gw.natsConnected ? 'connected' : 'disconnected') : 'not_configured',
+        ...(this.#config.nats ? { checks } : {}),
+        ...(links.length > 0 ? { links: Object.fromEntries(links.map((l) => [l.id, l.state])) } : {}),
+        ...(closing ? { closing: true } : {}),
+      }));
       return;
     }
     if (path === '/api' || path.startsWith('/api/')) {

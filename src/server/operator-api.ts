@@ -9,6 +9,7 @@ import type { Config } from '../config/load.ts';
 import { ConfigError, componentConfig } from '../config/load.ts';
 import type { Gateway } from '../gateway/gateway.ts';
 import { PresenceUnavailable, SubjectRefused, ownerName } from '../gateway/gateway.ts';
+import { ClusterUnavailable } from '../cluster/node-requests.ts';
 
 function send(res: ServerResponse, status: number, body?: unknown, headers: Record<string, string> = {}): void {
   if (body === undefined) {
@@ -88,24 +89,31 @@ export async function handleOperatorApi(gw: Gateway, config: Config, req: Incomi
 
   if (parts.length === 2 && sessionsRoute) {
     if (method !== 'GET') return fail(res, 405, 'method_not_allowed', 'use GET', { allow: 'GET' });
-    return send(res, 200, { sessions: await gw.listAllSessions() });
+    return send(res, 200, await gw.listAllSessions());
   }
-  if (parts.length === 3 && sessionsRoute) {
-    if (method !== 'DELETE') return fail(res, 405, 'method_not_allowed', 'use DELETE', { allow: 'DELETE' });
-    if (!(await gw.closeAnySession(parts[2]!))) return fail(res, 404, 'session_not_found', 'no such session');
-    return send(res, 204);
+  if (parts.length === 2 && parts[1] === 'nodes') {
+    if (method !== 'GET') return fail(res, 405, 'method_not_allowed', 'use GET', { allow: 'GET' });
+    return send(res, 200, await gw.listNodes());
   }
-  if (parts.length === 4 && sessionsRoute && parts[3] === 'messages') {
-    if (method !== 'POST') return fail(res, 405, 'method_not_allowed', 'use POST', { allow: 'POST' });
-    const msg = await readEnvelope(req, res, config);
-    if (!msg) return;
-    try {
-      if (!(await gw.sendToSession(parts[2]!, msg))) return fail(res, 404, 'session_not_found', 'no such session');
-    } catch (e) {
-      if (e instanceof SubjectRefused) return fail(res, 400, e.code, e.message);
-      throw e;
+  try {
+    if (parts.length === 3 && sessionsRoute) {
+      if (method !== 'DELETE') return fail(res, 405, 'method_not_allowed', 'use DELETE', { allow: 'DELETE' });
+      if (!(await gw.closeAnySession(parts[2]!))) return fail(res, 404, 'session_not_found', 'no such session');
+      return send(res, 204);
     }
-    return send(res, 202, { delivered: 1 });
+    if (parts.length === 4 && sessionsRoute && parts[3] === 'messages') {
+      if (method !== 'POST') return fail(res, 405, 'method_not_allowed', 'use POST', { allow: 'POST' });
+      const msg = await readEnvelope(req, res, config);
+      if (!msg) return;
+      const r = await gw.sendToSession(parts[2]!, msg);
+      if (r === 'not_found') return fail(res, 404, 'session_not_found', 'no such session');
+      return send(res, 202, { delivered: r === 'delivered' ? 1 : 0 });
+    }
+  } catch (e) {
+    if (e instanceof SubjectRefused) return fail(res, 400, e.code, e.message);
+    // Not known: the session may exist on a node this one cannot reach right now.
+    if (e instanceof ClusterUnavailable) return fail(res, 503, e.code, e.message);
+    throw e;
   }
   if (parts.length === 3 && parts[1] === 'presence') {
     if (method !== 'GET') return fail(res, 405, 'method_not_allowed', 'use GET', { allow: 'GET' });
@@ -127,7 +135,7 @@ export async function handleOperatorApi(gw: Gateway, config: Config, req: Incomi
     if (!msg) return;
     if (parts[1] === 'broadcast') {
       try {
-        return send(res, 202, { sessions: gw.broadcast(msg) });
+        return send(res, 202, await gw.broadcastReach(msg));
       } catch (e) {
         if (e instanceof SubjectRefused) return fail(res, 400, e.code, e.message);
         throw e;
@@ -138,7 +146,8 @@ export async function handleOperatorApi(gw: Gateway, config: Config, req: Incomi
       // Refused by the subject policy (a reserved subject): the request is wrong, not the bus.
       const policy = /^(invalid_subject|permission_denied): (.*)$/s.exec(r.val);
       if (policy) return fail(res, 400, policy[1]!, policy[2]!);
-      return fail(res, 503, 'bus_unavailable', r.val);
+      const bus = /^(bus_unavailable|unconfirmed): (.*)$/s.exec(r.val);
+      return fail(res, 503, bus ? bus[1]! : 'bus_unavailable', bus ? bus[2]! : r.val);
     }
     return send(res, 202, { published: true });
   }

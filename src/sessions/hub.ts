@@ -1,6 +1,8 @@
 // Server-mode sessions on one node: the registry, and the dispatch of each client frame through
 // the subject policy to the part that serves it (fan-out, durable delivery, request proxy).
+import { createHash } from 'node:crypto';
 import type { Bus, BusMessage } from '../bus/bus.ts';
+import { RequestError } from '../bus/bus.ts';
 import type { RequestInbox } from '../bus/request-inbox.ts';
 import type { ClientFrame } from '../protocol/frames.ts';
 import { ProtocolError, CloseCodes } from '../protocol/errors.ts';
@@ -15,6 +17,11 @@ import { Fanout } from './fanout.ts';
 import { SessionRoutes } from './session-routes.ts';
 import { DurableDelivery } from './durable-delivery.ts';
 import { RequestProxy } from './request-proxy.ts';
+
+/** The Nats-Msg-Id of a publish: its id scoped to the principal (a hash, so no id is shown to NATS). */
+export function dedupKey(principal: string, id: string): string {
+  return createHash('sha256').update(principal).update('\0').update(id).digest('base64url');
+}
 
 /** Failed in-band refreshes a session may make before it is closed with 1008. */
 export const MAX_REFRESH_FAILURES = 5;
@@ -42,6 +49,10 @@ export interface HubStats {
   slowConsumerCloses: number;
   slowConsumerDrops: number;
   protocolErrors: number;
+  /** Error frames sent, by code. */
+  errorsByCode: Record<string, number>;
+  /** History subscriptions refused for now (nothing subscribed), by kind: position, replay, acked. */
+  historySubscribeFailures: Record<string, number>;
 }
 
 export class SessionHub {
@@ -49,7 +60,7 @@ export class SessionHub {
   readonly totals = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0, controlOut: 0 };
   /** Valid inbound frames by class: publish (to a subject), reply (to a reply subject), and each op. */
   readonly framesIn: Record<string, number> = {};
-  readonly stats: HubStats = { rateLimited: 0, connectionsRefused: 0, deadPeers: 0, idleCloses: 0, authFailures: 0, permissionDenials: 0, reservedRefusals: 0, sessionsOpened: 0, sessionsClosed: 0, closeCodes: {}, slowConsumerCloses: 0, slowConsumerDrops: 0, protocolErrors: 0 };
+  readonly stats: HubStats = { rateLimited: 0, connectionsRefused: 0, deadPeers: 0, idleCloses: 0, authFailures: 0, permissionDenials: 0, reservedRefusals: 0, sessionsOpened: 0, sessionsClosed: 0, closeCodes: {}, slowConsumerCloses: 0, slowConsumerDrops: 0, protocolErrors: 0, errorsByCode: {}, historySubscribeFailures: {} };
   #bus: Bus;
   #log: Logger;
   #opts: HubOptions;
@@ -59,8 +70,8 @@ export class SessionHub {
   #fanout: Fanout;
   #durable: DurableDelivery;
   #requests: RequestProxy;
-  /** Told when sessions or their subscriptions change (cluster presence listens). */
-  onChange: () => void = () => {};
+  /** Told when a session opens, changes its subscriptions, or closes (`gone`): cluster presence listens. */
+  onChange: (session: Session, gone: boolean) => void = () => {};
   /** Told of a failed in-band refresh, so it counts toward the client's auth backoff. */
   onAuthFailure: (session: Session) => void = () => {};
   /** Presence per subject (PRESENCE_SUBJECTS): told of subscriptions that begin and end; answers op presence. */
@@ -72,7 +83,14 @@ export class SessionHub {
     this.#opts = opts;
     this.routes = new SessionRoutes(bus, this.sessions);
     this.#fanout = new Fanout(bus);
-    this.#durable = new DurableDelivery(bus, { error: (s, code, message, id) => this.error(s, code, message, id), changed: () => this.onChange() });
+    this.#durable = new DurableDelivery(bus, {
+      error: (s, code, message, id) => this.error(s, code, message, id),
+      changed: (s) => this.onChange(s, false),
+      failed: (kind) => {
+        const f = this.stats.historySubscribeFailures;
+        f[kind] = (f[kind] ?? 0) + 1;
+      },
+    });
     this.#requests = new RequestProxy(inbox, opts, log, (s, code, message, id) => this.error(s, code, message, id));
   }
 
@@ -99,7 +117,7 @@ export class SessionHub {
     session.onSlow = this.#onSlow;
     this.routes.add(session);
     session.sendFrame({ op: 'welcome', session: session.id, reply_to: session.replySubject, protocol: 'wsbridge.v1' });
-    this.onChange();
+    this.onChange(session, false);
   }
 
   remove(session: Session): void {
@@ -110,24 +128,24 @@ export class SessionHub {
     this.presence?.sessionGone(session);
     // Timers, subscriptions, grants, unacked messages (given back for immediate redelivery).
     session.dispose();
-    this.onChange();
+    this.onChange(session, true);
   }
 
-  /** Sends to a session on this node, as a message on `msg.subject`. */
-  sendToLocalSession(sessionId: string, msg: BusMessage): boolean {
+  /** Sends to a session on this node, as a message on `msg.subject`: undefined when there is no such session, else whether it was written. */
+  sendToLocalSession(sessionId: string, msg: BusMessage): boolean | undefined {
     const s = this.sessions.get(sessionId);
-    if (!s) return false;
-    s.deliver({ subject: msg.subject, body: msg.body, replyTo: msg.replyTo ?? null });
-    return true;
+    if (!s) return undefined;
+    return s.deliver({ subject: msg.subject, body: msg.body, replyTo: msg.replyTo ?? null });
   }
 
-  /** Sends to a session on another node (`node` from presence). */
-  sendToRemoteSession(node: string, sessionId: string, msg: BusMessage): void {
-    this.routes.sendTo(node, sessionId, msg);
+  /** The history stream is another one (a JetStream reset): history subscriptions hear history_lost. */
+  historyReset(epoch: string, previousLastSeq: number, firstSeq: number): void {
+    this.#durable.epochChanged(this.sessions.values(), epoch, previousLastSeq, firstSeq);
   }
 
-  broadcast(msg: BusMessage): void {
-    this.routes.broadcast(msg);
+  /** Writes to every session on this node (encoded once); returns how many. */
+  broadcastLocal(msg: BusMessage): number {
+    return this.routes.broadcastLocal(msg);
   }
 
   #refuse(session: Session, denial: Denial, id: string | undefined): void {
@@ -169,18 +187,20 @@ export class SessionHub {
         }
         if (frame.ack !== undefined) {
           const before = session.subscriptions.get(frame.subject);
-          this.#durable.subscribeAcked(session, frame.subject, frame.ack.durable, frame.ack.waitMs ?? 30_000, frame.id);
+          this.#durable.subscribeAcked(session, frame.subject, frame.ack.durable, frame.ack.waitMs ?? 30_000, frame.since, frame.epoch, frame.id);
           // An acknowledged subscription that replaced a plain one ends that membership.
           if (session.subscriptions.get(frame.subject) !== before) this.presence?.unsubscribed(session, frame.subject);
         }
-        else if (frame.since !== undefined) this.#durable.resume(session, frame.subject, frame.queue, frame.since, frame.id);
+        else if (frame.since !== undefined) this.#durable.resume(session, frame.subject, frame.queue, frame.since, frame.epoch, frame.id);
         else {
           // Subscribing twice to the same pattern is a no-op that answers ok.
           if (!already) {
             session.subscriptions.set(frame.subject, this.#fanout.subscribe(session, frame.subject, frame.queue));
-            this.onChange();
+            this.onChange(session, false);
           }
-          if (frame.id !== undefined) session.sendFrame({ op: 'ok', id: frame.id });
+          // On a history pattern the ok carries the stream position to resume from.
+          if (this.#bus.position && this.#bus.hasHistory?.(frame.subject)) this.#durable.subscribeWithPosition(session, frame.subject, session.subscriptions.get(frame.subject)!, frame.id);
+          else if (frame.id !== undefined) session.sendFrame({ op: 'ok', id: frame.id });
         }
         // A subscription to exactly a tracked subject makes the session a member (not acked ones).
         if (this.presence && frame.ack === undefined && session.subscriptions.has(frame.subject)) this.presence.subscribed(session, frame.subject);
@@ -196,7 +216,7 @@ export class SessionHub {
         session.subscriptions.delete(frame.subject);
         this.presence?.unsubscribed(session, frame.subject);
         if (frame.id !== undefined) session.sendFrame({ op: 'ok', id: frame.id });
-        this.onChange();
+        this.onChange(session, false);
         return;
       }
       case 'req': {
@@ -251,11 +271,13 @@ export class SessionHub {
 
   #publish(session: Session, msg: BusMessage, id: string | undefined): void {
     // With an id the client asked to know: ok once the bus has accepted the message (NATS
-    // acknowledged it; JetStream stored it for history subjects), else the error.
+    // acknowledged it; JetStream stored it for history subjects), else the error. The id is also
+    // the message's dedup key, scoped to the publishing principal, so no client can suppress
+    // another's message by reusing its id.
     if (id !== undefined && this.#bus.publishAcked) {
-      this.#bus.publishAcked(msg).then(
-        () => session.sendFrame({ op: 'ok', id }),
-        (err: unknown) => this.error(session, 'bus_unavailable', err instanceof Error ? err.message : String(err), id),
+      this.#bus.publishAcked(msg, { dedupKey: dedupKey(session.principal, id) }).then(
+        (ack) => session.sendFrame(ack && ack.seq !== undefined ? { op: 'ok', id, seq: ack.seq, ...(ack.duplicate ? { duplicate: true } : {}) } : { op: 'ok', id }),
+        (err: unknown) => this.error(session, err instanceof RequestError && err.code === 'unconfirmed' ? 'unconfirmed' : 'bus_unavailable', err instanceof Error ? err.message : String(err), id),
       );
       return;
     }
@@ -295,7 +317,7 @@ export class SessionHub {
           this.presence?.unsubscribed(session, pattern);
           this.stats.permissionDenials++;
           session.sendFrame({ op: 'error', code: 'permission_denied', message: `subscription ${pattern} ended: the new token does not allow it`, subject: pattern });
-          this.onChange();
+          this.onChange(session, false);
         }
       }
       if (id !== undefined) session.sendFrame({ op: 'ok', id });
@@ -315,6 +337,7 @@ export class SessionHub {
   error(session: Session, code: ErrorCode, message: string, id?: string): void {
     session.counters.errors++;
     this.stats.protocolErrors++;
+    this.stats.errorsByCode[code] = (this.stats.errorsByCode[code] ?? 0) + 1;
     session.sendFrame(id === undefined ? { op: 'error', code, message } : { op: 'error', code, message, id });
   }
 

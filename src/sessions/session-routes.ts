@@ -1,41 +1,24 @@
-// The node-wide subscriptions that reach sessions by something other than a subject they chose:
-// - reply subjects `_WSB.S.<node>.<token>`: one wildcard subscription per node and a map from
-//   token to session (no bus subscription per session; the token is 128 random bits and is not
-//   the session id, so no frame reveals another session's id);
-// - operator sends to one session `_WSB.T.<node>.<session id>.<subject>`: the message arrives as
-//   `<subject>`; only the gateway publishes there (reserved space, never granted to anyone);
-// - broadcasts `_WSB.B.<subject>`: every node writes them to all its sessions, encoded once.
+// Reply subjects `_WSB.S.<node>.<token>`: one wildcard subscription per node and a map from token
+// to session (no bus subscription per session; the token is 128 random bits and is not the
+// session id, so no frame reveals another session's id). Sends to one session and broadcasts,
+// which need an answer from the node that holds the sessions, are src/cluster/node-requests.ts.
 import { randomBytes } from 'node:crypto';
 import type { Bus, BusMessage, BusSubscription } from '../bus/bus.ts';
 import type { Session } from './session.ts';
 import { deliverToAll } from './fanout.ts';
-import { SESSION_REPLY_PREFIX, TARGETED_PREFIX, BROADCAST_PREFIX } from '../security/subject-policy.ts';
+import { SESSION_REPLY_PREFIX } from '../security/subject-policy.ts';
 
 export class SessionRoutes {
   readonly replyPrefix: string;
-  readonly targetedPrefix: string;
   #byReplyToken = new Map<string, Session>();
   #subs: BusSubscription[];
-  #bus: Bus;
+  #sessions: Map<string, Session>;
 
   constructor(bus: Bus, sessions: Map<string, Session>) {
-    this.#bus = bus;
+    this.#sessions = sessions;
     this.replyPrefix = `${SESSION_REPLY_PREFIX}${bus.nodeId}.`;
-    this.targetedPrefix = `${TARGETED_PREFIX}${bus.nodeId}.`;
     const replyPrefix = this.replyPrefix;
-    const targetedPrefix = this.targetedPrefix;
-    this.#subs = [
-      bus.subscribe(`${replyPrefix}*`, (msg) => this.#byReplyToken.get(msg.subject.slice(replyPrefix.length))?.deliver(msg)),
-      bus.subscribe(`${targetedPrefix}>`, (msg) => {
-        const rest = msg.subject.slice(targetedPrefix.length);
-        const dot = rest.indexOf('.');
-        if (dot <= 0) return;
-        sessions.get(rest.slice(0, dot))?.deliver({ subject: rest.slice(dot + 1), body: msg.body, replyTo: msg.replyTo ?? null });
-      }),
-      bus.subscribe(`${BROADCAST_PREFIX}>`, (msg) => {
-        deliverToAll(sessions.values(), { subject: msg.subject.slice(BROADCAST_PREFIX.length), body: msg.body, replyTo: msg.replyTo ?? null });
-      }),
-    ];
+    this.#subs = [bus.subscribe(`${replyPrefix}*`, (msg) => this.#byReplyToken.get(msg.subject.slice(replyPrefix.length))?.deliver(msg))];
   }
 
   /** A fresh reply subject on this node: `_WSB.S.<node>.<128 random bits>`. */
@@ -52,13 +35,10 @@ export class SessionRoutes {
     if (this.#byReplyToken.get(token) === session) this.#byReplyToken.delete(token);
   }
 
-  /** Sends to one session on node `node` (this node's id for a local one). */
-  sendTo(node: string, sessionId: string, msg: BusMessage): void {
-    this.#bus.publish({ subject: `${TARGETED_PREFIX}${node}.${sessionId}.${msg.subject}`, body: msg.body, replyTo: msg.replyTo ?? null });
-  }
-
-  broadcast(msg: BusMessage): void {
-    this.#bus.publish({ subject: BROADCAST_PREFIX + msg.subject, body: msg.body, replyTo: msg.replyTo ?? null });
+  /** Writes a message to every session on this node, encoded once; returns how many. */
+  broadcastLocal(msg: BusMessage): number {
+    deliverToAll(this.#sessions.values(), { subject: msg.subject, body: msg.body, replyTo: msg.replyTo ?? null });
+    return this.#sessions.size;
   }
 
   close(): void {
