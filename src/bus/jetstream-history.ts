@@ -172,7 +172,8 @@ export class JetStreamHistory {
       max_age: opts.maxAgeSec * 1_000_000_000,
       max_msgs: opts.maxMsgs,
       discard: DiscardPolicy.Old,
-      duplicate_window: DUPLICATE_WINDOW_MS * 1_000_000,
+      // JetStream refuses a dedup window longer than the stream's max age.
+      duplicate_window: Math.min(DUPLICATE_WINDOW_MS, opts.maxAgeSec * 1000) * 1_000_000,
       ...opts.storage,
     };
     const h = new JetStreamHistory(nc, stream, js, jsm, map, opts, config as StreamConfig, log);
@@ -325,7 +326,7 @@ export class JetStreamHistory {
         throw new RequestError('bus_unavailable', `JetStream did not store it: ${(err as Error).message}`);
       }
       this.stats.publishTimeouts++;
-      throw new RequestError('unconfirmed', `JetStream did not confirm within ${this.#ackTimeoutMs} ms (${(err as Error).message}): it may have been stored${msgId !== undefined ? `; publishing again with the same id is safe (stored once within ${DUPLICATE_WINDOW_MS / 1000} s)` : ''}`);
+      throw new RequestError('unconfirmed', `JetStream did not confirm within ${this.#ackTimeoutMs} ms (${(err as Error).message}): it may have been stored${msgId !== undefined ? `; publishing again with the same id is safe (stored once within ${Math.min(DUPLICATE_WINDOW_MS, this.#maxAgeSec * 1000) / 1000} s)` : ''}`);
     }
   }
 

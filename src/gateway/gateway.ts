@@ -187,7 +187,7 @@ export class Gateway {
       this.log.warn({ err: (e as Error).message, jetstream: bus.placement.where }, `${bus.placement.where} did not answer: replicas of history and presence not known yet`);
     }
     // Presence never fails the start: without JetStream it keeps trying every heartbeat.
-    const presence = await Presence.start(bus.nc, bus.prefix, bus.nodeId, this.config.presenceTtlSec, this.hub.sessions, this.log, VERSION, fingerprint, { js: bus.jsOptions(), storage: await bus.placement.kv() });
+    const presence = await Presence.start(bus.nc, bus.prefix, bus.nodeId, this.config.presenceTtlSec, this.hub.sessions, this.log, VERSION, fingerprint, { js: bus.jsOptions(), storage: await bus.placement.kv().catch(() => undefined) });
     this.#presence = presence;
     if (!presence.healthy) this.log.warn({ problem: presence.problem, jetstream: bus.placement.where }, `cluster presence unavailable in ${bus.placement.where}: retrying every heartbeat`);
     else {
