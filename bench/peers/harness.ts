@@ -57,10 +57,37 @@ export function profileServersInto(dir: string): void {
 export function nodeServer(script: string, args: string[] = []): Promise<Proc & { url: string }> {
   // With a profile directory, every server process writes a V8 CPU profile there when it stops.
   const prof = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${script.replace('.ts', '')}-${Date.now()}.cpuprofile`] : [];
-  const proc = spawn(process.execPath, ['--expose-gc', ...prof, join(ROOT, 'bench/peers/servers', script), ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], cwd: ROOT });
+  return serverProcess(script, process.execPath, ['--expose-gc', ...prof, join(ROOT, 'bench/peers/servers', script), ...args]);
+}
+
+/** The `bun` binary of the `bun` devDependency (its postinstall puts the platform build there). */
+export const BUN = join(ROOT, 'node_modules/bun/bin/bun.exe');
+
+/**
+ * Whether Bun can run here, and if not why (the `bun` package's platform binary is missing, or
+ * was installed with --ignore-scripts, which leaves its placeholder): the benchmark then runs
+ * without it and says so in the report.
+ */
+export function bunVersion(): { version: string } | { missing: string } {
+  try {
+    return { version: execFileSync(BUN, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 }).trim() };
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    return { missing: `${BUN} does not run (${(e.stderr || e.message).trim().split('\n')[0]}); reinstall with scripts enabled: npm ci` };
+  }
+}
+
+/** A server script from bench/peers/servers run by Bun (Bun speaks Node's IPC channel). */
+function bunServer(script: string): Promise<Proc & { url: string }> {
+  return serverProcess(script, BUN, [join(ROOT, 'bench/peers/servers', script)]);
+}
+
+function serverProcess(script: string, command: string, args: string[]): Promise<Proc & { url: string }> {
+  const proc = spawn(command, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], cwd: ROOT });
   return new Promise((resolve, reject) => {
     const onExit = (code: number | null) => reject(new Error(`${script} exited (${code}) before it was ready`));
     proc.once('exit', onExit);
+    proc.once('error', reject);
     proc.once('message', (m: { ready?: string }) => {
       proc.off('exit', onExit);
       pinServer(proc.pid!);
@@ -111,11 +138,13 @@ async function natsServer(websocket: boolean): Promise<Proc & { url: string; wsU
   return { url: n.url, wsUrl: `ws://127.0.0.1:${wsPort}`, stats: async () => procStats(n.proc.pid!), stop: () => n.stop() };
 }
 
-export type TargetId = 'raw-ws' | 'socketio' | 'nats' | 'wsbridge' | 'wsbridge-component' | 'wsbridge-cluster';
+export type TargetId = 'raw-ws' | 'raw-ws-corked' | 'bun' | 'socketio' | 'nats' | 'wsbridge' | 'wsbridge-component' | 'wsbridge-cluster';
 
 export async function start(id: TargetId, componentPath?: string): Promise<Running> {
   switch (id) {
     case 'raw-ws': { const s = await nodeServer('raw-ws.ts'); return combine(s.url, [s]); }
+    case 'raw-ws-corked': { const s = await nodeServer('raw-ws-corked.ts'); return combine(s.url, [s]); }
+    case 'bun': { const s = await bunServer('bun.ts'); return combine(s.url, [s]); }
     case 'socketio': { const s = await nodeServer('socketio.ts'); return combine(s.url, [s]); }
     case 'wsbridge': { const s = await nodeServer('wsbridge.ts'); return combine(s.url, [s]); }
     case 'wsbridge-component': { const s = await nodeServer('wsbridge.ts', ['--echo', `component:${componentPath}`]); return combine(s.url, [s]); }

@@ -132,14 +132,15 @@ export interface FanoutResult {
 }
 
 /**
- * Fan-out: `subscribers` sessions on the fan-out subject, one publisher. First `latencyRounds`
- * messages one at a time (time until the last subscriber has it), then `messages` back to back
- * (deliveries per second until every subscriber has all of them).
+ * Fan-out: `subscribers` sessions on the fan-out subject, one publisher, 64-byte payloads. First
+ * `latencyRounds` messages one at a time (time until the last subscriber has it), then
+ * `messages` back to back (deliveries per second until every subscriber has all of them).
  */
 export async function fanout(target: Target, sut: Running, o: { subscribers: number; messages: number; latencyRounds: number; label: string }): Promise<FanoutResult> {
   const subs = await connectMany(target, sut.url, o.subscribers, o.label);
   await pooled(subs.length, 256, (i) => subs[i]!.subscribe());
   const [publisher] = await connectMany(target, sut.url, 1, o.label);
+  const pad = 'x'.repeat(54);
   let delivered = 0;
   let expected = 0;
   let finished = { resolve: () => {} };
@@ -150,7 +151,7 @@ export async function fanout(target: Target, sut: Running, o: { subscribers: num
     const d = deadline(DEADLINE_MS, `${o.label} deliveries`);
     finished = d;
     const t0 = performance.now();
-    for (let i = 0; i < count; i++) publisher!.publish(String(i));
+    for (let i = 0; i < count; i++) publisher!.publish(payload(i, pad));
     await d.promise;
     return performance.now() - t0;
   };

@@ -2,8 +2,8 @@
 // plot (percentile on a "nines" axis) and grouped bars. Written here rather than pulled in from a
 // charting library: ~100 lines with no browser or canvas dependency, and the output is diffable.
 const W = 720;
-const H = 400;
-const M = { left: 70, right: 20, top: 40, bottom: 70 };
+const H = 420;
+const M = { left: 70, right: 20, top: 40, bottom: 90 };
 const COLORS = ['#1b6ca8', '#d1495b', '#edae49', '#00798c', '#66a182', '#8d6a9f'];
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
@@ -36,10 +36,11 @@ function niceStep(raw: number): number {
   return [1, 2, 2.5, 5, 10].map((m) => m * p).find((s) => s >= raw) ?? 10 * p;
 }
 
+/** Up to four entries per row, two rows below the plot. */
 function legend(names: string[]): string[] {
   return names.map((n, i) => {
-    const x = M.left + i * 150;
-    const y = H - 18;
+    const x = M.left + (i % 4) * 160;
+    const y = H - 34 + Math.floor(i / 4) * 18;
     return `<rect x="${x}" y="${y - 10}" width="12" height="12" fill="${COLORS[i % COLORS.length]}"/><text x="${x + 18}" y="${y}">${esc(n)}</text>`;
   });
 }
