@@ -4,17 +4,18 @@
 // process is the load generator. Loopback only; every phase bounded by counts and a deadline.
 //   node bench/peers.ts [--smoke] [--out DIR] [--only id,id] [--clients C] [--window W]
 //                       [--messages M] [--fanout N,N] [--idle N] [--paced-seconds S] [--cpu-prof DIR]
-//                       [--no-pin]
+//                       [--no-pin] [--heap-snapshot DIR]
 // Writes peers.json, peers.md and four SVG plots to DIR (default bench/results; --smoke writes
 // only with --out). --cpu-prof DIR: each Node server process writes a V8 CPU profile into DIR
-// (open in Chrome DevTools). See docs/benchmarks.md for what each figure means.
+// (open in Chrome DevTools). --heap-snapshot DIR: each Node server writes a V8 heap snapshot into
+// DIR with the idle sessions open (after the memory reading). See docs/benchmarks.md for what each figure means.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import os from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { buildComponent, ROOT } from '../scripts/build-components.ts';
 import { natsWs, rawWs, socketIo, wsbridge, wsbridgeMsgpack, wsbridgeReq, type Target } from './peers/clients.ts';
-import { bunVersion, isPinned, pinGenerator, profileServersInto, progress, progressDone, setPinning, start, type TargetId } from './peers/harness.ts';
+import { bunVersion, isPinned, pinGenerator, profileServersInto, snapshotServersInto, progress, progressDone, setPinning, start, type TargetId } from './peers/harness.ts';
 import { echo, fanout, idle, pacedEcho, type EchoResult, type FanoutResult, type IdleResult } from './peers/scenarios.ts';
 import { report, type Results } from './peers/report.ts';
 
@@ -53,6 +54,11 @@ const plans: Plan[] = [
 const only = opt('--only')?.split(',');
 const profiles = opt('--cpu-prof');
 if (profiles) profileServersInto(resolve(profiles));
+const snapshots = opt('--heap-snapshot');
+if (snapshots) {
+  mkdirSync(resolve(snapshots), { recursive: true });
+  snapshotServersInto(resolve(snapshots));
+}
 setPinning(!argv.includes('--no-pin'));
 pinGenerator();
 const bun = bunVersion();

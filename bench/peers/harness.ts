@@ -16,10 +16,12 @@ export interface Running {
   url: string;
   /** CPU time of all its processes; with `gc`, memory after a full GC of the Node ones. */
   stats(gc?: boolean): Promise<Stats>;
+  /** With --heap-snapshot: writes a heap snapshot of each of its Node processes, named `name`. */
+  heapSnapshot(name: string): Promise<void>;
   stop(): Promise<void>;
 }
 
-interface Proc { stats(gc: boolean): Promise<Stats>; stop(): Promise<void> }
+interface Proc { stats(gc: boolean): Promise<Stats>; heapSnapshot?(file: string): Promise<void>; stop(): Promise<void> }
 
 /**
  * CPU pinning: every process of the system under test on CPU 0, the load generator on the others,
@@ -48,6 +50,11 @@ function taskset(pid: number, cpus: string): void {
 }
 
 let profileDir: string | undefined;
+let snapshotDir: string | undefined;
+/** Makes the idle scenario write a V8 heap snapshot of every Node server into `dir`, sessions open. */
+export function snapshotServersInto(dir: string): void {
+  snapshotDir = dir;
+}
 /** Makes every Node server started from now on write a CPU profile (`--cpu-prof`) into `dir`. */
 export function profileServersInto(dir: string): void {
   profileDir = dir;
@@ -97,6 +104,10 @@ function serverProcess(script: string, command: string, args: string[]): Promise
           proc.once('message', (r: { stats: Stats }) => res(r.stats));
           proc.send(gc ? 'stats-gc' : 'stats');
         }),
+        heapSnapshot: (file) => new Promise((res) => {
+          proc.once('message', () => res());
+          proc.send({ heapSnapshot: file });
+        }),
         stop: () => stopProc(proc),
       });
     });
@@ -122,6 +133,11 @@ function combine(url: string, procs: Proc[]): Running {
     async stats(gc = false) {
       const all = await Promise.all(procs.map((p) => p.stats(gc)));
       return all.reduce((a, s) => ({ rss: a.rss + s.rss, heapUsed: a.heapUsed + s.heapUsed, cpuUs: a.cpuUs + s.cpuUs }), { rss: 0, heapUsed: 0, cpuUs: 0 });
+    },
+    async heapSnapshot(name) {
+      if (!snapshotDir) return;
+      let i = 0;
+      for (const p of procs) if (p.heapSnapshot) await p.heapSnapshot(join(snapshotDir, `${name}-${i++}.heapsnapshot`));
     },
     async stop() { for (const p of procs.reverse()) await p.stop(); },
   };

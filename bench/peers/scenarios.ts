@@ -181,11 +181,14 @@ export interface IdleResult { sessions: number; connect_s: number; rss_kib_per_s
 
 /** Idle sessions: server memory per session (after a full GC) and time to connect them all. */
 export async function idle(target: Target, sut: Running, o: { sessions: number; label: string }): Promise<IdleResult> {
+  const snapshot = `idle-${o.sessions}-${o.label.split(' · ')[0]!.replace(/[^\w]+/g, '-')}`;
   const before = await sut.stats(true);
+  await sut.heapSnapshot(`${snapshot}-before`);
   const t0 = performance.now();
   const conns = await connectMany(target, sut.url, o.sessions, o.label);
   const connect = (performance.now() - t0) / 1000;
   const after = await sut.stats(true);
+  await sut.heapSnapshot(`${snapshot}-after`);
   await Promise.all(conns.map((c) => c.close()));
   const kib = (b: number) => Math.round((b / o.sessions / 1024) * 10) / 10;
   return { sessions: o.sessions, connect_s: Math.round(connect * 100) / 100, rss_kib_per_session: kib(after.rss - before.rss), heap_kib_per_session: kib(after.heapUsed - before.heapUsed) };

@@ -1,6 +1,7 @@
 // What every benchmark server process shares: it reports its URL to the driver over the IPC
 // channel, and answers "stats" with its memory and CPU time ("stats-gc": after a full GC), so the driver can
 // compute per-session memory and server CPU per message without trusting the load generator.
+// {heapSnapshot: path} writes a V8 heap snapshot there (Node only) and answers with the path.
 // Runs under Node and under Bun (bun.ts), which speaks Node's IPC channel and has the same
 // process.memoryUsage() and process.cpuUsage().
 
@@ -18,6 +19,10 @@ export function serveStats(url: string, onStop: () => Promise<void> | void = () 
       const mem = process.memoryUsage();
       const cpu = process.cpuUsage();
       process.send!({ stats: { rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external, cpuUs: cpu.user + cpu.system } });
+    } else if (typeof m === 'object' && m !== null && 'heapSnapshot' in m) {
+      const path = (m as { heapSnapshot: string }).heapSnapshot;
+      if ('Bun' in globalThis) process.send!({ snapshot: null });
+      else void import('node:v8').then((v8) => process.send!({ snapshot: v8.writeHeapSnapshot(path) }));
     }
   });
   process.on('SIGTERM', () => void Promise.resolve(onStop()).finally(() => process.exit(0)));
