@@ -5,6 +5,7 @@
 import type { Bus, BusMessage, BusSubscription } from '../bus/bus.ts';
 import type { Session, SharedFrame } from './session.ts';
 import { frameOnce } from './preframed.ts';
+import { grantClock, isReserved } from '../security/subject-policy.ts';
 
 /** Encodes a message at most once per codec, only when a member with that codec needs it. */
 export class EncodedOnce implements SharedFrame {
@@ -31,10 +32,12 @@ export class EncodedOnce implements SharedFrame {
 /** Writes one message to many sessions; each is handed its reply_to (a grant). */
 export function deliverToAll(members: Iterable<Session>, msg: BusMessage): void {
   const encoded = new EncodedOnce(msg);
-  const reply = msg.replyTo;
+  // Only reserved reply subjects are grants (ReplyGrants.grant); the clock is read once for all.
+  const reply = msg.replyTo && isReserved(msg.replyTo) ? msg.replyTo : undefined;
+  const now = reply === undefined ? 0 : grantClock();
   for (const s of members) {
     if (s.closed) continue;
-    if (reply) s.grant(reply);
+    if (reply !== undefined) s.grant(reply, now);
     s.send(encoded.for(s), false, encoded);
   }
 }

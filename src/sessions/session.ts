@@ -213,8 +213,8 @@ export class Session implements Actor {
   }
 
   /** The session is handed `replyTo` (it received a message carrying it): it may answer there. */
-  grant(replyTo: string): void {
-    (this.grants ??= new ReplyGrants(this.#limits.grants)).grant(replyTo);
+  grant(replyTo: string, now?: number): void {
+    (this.grants ??= new ReplyGrants(this.#limits.grants)).grant(replyTo, now);
   }
 
   /** Sends a message from the bus; its reply_to becomes a grant. */
