@@ -1,6 +1,6 @@
 // One WebSocket connection in server mode: its identity, its subscriptions, its counters, and the
 // outbound path with the slow-consumer policy. Routing decisions live in SessionHub.
-import { canWriteFrames, corkUntilTickEnd, queuedBytes, writeFrame, WebSocket } from './preframed.ts';
+import { addToBatch, batchFrame, canWriteFrames, corkUntilTickEnd, flushBatch, queuedBytes, WebSocket } from './preframed.ts';
 import { setLongTimeout } from './long-timeout.ts';
 import type { LongTimeout } from './long-timeout.ts';
 import type { Codec, WireData } from '../protocol/codec.ts';
@@ -182,26 +182,26 @@ export class Session implements Actor {
   send(data: WireData, isReply = false, shared?: SharedFrame): boolean {
     if (this.closed) return false;
     const ws = this.#ws;
-    // Every frame counts against the bound, answers to the client's own ops (ok, error, pong,
-    // res) included: a client that sends pings and never reads would otherwise grow the queue
-    // without end. Under the drop policy a delivery is dropped; an answer cannot be (the client
-    // would wait for it forever), so the session is closed instead.
-    if (queuedBytes(ws) > this.#limits.maxBufferedBytes) {
-      this.counters.dropped++;
-      this.#limits.totals.dropped++;
-      if (this.#limits.slowConsumerPolicy === 'close' || isReply) {
-        this.onSlow(this, 'close');
-        this.close(CloseCodes.tryAgainLater, 'slow consumer');
-      } else if (this.counters.dropped === 1) {
-        this.onSlow(this, 'drop');
-      }
-      return false;
-    }
-    // A frame shared by many sessions (fan-out) goes out as is when ws would not transform it.
     const open = ws.readyState === WebSocket.OPEN;
-    if (open) corkUntilTickEnd(ws);
-    if (shared !== undefined && open && (this.#rawFrames ??= canWriteFrames(ws))) writeFrame(ws, shared.framed(this));
-    else ws.send(data, { binary: this.codec.binary });
+    if (shared !== undefined && open && (this.#rawFrames ??= canWriteFrames(ws))) {
+      // A frame shared by many sessions (fan-out) goes out as is, batched until the end of the
+      // tick. One joining a batch begun this tick was checked against the bound with the batch's
+      // first frame: what the batch holds is leaving anyway (like corked bytes, see queuedBytes),
+      // and a batch is written once it holds FLUSH_BYTES, so the next frame is checked again.
+      const framed = shared.framed(this);
+      if (!addToBatch(ws, framed)) {
+        if (this.#overBound(ws, isReply)) return false;
+        batchFrame(ws, framed);
+      }
+    } else {
+      if (this.#overBound(ws, isReply)) return false;
+      // Any other frame goes after what is batched, corked.
+      if (open) {
+        flushBatch(ws);
+        corkUntilTickEnd(ws);
+      }
+      ws.send(data, { binary: this.codec.binary });
+    }
     const bytes = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
     this.counters.messagesOut++;
     this.counters.bytesOut += bytes;
@@ -209,6 +209,26 @@ export class Session implements Actor {
     t.messagesOut++;
     t.bytesOut += bytes;
     if (isReply) t.controlOut++;
+    return true;
+  }
+
+  /**
+   * Whether the client reads too slowly to be sent one more frame, after applying the policy.
+   * Every frame counts against the bound, answers to the client's own ops (ok, error, pong, res)
+   * included: a client that sends pings and never reads would otherwise grow the queue without
+   * end. Under the drop policy a delivery is dropped; an answer cannot be (the client would wait
+   * for it forever), so the session is closed instead.
+   */
+  #overBound(ws: WebSocket, isReply: boolean): boolean {
+    if (queuedBytes(ws) <= this.#limits.maxBufferedBytes) return false;
+    this.counters.dropped++;
+    this.#limits.totals.dropped++;
+    if (this.#limits.slowConsumerPolicy === 'close' || isReply) {
+      this.onSlow(this, 'close');
+      this.close(CloseCodes.tryAgainLater, 'slow consumer');
+    } else if (this.counters.dropped === 1) {
+      this.onSlow(this, 'drop');
+    }
     return true;
   }
 
@@ -243,6 +263,7 @@ export class Session implements Actor {
     const ws = this.#ws;
     // A socket paused while a first-frame token is verified must read the peer's close frame.
     if (ws.isPaused) ws.resume();
+    flushBatch(ws); // what was delivered before the close goes before the close frame
     ws.close(code, reason);
   }
 
