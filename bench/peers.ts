@@ -32,8 +32,8 @@ const cfg = {
   idle: num('--idle', SMOKE ? 50 : 10_000),
   latencyRounds: SMOKE ? 2 : 10,
 };
-/** Fan-out messages per run: about 200k deliveries whatever N is (fewer in a smoke run). */
-const fanMessages = (n: number) => (SMOKE ? 5 : Math.max(10, Math.round(200_000 / n)));
+/** Fan-out messages per burst: about 500k deliveries whatever N is (fewer in a smoke run). */
+const fanMessages = (n: number) => (SMOKE ? 5 : Math.max(10, Math.round(500_000 / n)));
 const out = opt('--out') ?? (SMOKE ? undefined : join(ROOT, 'bench/results'));
 
 interface Plan { id: TargetId; name: string; client: Target; full: boolean; echo4k?: boolean; component?: 'starlingmonkey' | 'quickjs' }

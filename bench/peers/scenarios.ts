@@ -134,7 +134,8 @@ export interface FanoutResult {
 /**
  * Fan-out: `subscribers` sessions on the fan-out subject, one publisher, 64-byte payloads. First
  * `latencyRounds` messages one at a time (time until the last subscriber has it), then
- * `messages` back to back (deliveries per second until every subscriber has all of them).
+ * `messages` back to back twice, a warm-up and the measured burst (deliveries per second until
+ * every subscriber has all of them, and server CPU per delivery).
  */
 export async function fanout(target: Target, sut: Running, o: { subscribers: number; messages: number; latencyRounds: number; label: string }): Promise<FanoutResult> {
   const subs = await connectMany(target, sut.url, o.subscribers, o.label);
@@ -161,6 +162,9 @@ export async function fanout(target: Target, sut: Running, o: { subscribers: num
     lat.push(await round(1));
     progress(`${o.label}: time to last ${i + 1}/${o.latencyRounds}`);
   }
+  // A warm-up burst as long as the measured one (JIT tiers, buffer pools, every system alike).
+  progress(`${o.label}: ${o.messages} × ${subs.length} deliveries (warm-up)`);
+  await round(o.messages);
   progress(`${o.label}: ${o.messages} × ${subs.length} deliveries`);
   const cpu0 = (await sut.stats()).cpuUs;
   const ms = await round(o.messages);
