@@ -9,7 +9,16 @@ import { join } from 'node:path';
 import { ROOT } from '../../scripts/build-components.ts';
 import { freePort, startNats } from '../../test/nats-helpers.ts';
 
-export interface Stats { rss: number; heapUsed: number; cpuUs: number }
+export interface Stats {
+  rss: number;
+  heapUsed: number;
+  /** User + system CPU time, µs. */
+  cpuUs: number;
+  /** Of cpuUs, in the kernel (for a server that writes to sockets: mostly sending). */
+  sysUs: number;
+  /** Bytes the process handed to write syscalls (/proc/<pid>/io wchar; sockets included), 0 if unknown. */
+  writtenBytes: number;
+}
 
 /** A running system under test: where clients connect, and its processes' resource use. */
 export interface Running {
@@ -101,7 +110,7 @@ function serverProcess(script: string, command: string, args: string[]): Promise
       resolve({
         url: m.ready!,
         stats: (gc) => new Promise((res) => {
-          proc.once('message', (r: { stats: Stats }) => res(r.stats));
+          proc.once('message', (r: { stats: Stats }) => res({ ...r.stats, writtenBytes: writtenBytes(proc.pid!) }));
           proc.send(gc ? 'stats-gc' : 'stats');
         }),
         heapSnapshot: (file) => new Promise((res) => {
@@ -124,7 +133,16 @@ function procStats(pid: number): Stats {
   const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   const ticks = Number(f[11]) + Number(f[12]); // utime + stime, in USER_HZ (100/s on Linux)
-  return { rss, heapUsed: 0, cpuUs: ticks * 10_000 };
+  return { rss, heapUsed: 0, cpuUs: ticks * 10_000, sysUs: Number(f[12]) * 10_000, writtenBytes: writtenBytes(pid) };
+}
+
+/** Bytes `pid` passed to write/writev/send so far (Linux /proc/<pid>/io), 0 where unreadable. */
+function writtenBytes(pid: number): number {
+  try {
+    return Number(/^wchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
 }
 
 function combine(url: string, procs: Proc[]): Running {
@@ -132,7 +150,7 @@ function combine(url: string, procs: Proc[]): Running {
     url,
     async stats(gc = false) {
       const all = await Promise.all(procs.map((p) => p.stats(gc)));
-      return all.reduce((a, s) => ({ rss: a.rss + s.rss, heapUsed: a.heapUsed + s.heapUsed, cpuUs: a.cpuUs + s.cpuUs }), { rss: 0, heapUsed: 0, cpuUs: 0 });
+      return all.reduce((a, s) => ({ rss: a.rss + s.rss, heapUsed: a.heapUsed + s.heapUsed, cpuUs: a.cpuUs + s.cpuUs, sysUs: a.sysUs + s.sysUs, writtenBytes: a.writtenBytes + s.writtenBytes }), { rss: 0, heapUsed: 0, cpuUs: 0, sysUs: 0, writtenBytes: 0 });
     },
     async heapSnapshot(name) {
       if (!snapshotDir) return;

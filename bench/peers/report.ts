@@ -42,6 +42,8 @@ export function report(r: Results): { markdown: string; files: Record<string, st
     ...fanNs.flatMap((n, i): Row[] => [
       { label: `fan-out to ${int(n)}, deliveries/s`, get: (t) => t.fanout?.[i]?.deliveries_per_s, fmt: int, ratios: true },
       { label: `fan-out to ${int(n)}, server CPU µs/delivery`, get: (t) => t.fanout?.[i]?.server_cpu_us_per_delivery, fmt: (v) => (v === undefined ? '–' : v.toFixed(2)), ratios: true },
+      { label: `fan-out to ${int(n)}, of which kernel µs/delivery`, get: (t) => t.fanout?.[i]?.server_sys_us_per_delivery, fmt: (v) => (v === undefined ? '–' : v.toFixed(2)), ratios: true },
+      { label: `fan-out to ${int(n)}, bytes written/delivery`, get: (t) => t.fanout?.[i]?.bytes_per_delivery || undefined, fmt: int, ratios: true },
       { label: `fan-out to ${int(n)}, time to last p50 / max ms`, get: () => undefined, fmt: () => '', ratios: false },
     ]),
     { label: `idle sessions (${int(r.targets.wsbridge?.idle?.sessions)}), RSS KiB/session`, get: (t) => t.idle?.rss_kib_per_session, fmt: (v) => (v === undefined ? '–' : v.toFixed(1)), ratios: true },

@@ -126,6 +126,10 @@ export interface FanoutResult {
   subscribers: number;
   deliveries_per_s: number;
   server_cpu_us_per_delivery: number;
+  /** Of server_cpu_us_per_delivery, in the kernel (sending). */
+  server_sys_us_per_delivery: number;
+  /** Bytes the server wrote per delivery (frame and protocol envelope; 0 where unknown). */
+  bytes_per_delivery: number;
   /** From publish to the last subscriber having the message, one message at a time. */
   time_to_last_p50_ms: number;
   time_to_last_max_ms: number;
@@ -166,9 +170,10 @@ export async function fanout(target: Target, sut: Running, o: { subscribers: num
   progress(`${o.label}: ${o.messages} × ${subs.length} deliveries (warm-up)`);
   await round(o.messages);
   progress(`${o.label}: ${o.messages} × ${subs.length} deliveries`);
-  const cpu0 = (await sut.stats()).cpuUs;
+  const s0 = await sut.stats();
   const ms = await round(o.messages);
-  const cpu = (await sut.stats()).cpuUs - cpu0;
+  const s1 = await sut.stats();
+  const cpu = s1.cpuUs - s0.cpuUs;
   await Promise.all([...subs, publisher!].map((c) => c.close()));
   lat.sort((a, b) => a - b);
   const total = o.messages * subs.length;
@@ -176,6 +181,8 @@ export async function fanout(target: Target, sut: Running, o: { subscribers: num
     subscribers: subs.length,
     deliveries_per_s: Math.round(total / (ms / 1000)),
     server_cpu_us_per_delivery: Math.round((cpu / total) * 100) / 100,
+    server_sys_us_per_delivery: Math.round(((s1.sysUs - s0.sysUs) / total) * 100) / 100,
+    bytes_per_delivery: Math.round((s1.writtenBytes - s0.writtenBytes) / total),
     time_to_last_p50_ms: Math.round(lat[Math.floor(lat.length / 2)]! * 100) / 100,
     time_to_last_max_ms: Math.round(lat[lat.length - 1]! * 100) / 100,
   };

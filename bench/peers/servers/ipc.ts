@@ -18,7 +18,7 @@ export function serveStats(url: string, onStop: () => Promise<void> | void = () 
       if (m === 'stats-gc') fullGc();
       const mem = process.memoryUsage();
       const cpu = process.cpuUsage();
-      process.send!({ stats: { rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external, cpuUs: cpu.user + cpu.system } });
+      process.send!({ stats: { rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external, cpuUs: cpu.user + cpu.system, sysUs: cpu.system } });
     } else if (typeof m === 'object' && m !== null && 'heapSnapshot' in m) {
       const path = (m as { heapSnapshot: string }).heapSnapshot;
       if ('Bun' in globalThis) process.send!({ snapshot: null });
