@@ -187,7 +187,7 @@ export class Session implements Actor {
       // A frame shared by many sessions (fan-out) goes out as is, batched until the end of the
       // tick. One joining a batch begun this tick was checked against the bound with the batch's
       // first frame: what the batch holds is leaving anyway (like corked bytes, see queuedBytes),
-      // and a batch is written once it holds FLUSH_BYTES, so the next frame is checked again.
+      // and a batch is written once it holds BATCH_BYTES, so the next frame is checked again.
       const framed = shared.framed(this);
       if (!addToBatch(ws, framed)) {
         if (this.#overBound(ws, isReply)) return false;
