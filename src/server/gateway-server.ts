@@ -19,7 +19,7 @@ import type { Config, HostPort } from '../config/load.ts';
 import type { Gateway } from '../gateway/gateway.ts';
 import { UpgradeGate, WS_PATH, TOKEN_SUBPROTOCOL } from './upgrade-gate.ts';
 import { HttpRoutes } from './http-routes.ts';
-import { runConnection } from './connection.ts';
+import { runConnection, SessionSocket } from './connection.ts';
 import type { ConnectionContext } from './connection.ts';
 import { startSweepers } from './sweepers.ts';
 
@@ -58,6 +58,7 @@ export class GatewayServer {
     this.wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
+      WebSocket: SessionSocket, // carries its Connection: no closures per session (connection.ts)
       maxPayload: config.maxMessageBytes,
       // Off by default: each compressing session keeps zlib state (see docs/protocol.md).
       perMessageDeflate: config.deflate.enabled ? { threshold: config.deflate.thresholdBytes, serverNoContextTakeover: true, clientNoContextTakeover: true, zlibDeflateOptions: { memLevel: 7, level: 3 } } : false,
