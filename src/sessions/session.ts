@@ -63,13 +63,35 @@ export interface SessionInfo {
   queued_bytes: number;
 }
 
+// Times a session keeps (connected, last active) are 100 ms ticks since the process started:
+// small integers stay inside the object, where epoch milliseconds would each take a separate
+// 16-byte heap number (V8 boxes doubles). Small integers for ~6.8 years of uptime.
+const T0 = Date.now();
+const TICK_MS = 100;
+const clockTick = (): number => Math.floor((Date.now() - T0) / TICK_MS);
+
+/** Token buckets of a session with RATE_LIMIT_* on (made on its first frame; none when off). */
+interface RateState {
+  msgTokens: number;
+  byteTokens: number;
+  refilledAt: number;
+  lastError: number;
+}
+
+const noSlowHandler = (): void => {};
+
 export class Session implements Actor {
-  readonly role = 'client' as const;
+  get role(): 'client' {
+    return 'client';
+  }
   readonly id: string;
   readonly replySubject: string;
   readonly remoteAddress: string;
-  /** Epoch milliseconds (a number, not a Date: one object less per session). */
-  readonly connectedAt: number;
+  /** Epoch milliseconds, at 100 ms resolution (stored as a tick, see clockTick). */
+  get connectedAt(): number {
+    return T0 + this.#connectedTick * TICK_MS;
+  }
+  #connectedTick: number;
   readonly codec: Codec;
   readonly counters: SessionCounters = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0, errors: 0 };
   /** The client's subscriptions: key (pattern, or pattern + queue) → release function. */
@@ -104,14 +126,14 @@ export class Session implements Actor {
     return this.identity?.principal ?? `session:${this.id}`;
   }
   #expiry: LongTimeout | undefined;
-  /** Last time a frame arrived, for the idle timeout. */
-  lastActivity = Date.now();
+  /** Last time a frame arrived (epoch ms, 100 ms resolution), for the idle timeout. */
+  get lastActivity(): number {
+    return T0 + this.#activeTick * TICK_MS;
+  }
+  #activeTick: number;
   /** Answered the last server ping. */
   alive = true;
-  #msgTokens = Infinity; // full buckets to start with
-  #byteTokens = Infinity;
-  #refilledAt = Date.now();
-  #lastRateError = 0;
+  #rate: RateState | undefined;
   /** Delivered, not yet acknowledged messages of acked subscriptions, by sequence. */
   get unacked(): Map<number, { ack(): void; nak(): void }> {
     return (this.#unacked ??= new Map());
@@ -136,34 +158,37 @@ export class Session implements Actor {
   withinRate(bytes: number, msgsPerSec: number, bytesPerSec: number): boolean {
     if (msgsPerSec === 0 && bytesPerSec === 0) return true;
     const now = Date.now();
-    const dt = (now - this.#refilledAt) / 1000;
-    this.#refilledAt = now;
-    this.#msgTokens = Math.min(msgsPerSec, this.#msgTokens + dt * msgsPerSec);
-    this.#byteTokens = Math.min(bytesPerSec, this.#byteTokens + dt * bytesPerSec);
-    if ((msgsPerSec > 0 && this.#msgTokens < 1) || (bytesPerSec > 0 && this.#byteTokens < bytes)) return false;
-    this.#msgTokens -= 1;
-    this.#byteTokens -= bytes;
+    const r = (this.#rate ??= { msgTokens: Infinity, byteTokens: Infinity, refilledAt: now, lastError: 0 }); // full buckets to start with
+    const dt = (now - r.refilledAt) / 1000;
+    r.refilledAt = now;
+    r.msgTokens = Math.min(msgsPerSec, r.msgTokens + dt * msgsPerSec);
+    r.byteTokens = Math.min(bytesPerSec, r.byteTokens + dt * bytesPerSec);
+    if ((msgsPerSec > 0 && r.msgTokens < 1) || (bytesPerSec > 0 && r.byteTokens < bytes)) return false;
+    r.msgTokens -= 1;
+    r.byteTokens -= bytes;
     return true;
   }
 
   /** Whether to tell the client about a rate-limited frame now (at most once a second). */
   rateErrorDue(): boolean {
     const now = Date.now();
-    if (now - this.#lastRateError < 1000) return false;
-    this.#lastRateError = now;
+    const r = this.#rate;
+    if (r === undefined) return true; // no limit, no rate errors (withinRate made it otherwise)
+    if (now - r.lastError < 1000) return false;
+    r.lastError = now;
     return true;
   }
 
   /** Counts an inbound frame (the server calls it for every frame, valid or not). */
   received(bytes: number): void {
-    this.lastActivity = Date.now();
+    this.#activeTick = clockTick();
     this.counters.bytesIn += bytes;
     this.#limits.totals.bytesIn += bytes;
     this.#limits.totals.messagesIn++;
   }
 
   /** Told once when the slow-consumer policy closes or first drops for this session. */
-  onSlow: (session: Session, action: SlowConsumerPolicy) => void = () => {};
+  onSlow: (session: Session, action: SlowConsumerPolicy) => void = noSlowHandler;
 
   constructor(id: string, replySubject: string, ws: WebSocket, remoteAddress: string, codec: Codec, limits: SessionLimits) {
     this.id = id;
@@ -171,7 +196,7 @@ export class Session implements Actor {
     this.#ws = ws;
     this.remoteAddress = remoteAddress;
     this.codec = codec;
-    this.connectedAt = Date.now();
+    this.#connectedTick = this.#activeTick = clockTick();
     this.#limits = limits;
   }
 
@@ -190,11 +215,11 @@ export class Session implements Actor {
       // and a batch is written once it holds BATCH_BYTES, so the next frame is checked again.
       const framed = shared.framed(this);
       if (!addToBatch(ws, framed)) {
-        if (this.#overBound(ws, isReply)) return false;
+        if (this.overBound(ws, isReply)) return false;
         batchFrame(ws, framed);
       }
     } else {
-      if (this.#overBound(ws, isReply)) return false;
+      if (this.overBound(ws, isReply)) return false;
       // Any other frame goes after what is batched, corked.
       if (open) {
         flushBatch(ws);
@@ -219,7 +244,7 @@ export class Session implements Actor {
    * end. Under the drop policy a delivery is dropped; an answer cannot be (the client would wait
    * for it forever), so the session is closed instead.
    */
-  #overBound(ws: WebSocket, isReply: boolean): boolean {
+  private overBound(ws: WebSocket, isReply: boolean): boolean {
     if (queuedBytes(ws) <= this.#limits.maxBufferedBytes) return false;
     this.counters.dropped++;
     this.#limits.totals.dropped++;
