@@ -1,7 +1,7 @@
 // The node-wide subscriptions that reach sessions by something other than a subject they chose:
 // - reply subjects `_WSB.S.<node>.<token>`: one wildcard subscription per node and a map from
-//   token to session (no bus subscription per session; the token is 128 random bits and is not
-//   the session id, so no frame reveals another session's id);
+//   reply subject to session (no bus subscription per session; the token is 128 random bits and
+//   is not the session id, so no frame reveals another session's id);
 // - operator sends to one session `_WSB.T.<node>.<session id>.<subject>`: the message arrives as
 //   `<subject>`; only the gateway publishes there (reserved space, never granted to anyone);
 // - broadcasts `_WSB.B.<subject>`: every node writes them to all its sessions, encoded once.
@@ -14,7 +14,8 @@ import { SESSION_REPLY_PREFIX, TARGETED_PREFIX, BROADCAST_PREFIX } from '../secu
 export class SessionRoutes {
   readonly replyPrefix: string;
   readonly targetedPrefix: string;
-  #byReplyToken = new Map<string, Session>();
+  /** Keyed by the whole reply subject: the session's own string, no second string per session. */
+  #byReplySubject = new Map<string, Session>();
   #subs: BusSubscription[];
   #bus: Bus;
 
@@ -25,7 +26,7 @@ export class SessionRoutes {
     const replyPrefix = this.replyPrefix;
     const targetedPrefix = this.targetedPrefix;
     this.#subs = [
-      bus.subscribe(`${replyPrefix}*`, (msg) => this.#byReplyToken.get(msg.subject.slice(replyPrefix.length))?.deliver(msg)),
+      bus.subscribe(`${replyPrefix}*`, (msg) => this.#byReplySubject.get(msg.subject)?.deliver(msg)),
       bus.subscribe(`${targetedPrefix}>`, (msg) => {
         const rest = msg.subject.slice(targetedPrefix.length);
         const dot = rest.indexOf('.');
@@ -44,12 +45,11 @@ export class SessionRoutes {
   }
 
   add(session: Session): void {
-    if (session.replySubject.startsWith(this.replyPrefix)) this.#byReplyToken.set(session.replySubject.slice(this.replyPrefix.length), session);
+    if (session.replySubject.startsWith(this.replyPrefix)) this.#byReplySubject.set(session.replySubject, session);
   }
 
   remove(session: Session): void {
-    const token = session.replySubject.slice(this.replyPrefix.length);
-    if (this.#byReplyToken.get(token) === session) this.#byReplyToken.delete(token);
+    if (this.#byReplySubject.get(session.replySubject) === session) this.#byReplySubject.delete(session.replySubject);
   }
 
   /** Sends to one session on node `node` (this node's id for a local one). */
