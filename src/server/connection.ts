@@ -41,6 +41,8 @@ export interface ConnectionContext {
   sessionLimits: SessionLimits;
   /** A failed first-frame authentication from `ip` (counted, and fed to the backoff). */
   authFailed(ip: string): void;
+  /** Frees the connection slot the upgrade gate handed over with the socket (once, on close). */
+  releaseSlot(ip: string): void;
 }
 
 export function runConnection(ctx: ConnectionContext, ws: WebSocket, ip: string, remote: string, identity: Identity | undefined): Session {
@@ -171,6 +173,7 @@ class Connection {
     const session = this.session;
     clearTimeout(this.pending?.deadline);
     this.pending = undefined;
+    this.ctx.releaseSlot(session.clientIp!);
     open.delete(session);
     gw.hub.closed(code);
     gw.hub.remove(session);

@@ -75,6 +75,7 @@ export class GatewayServer {
       open: new Set<Session>(),
       sessionLimits: { maxBufferedBytes: config.maxBufferedBytes, slowConsumerPolicy: config.slowConsumerPolicy, totals: gw.hub.totals, grants: config.grants },
       authFailed: (ip) => this.gate.authFailed(ip),
+      releaseSlot: (ip) => this.gate.slots.free(ip),
     };
     this.gate = new UpgradeGate(config, auth, gw.hub.stats, this.wss, (ws, req, ip, identity) => {
       runConnection(this.#connections, ws, ip, remoteOf(req, ip), identity);
