@@ -224,6 +224,62 @@ test('messages delivered in the tick a session is closed reach it before the clo
   assert.deepEqual(got, ['w1', 'w2', 'w3', 'w4', 'w5']);
 });
 
+/** Sends frames in one socket write, so that the gateway handles them all in one tick. */
+function inOneWrite(c: TestClient, frames: object[]): void {
+  (c.ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.concat(frames.map((f) => maskedTextFrame(JSON.stringify(f)))));
+}
+
+/** What a client receives from now on, in order: messages as subject:text, other frames as op:id. */
+function record(c: TestClient): string[] {
+  const seen: string[] = [];
+  c.ws.on('message', (d: Buffer) => {
+    const f = JSON.parse(d.toString()) as { subject?: string; body?: string; op?: string; id?: string };
+    seen.push(f.op === undefined ? `${f.subject}:${unb64(f.body)}` : `${f.op}:${f.id ?? ''}`);
+  });
+  return seen;
+}
+
+test('a burst held for one subject\'s subscribers keeps its order with messages of other subjects, subscription changes and answers', async () => {
+  const c = await TestClient.connect(gw);
+  const other = await TestClient.connect(gw); // held.c has a member before c subscribes to it
+  await other.call({ op: 'sub', subject: 'held.c', id: 'c' });
+  await c.call({ op: 'sub', subject: 'held.a', id: 'a' });
+  await c.call({ op: 'sub', subject: 'held.b', id: 'b' });
+  const seen = record(c);
+  inOneWrite(c, [
+    { subject: 'held.a', text: '1' }, { subject: 'held.b', text: '2' }, { subject: 'held.a', text: '3' }, { subject: 'held.a', text: '4' },
+    { op: 'ping', id: 'p' }, { subject: 'held.a', text: '5' }, { subject: 'held.b', text: '6' },
+    // Published before the unsubscribe: delivered. After it: not.
+    { subject: 'held.a', text: '7' }, { op: 'unsub', subject: 'held.a', id: 'u' }, { subject: 'held.a', text: '8' },
+    // Published before the subscription: not delivered. After it: delivered.
+    { subject: 'held.c', text: '9' }, { op: 'sub', subject: 'held.c', id: 'c' }, { subject: 'held.c', text: '10' },
+    { op: 'ping', id: 'end' },
+  ]);
+  await c.next((f) => f.op === 'pong' && f.id === 'end');
+  assert.deepEqual(seen, ['held.a:1', 'held.b:2', 'held.a:3', 'held.a:4', 'pong:p', 'held.a:5', 'held.b:6', 'held.a:7', 'ok:u', 'ok:c', 'held.c:10', 'pong:end']);
+  for (const text of ['9', '10']) assert.equal(unb64((await other.next((f) => f.subject === 'held.c')).body), text);
+  c.close();
+  other.close();
+});
+
+test('messages fanned out in one burst each grant their answer', async () => {
+  const asker = await TestClient.connect(gw);
+  const answerer = await TestClient.connect(gw);
+  await answerer.call({ op: 'sub', subject: 'burst.ask', id: 's' });
+  inOneWrite(asker, [1, 2, 3].map((i) => ({ subject: 'burst.ask', text: `q${i}` })));
+  const asks = [];
+  for (let i = 0; i < 3; i++) asks.push(await answerer.next((f) => f.subject === 'burst.ask'));
+  assert.ok(asks.every((m) => m.reply_to === asker.welcome.reply_to));
+  // REPLY_GRANT_MAX_REPLIES is 1: three messages, three answers, not four.
+  for (let i = 1; i <= 3; i++) assert.deepEqual(await answerer.call({ subject: String(asker.welcome.reply_to), text: `a${i}`, id: `r${i}` }), { op: 'ok', id: `r${i}` });
+  for (let i = 1; i <= 3; i++) assert.equal(unb64((await asker.next((f) => f.subject === asker.welcome.reply_to)).body), `a${i}`);
+  const fourth = await answerer.call({ subject: String(asker.welcome.reply_to), text: 'a4', id: 'r4' });
+  assert.equal(fourth.op, 'error');
+  assert.equal(fourth.code, 'invalid_subject');
+  asker.close();
+  answerer.close();
+});
+
 /** A client text frame (masked, as RFC 6455 requires of clients), to batch several in one write. */
 function maskedTextFrame(text: string): Buffer {
   const payload = Buffer.from(text);

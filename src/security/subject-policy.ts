@@ -90,8 +90,9 @@ export class ReplyGrants {
    * (messages from one sender share its reply subject, so each delivery adds its own answers, up
    * to 1023 at once), until `ttlMs` after this delivery. `now`: grantClock(), when the caller
    * grants the same message to many holders (a fan-out reads the clock once, not per session).
+   * `times`: the number of messages delivered at once that carry it (a fan-out burst).
    */
-  grant(replyTo: string, now: number = tick()): void {
+  grant(replyTo: string, now: number = tick(), times = 1): void {
     // Only reply subjects in reserved space are capabilities; a user subject named as reply_to is
     // answered under the receiver's own permissions. (So a sender cannot fill receivers' grant
     // tables with made-up subjects: each sender has one reply subject, each request one inbox.)
@@ -100,7 +101,7 @@ export class ReplyGrants {
     const g = this.#grants;
     const expiry = now + Math.ceil(l.ttlMs / TICK_MS);
     const old = g.get(replyTo);
-    let left = l.maxReplies;
+    let left = l.maxReplies * times;
     if (old === undefined) {
       // Forget the oldest when full (Map keeps insertion order).
       if (g.size >= l.maxGrants) g.delete(g.keys().next().value!);

@@ -1,6 +1,7 @@
 // One WebSocket connection in server mode: its identity, its subscriptions, its counters, and the
 // outbound path with the slow-consumer policy. Routing decisions live in SessionHub.
 import { addToBatch, batchFrame, canWriteFrames, corkUntilTickEnd, flushBatch, queuedBytes, WebSocket } from './preframed.ts';
+import { flushHeldFanout } from './fanout.ts';
 import { setLongTimeout } from './long-timeout.ts';
 import type { LongTimeout } from './long-timeout.ts';
 import type { Codec, WireData } from '../protocol/codec.ts';
@@ -20,6 +21,30 @@ export type SlowConsumerPolicy = 'close' | 'drop';
  */
 export interface SharedFrame {
   framed(session: Session): Buffer;
+}
+
+/**
+ * Messages fanned out to many sessions at once (consecutive messages to one subject's
+ * subscribers in one tick), given to each session in one call (deliverBurst).
+ */
+export interface SharedBurst {
+  readonly size: number;
+  /** Reply subjects that are grants, each with the number of the messages carrying it. */
+  readonly grants: ReadonlyMap<string, number>;
+  /**
+   * The messages as runs of whole frames for the session's codec (at most BATCH_BYTES each, or
+   * one larger frame), each run one buffer joined once for every session with that codec.
+   */
+  runs(session: Session): readonly SharedRun[];
+  /** Message `i` alone, encoded once per codec, for a socket ws must write itself (deflate). */
+  message(i: number): SharedFrame & { for(session: Session): Buffer };
+}
+export interface SharedRun {
+  readonly buf: Buffer;
+  /** Messages in the run. */
+  readonly count: number;
+  /** Their encoded size without the WebSocket headers (what bytesOut counts per message). */
+  readonly bytes: number;
 }
 
 export interface SessionLimits {
@@ -229,8 +254,9 @@ export class Session implements Actor {
       }
     } else {
       if (this.overBound(ws, isReply)) return false;
-      // Any other frame goes after what is batched, corked.
+      // Any other frame goes after what was fanned out before it (held, then batched), corked.
       if (open) {
+        flushHeldFanout();
         flushBatch(ws);
         corkUntilTickEnd(ws);
       }
@@ -253,22 +279,52 @@ export class Session implements Actor {
    * end. Under the drop policy a delivery is dropped; an answer cannot be (the client would wait
    * for it forever), so the session is closed instead.
    */
-  private overBound(ws: WebSocket, isReply: boolean): boolean {
+  private overBound(ws: WebSocket, isReply: boolean, messages = 1): boolean {
     if (queuedBytes(ws) <= this.#limits.maxBufferedBytes) return false;
-    this.counters.dropped++;
-    this.#limits.totals.dropped++;
+    this.counters.dropped += messages;
+    this.#limits.totals.dropped += messages;
     if (this.#limits.slowConsumerPolicy === 'close' || isReply) {
       this.onSlow(this, 'close');
       this.close(CloseCodes.tryAgainLater, 'slow consumer');
-    } else if (this.counters.dropped === 1) {
+    } else if (this.counters.dropped === messages) {
       this.onSlow(this, 'drop');
     }
     return true;
   }
 
+  /**
+   * Sends a fan-out burst (see SharedBurst): the grants once, then its runs into the session's
+   * batch for this tick, each checked against the slow-consumer bound like one frame (dropped or
+   * closing the session as a whole under the policy). `now`: grantClock(), read once for all.
+   */
+  deliverBurst(burst: SharedBurst, now: number): void {
+    if (this.closed) return;
+    for (const [replyTo, times] of burst.grants) this.grant(replyTo, now, times);
+    const ws = this.#ws;
+    if (ws.readyState !== WebSocket.OPEN || !(this.#rawFrames ??= canWriteFrames(ws))) {
+      for (let i = 0; i < burst.size && !this.closed; i++) {
+        const m = burst.message(i);
+        this.send(m.for(this), false, m);
+      }
+      return;
+    }
+    const t = this.#limits.totals;
+    for (const run of burst.runs(this)) {
+      if (this.closed) return;
+      if (!addToBatch(ws, run.buf)) {
+        if (this.overBound(ws, false, run.count)) continue;
+        batchFrame(ws, run.buf);
+      }
+      this.counters.messagesOut += run.count;
+      this.counters.bytesOut += run.bytes;
+      t.messagesOut += run.count;
+      t.bytesOut += run.bytes;
+    }
+  }
+
   /** The session is handed `replyTo` (it received a message carrying it): it may answer there. */
-  grant(replyTo: string, now?: number): void {
-    (this.grants ??= new ReplyGrants(this.#limits.grants)).grant(replyTo, now);
+  grant(replyTo: string, now?: number, times?: number): void {
+    (this.grants ??= new ReplyGrants(this.#limits.grants)).grant(replyTo, now, times);
   }
 
   /** Sends a message from the bus; its reply_to becomes a grant. */
@@ -293,11 +349,15 @@ export class Session implements Actor {
 
   close(code: number, reason: string): void {
     if (this.closed) return;
+    // What was delivered before the close goes before the close frame: the held fan-out burst
+    // (this session is still open to receive it), then this tick's batch.
+    flushHeldFanout();
+    if (this.closed) return; // the slow-consumer policy closed it meanwhile
     this.closed = true;
     const ws = this.#ws;
     // A socket paused while a first-frame token is verified must read the peer's close frame.
     if (ws.isPaused) ws.resume();
-    flushBatch(ws); // what was delivered before the close goes before the close frame
+    flushBatch(ws);
     ws.close(code, reason);
   }
 
