@@ -1,19 +1,21 @@
-// Side-by-side benchmark: wsbridge against raw `ws`, Socket.IO and nats-server's WebSocket
-// listener, measured in one run on one machine. Every system runs in its own processes; this
+// Side-by-side benchmark: wsbridge against raw `ws` (with and without per-tick corking), Bun's
+// built-in WebSocket server (uWebSockets), Socket.IO and nats-server's WebSocket listener,
+// measured in one run on one machine. Every system runs in its own processes; this
 // process is the load generator. Loopback only; every phase bounded by counts and a deadline.
 //   node bench/peers.ts [--smoke] [--out DIR] [--only id,id] [--clients C] [--window W]
 //                       [--messages M] [--fanout N,N] [--idle N] [--paced-seconds S] [--cpu-prof DIR]
-//                       [--no-pin]
-// Writes peers.json, peers.md and two SVG plots to DIR (default bench/results; --smoke writes
+//                       [--no-pin] [--heap-snapshot DIR]
+// Writes peers.json, peers.md and four SVG plots to DIR (default bench/results; --smoke writes
 // only with --out). --cpu-prof DIR: each Node server process writes a V8 CPU profile into DIR
-// (open in Chrome DevTools). See docs/benchmarks.md for what each figure means.
+// (open in Chrome DevTools). --heap-snapshot DIR: each Node server writes a V8 heap snapshot into
+// DIR with the idle sessions open (after the memory reading). See docs/benchmarks.md for what each figure means.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import os from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { buildComponent, ROOT } from '../scripts/build-components.ts';
 import { natsWs, rawWs, socketIo, wsbridge, wsbridgeMsgpack, wsbridgeReq, type Target } from './peers/clients.ts';
-import { isPinned, pinGenerator, profileServersInto, progress, progressDone, setPinning, start, type TargetId } from './peers/harness.ts';
+import { bunVersion, isPinned, pinGenerator, profileServersInto, snapshotServersInto, progress, progressDone, setPinning, start, type TargetId } from './peers/harness.ts';
 import { echo, fanout, idle, pacedEcho, type EchoResult, type FanoutResult, type IdleResult } from './peers/scenarios.ts';
 import { report, type Results } from './peers/report.ts';
 
@@ -30,13 +32,16 @@ const cfg = {
   idle: num('--idle', SMOKE ? 50 : 10_000),
   latencyRounds: SMOKE ? 2 : 10,
 };
-/** Fan-out messages per run: about 200k deliveries whatever N is (fewer in a smoke run). */
-const fanMessages = (n: number) => (SMOKE ? 5 : Math.max(10, Math.round(200_000 / n)));
+/** Fan-out messages per burst: about 500k deliveries whatever N is (fewer in a smoke run). */
+const fanMessages = (n: number) => (SMOKE ? 5 : Math.max(10, Math.round(500_000 / n)));
 const out = opt('--out') ?? (SMOKE ? undefined : join(ROOT, 'bench/results'));
 
 interface Plan { id: TargetId; name: string; client: Target; full: boolean; echo4k?: boolean; component?: 'starlingmonkey' | 'quickjs' }
 const plans: Plan[] = [
   { id: 'raw-ws', name: 'raw ws', client: rawWs, full: true },
+  // Same wire behaviour as raw ws (echo; "B…" broadcast to everyone else), so the same adapter.
+  { id: 'raw-ws-corked', name: 'raw ws, corked', client: rawWs, full: true },
+  { id: 'bun', name: 'Bun', client: rawWs, full: true },
   { id: 'wsbridge', name: 'wsbridge', client: wsbridge, full: true },
   { id: 'socketio', name: 'Socket.IO', client: socketIo, full: true },
   { id: 'nats', name: 'NATS (WebSocket)', client: natsWs, full: true },
@@ -49,12 +54,23 @@ const plans: Plan[] = [
 const only = opt('--only')?.split(',');
 const profiles = opt('--cpu-prof');
 if (profiles) profileServersInto(resolve(profiles));
+const snapshots = opt('--heap-snapshot');
+if (snapshots) {
+  mkdirSync(resolve(snapshots), { recursive: true });
+  snapshotServersInto(resolve(snapshots));
+}
 setPinning(!argv.includes('--no-pin'));
 pinGenerator();
+const bun = bunVersion();
 const results: Results = { date: new Date().toISOString(), machine: machine(), config: { ...cfg, pinned: isPinned() }, targets: {} };
 
 for (const p of plans) {
   if (only && !only.includes(p.id)) continue;
+  if (p.id === 'bun' && 'missing' in bun) {
+    (results.skipped ??= {})[p.name] = bun.missing;
+    console.error(`Bun skipped: ${bun.missing}`);
+    continue;
+  }
   const componentPath = p.component ? (await buildComponent(join(ROOT, 'examples/components/echo'), { engine: p.component })).path : undefined;
   const sut = await start(p.id, componentPath);
   const label = (s: string) => `${p.name} · ${s}`;
@@ -100,6 +116,7 @@ function versions(): Record<string, string> {
   for (const pkg of ['ws', 'socket.io', 'socket.io-client', '@nats-io/nats-core', 'hdr-histogram-js']) {
     try { v[pkg] = (JSON.parse(readText(join(ROOT, 'node_modules', pkg, 'package.json'))) as { version: string }).version; } catch { /* not installed */ }
   }
+  if ('version' in bun) v.bun = bun.version;
   try { v['nats-server'] = execFileSync('nats-server', ['--version'], { encoding: 'utf8' }).trim().replace(/^nats-server: v?/, ''); } catch { /* not installed */ }
   v['wsbridge'] = (JSON.parse(readText(join(ROOT, 'package.json'))) as { version: string }).version;
   return v;

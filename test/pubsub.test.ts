@@ -161,6 +161,125 @@ test('a burst of fan-out frames (framed once, written corked per tick) arrives w
   for (const c of [json, mp, publisher]) c.close();
 });
 
+test('fan-out frames batched per tick keep their order with the session\'s other frames, and sessions with different frames get their own', async () => {
+  const both = await TestClient.connect(gw); // subscribes, publishes and pings: its batch meets its pongs
+  const same = await TestClient.connect(gw); // the same frames as `both` (a joined batch shared with it)
+  const one = await TestClient.connect(gw); // only order.1: different frames, its own batch
+  const zero = await TestClient.connect(gw); // only order.0: the same first frame as `both`, then others
+  await both.call({ op: 'sub', subject: 'order.*', id: 's' });
+  await same.call({ op: 'sub', subject: 'order.*', id: 's' });
+  await one.call({ op: 'sub', subject: 'order.1', id: 's' });
+  await zero.call({ op: 'sub', subject: 'order.0', id: 's' });
+  const seen = new Map<TestClient, string[]>([[both, []], [same, []], [one, []], [zero, []]]);
+  for (const [c, list] of seen) {
+    c.ws.on('message', (d: Buffer) => {
+      const f = JSON.parse(d.toString()) as { subject?: string; body?: string; op?: string; id?: string };
+      if (f.subject?.startsWith('order.')) list.push(`${f.subject}:${unb64(f.body)}`);
+      else if (f.op === 'pong') list.push(`pong:${f.id}`);
+    });
+  }
+  // One socket write: the gateway handles all 120 frames in one tick.
+  const frames: string[] = [];
+  for (let i = 0; i < 40; i++) {
+    frames.push(JSON.stringify({ subject: `order.${i % 2}`, text: `m${i}` }));
+    frames.push(JSON.stringify({ subject: `order.${i % 2}`, text: `n${i}-${'y'.repeat(i * 40)}` }));
+    frames.push(JSON.stringify({ op: 'ping', id: `p${i}` }));
+  }
+  (both.ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.concat(frames.map((f) => maskedTextFrame(f))));
+  const expectBoth: string[] = [];
+  const expectSame: string[] = [];
+  const expectOne: string[] = [];
+  const expectZero: string[] = [];
+  for (let i = 0; i < 40; i++) {
+    const msgs = [`order.${i % 2}:m${i}`, `order.${i % 2}:n${i}-${'y'.repeat(i * 40)}`];
+    expectBoth.push(...msgs, `pong:p${i}`);
+    expectSame.push(...msgs);
+    (i % 2 === 1 ? expectOne : expectZero).push(...msgs);
+  }
+  await both.next((f) => f.op === 'pong' && f.id === 'p39');
+  await same.next((f) => f.subject === 'order.1' && unb64(f.body).startsWith('n39-'));
+  await one.next((f) => f.subject === 'order.1' && unb64(f.body).startsWith('n39-'));
+  await zero.next((f) => f.subject === 'order.0' && unb64(f.body).startsWith('n38-'));
+  assert.deepEqual(seen.get(both), expectBoth);
+  assert.deepEqual(seen.get(same), expectSame);
+  assert.deepEqual(seen.get(one), expectOne);
+  assert.deepEqual(seen.get(zero), expectZero);
+  for (const c of [both, same, one, zero]) c.close();
+});
+
+test('messages delivered in the tick a session is closed reach it before the close frame', async () => {
+  const c = await TestClient.connect(gw);
+  await c.call({ op: 'sub', subject: 'last.words', id: 's' });
+  const got: string[] = [];
+  c.ws.on('message', (d: Buffer) => {
+    const f = JSON.parse(d.toString()) as { subject?: string; body?: string };
+    if (f.subject === 'last.words') got.push(unb64(f.body));
+  });
+  // Five publishes it is subscribed to, then a binary frame that is not UTF-8 (closed with 1007),
+  // all in one write: the gateway batches the five and closes in the same tick.
+  const pubs = [1, 2, 3, 4, 5].map((i) => maskedTextFrame(JSON.stringify({ subject: 'last.words', text: `w${i}` })));
+  const bad = Buffer.from([0x82, 0x82, 1, 2, 3, 4, 0xff ^ 1, 0xfe ^ 2]); // masked binary frame: ff fe
+  (c.ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.concat([...pubs, bad]));
+  assert.equal((await c.closed).code, 1007);
+  assert.deepEqual(got, ['w1', 'w2', 'w3', 'w4', 'w5']);
+});
+
+/** Sends frames in one socket write, so that the gateway handles them all in one tick. */
+function inOneWrite(c: TestClient, frames: object[]): void {
+  (c.ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.concat(frames.map((f) => maskedTextFrame(JSON.stringify(f)))));
+}
+
+/** What a client receives from now on, in order: messages as subject:text, other frames as op:id. */
+function record(c: TestClient): string[] {
+  const seen: string[] = [];
+  c.ws.on('message', (d: Buffer) => {
+    const f = JSON.parse(d.toString()) as { subject?: string; body?: string; op?: string; id?: string };
+    seen.push(f.op === undefined ? `${f.subject}:${unb64(f.body)}` : `${f.op}:${f.id ?? ''}`);
+  });
+  return seen;
+}
+
+test('a burst held for one subject\'s subscribers keeps its order with messages of other subjects, subscription changes and answers', async () => {
+  const c = await TestClient.connect(gw);
+  const other = await TestClient.connect(gw); // held.c has a member before c subscribes to it
+  await other.call({ op: 'sub', subject: 'held.c', id: 'c' });
+  await c.call({ op: 'sub', subject: 'held.a', id: 'a' });
+  await c.call({ op: 'sub', subject: 'held.b', id: 'b' });
+  const seen = record(c);
+  inOneWrite(c, [
+    { subject: 'held.a', text: '1' }, { subject: 'held.b', text: '2' }, { subject: 'held.a', text: '3' }, { subject: 'held.a', text: '4' },
+    { op: 'ping', id: 'p' }, { subject: 'held.a', text: '5' }, { subject: 'held.b', text: '6' },
+    // Published before the unsubscribe: delivered. After it: not.
+    { subject: 'held.a', text: '7' }, { op: 'unsub', subject: 'held.a', id: 'u' }, { subject: 'held.a', text: '8' },
+    // Published before the subscription: not delivered. After it: delivered.
+    { subject: 'held.c', text: '9' }, { op: 'sub', subject: 'held.c', id: 'c' }, { subject: 'held.c', text: '10' },
+    { op: 'ping', id: 'end' },
+  ]);
+  await c.next((f) => f.op === 'pong' && f.id === 'end');
+  assert.deepEqual(seen, ['held.a:1', 'held.b:2', 'held.a:3', 'held.a:4', 'pong:p', 'held.a:5', 'held.b:6', 'held.a:7', 'ok:u', 'ok:c', 'held.c:10', 'pong:end']);
+  for (const text of ['9', '10']) assert.equal(unb64((await other.next((f) => f.subject === 'held.c')).body), text);
+  c.close();
+  other.close();
+});
+
+test('messages fanned out in one burst each grant their answer', async () => {
+  const asker = await TestClient.connect(gw);
+  const answerer = await TestClient.connect(gw);
+  await answerer.call({ op: 'sub', subject: 'burst.ask', id: 's' });
+  inOneWrite(asker, [1, 2, 3].map((i) => ({ subject: 'burst.ask', text: `q${i}` })));
+  const asks = [];
+  for (let i = 0; i < 3; i++) asks.push(await answerer.next((f) => f.subject === 'burst.ask'));
+  assert.ok(asks.every((m) => m.reply_to === asker.welcome.reply_to));
+  // REPLY_GRANT_MAX_REPLIES is 1: three messages, three answers, not four.
+  for (let i = 1; i <= 3; i++) assert.deepEqual(await answerer.call({ subject: String(asker.welcome.reply_to), text: `a${i}`, id: `r${i}` }), { op: 'ok', id: `r${i}` });
+  for (let i = 1; i <= 3; i++) assert.equal(unb64((await asker.next((f) => f.subject === asker.welcome.reply_to)).body), `a${i}`);
+  const fourth = await answerer.call({ subject: String(asker.welcome.reply_to), text: 'a4', id: 'r4' });
+  assert.equal(fourth.op, 'error');
+  assert.equal(fourth.code, 'invalid_subject');
+  asker.close();
+  answerer.close();
+});
+
 /** A client text frame (masked, as RFC 6455 requires of clients), to batch several in one write. */
 function maskedTextFrame(text: string): Buffer {
   const payload = Buffer.from(text);

@@ -126,20 +126,26 @@ export interface FanoutResult {
   subscribers: number;
   deliveries_per_s: number;
   server_cpu_us_per_delivery: number;
+  /** Of server_cpu_us_per_delivery, in the kernel (sending). */
+  server_sys_us_per_delivery: number;
+  /** Bytes the server wrote per delivery (frame and protocol envelope; 0 where unknown). */
+  bytes_per_delivery: number;
   /** From publish to the last subscriber having the message, one message at a time. */
   time_to_last_p50_ms: number;
   time_to_last_max_ms: number;
 }
 
 /**
- * Fan-out: `subscribers` sessions on the fan-out subject, one publisher. First `latencyRounds`
- * messages one at a time (time until the last subscriber has it), then `messages` back to back
- * (deliveries per second until every subscriber has all of them).
+ * Fan-out: `subscribers` sessions on the fan-out subject, one publisher, 64-byte payloads. First
+ * `latencyRounds` messages one at a time (time until the last subscriber has it), then
+ * `messages` back to back twice, a warm-up and the measured burst (deliveries per second until
+ * every subscriber has all of them, and server CPU per delivery).
  */
 export async function fanout(target: Target, sut: Running, o: { subscribers: number; messages: number; latencyRounds: number; label: string }): Promise<FanoutResult> {
   const subs = await connectMany(target, sut.url, o.subscribers, o.label);
   await pooled(subs.length, 256, (i) => subs[i]!.subscribe());
   const [publisher] = await connectMany(target, sut.url, 1, o.label);
+  const pad = 'x'.repeat(54);
   let delivered = 0;
   let expected = 0;
   let finished = { resolve: () => {} };
@@ -150,7 +156,7 @@ export async function fanout(target: Target, sut: Running, o: { subscribers: num
     const d = deadline(DEADLINE_MS, `${o.label} deliveries`);
     finished = d;
     const t0 = performance.now();
-    for (let i = 0; i < count; i++) publisher!.publish(String(i));
+    for (let i = 0; i < count; i++) publisher!.publish(payload(i, pad));
     await d.promise;
     return performance.now() - t0;
   };
@@ -160,10 +166,14 @@ export async function fanout(target: Target, sut: Running, o: { subscribers: num
     lat.push(await round(1));
     progress(`${o.label}: time to last ${i + 1}/${o.latencyRounds}`);
   }
+  // A warm-up burst as long as the measured one (JIT tiers, buffer pools, every system alike).
+  progress(`${o.label}: ${o.messages} × ${subs.length} deliveries (warm-up)`);
+  await round(o.messages);
   progress(`${o.label}: ${o.messages} × ${subs.length} deliveries`);
-  const cpu0 = (await sut.stats()).cpuUs;
+  const s0 = await sut.stats();
   const ms = await round(o.messages);
-  const cpu = (await sut.stats()).cpuUs - cpu0;
+  const s1 = await sut.stats();
+  const cpu = s1.cpuUs - s0.cpuUs;
   await Promise.all([...subs, publisher!].map((c) => c.close()));
   lat.sort((a, b) => a - b);
   const total = o.messages * subs.length;
@@ -171,6 +181,8 @@ export async function fanout(target: Target, sut: Running, o: { subscribers: num
     subscribers: subs.length,
     deliveries_per_s: Math.round(total / (ms / 1000)),
     server_cpu_us_per_delivery: Math.round((cpu / total) * 100) / 100,
+    server_sys_us_per_delivery: Math.round(((s1.sysUs - s0.sysUs) / total) * 100) / 100,
+    bytes_per_delivery: Math.round((s1.writtenBytes - s0.writtenBytes) / total),
     time_to_last_p50_ms: Math.round(lat[Math.floor(lat.length / 2)]! * 100) / 100,
     time_to_last_max_ms: Math.round(lat[lat.length - 1]! * 100) / 100,
   };
@@ -180,11 +192,14 @@ export interface IdleResult { sessions: number; connect_s: number; rss_kib_per_s
 
 /** Idle sessions: server memory per session (after a full GC) and time to connect them all. */
 export async function idle(target: Target, sut: Running, o: { sessions: number; label: string }): Promise<IdleResult> {
+  const snapshot = `idle-${o.sessions}-${o.label.split(' · ')[0]!.replace(/[^\w]+/g, '-')}`;
   const before = await sut.stats(true);
+  await sut.heapSnapshot(`${snapshot}-before`);
   const t0 = performance.now();
   const conns = await connectMany(target, sut.url, o.sessions, o.label);
   const connect = (performance.now() - t0) / 1000;
   const after = await sut.stats(true);
+  await sut.heapSnapshot(`${snapshot}-after`);
   await Promise.all(conns.map((c) => c.close()));
   const kib = (b: number) => Math.round((b / o.sessions / 1024) * 10) / 10;
   return { sessions: o.sessions, connect_s: Math.round(connect * 100) / 100, rss_kib_per_session: kib(after.rss - before.rss), heap_kib_per_session: kib(after.heapUsed - before.heapUsed) };

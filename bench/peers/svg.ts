@@ -2,8 +2,8 @@
 // plot (percentile on a "nines" axis) and grouped bars. Written here rather than pulled in from a
 // charting library: ~100 lines with no browser or canvas dependency, and the output is diffable.
 const W = 720;
-const H = 400;
-const M = { left: 70, right: 20, top: 40, bottom: 70 };
+const H = 420;
+const M = { left: 70, right: 20, top: 40, bottom: 90 };
 const COLORS = ['#1b6ca8', '#d1495b', '#edae49', '#00798c', '#66a182', '#8d6a9f'];
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
@@ -36,16 +36,20 @@ function niceStep(raw: number): number {
   return [1, 2, 2.5, 5, 10].map((m) => m * p).find((s) => s >= raw) ?? 10 * p;
 }
 
-function legend(names: string[]): string[] {
-  return names.map((n, i) => {
-    const x = M.left + i * 150;
-    const y = H - 18;
-    return `<rect x="${x}" y="${y - 10}" width="12" height="12" fill="${COLORS[i % COLORS.length]}"/><text x="${x + 18}" y="${y}">${esc(n)}</text>`;
+/** A series' colour: its own `color` (the same system keeps its colour across plots), else by position. */
+const colorOf = (s: { color?: number }, i: number) => COLORS[(s.color ?? i) % COLORS.length];
+
+/** Up to four entries per row, two rows below the plot. */
+function legend(series: Array<{ name: string; color?: number }>): string[] {
+  return series.map(({ name: n }, i) => {
+    const x = M.left + (i % 4) * 160;
+    const y = H - 34 + Math.floor(i / 4) * 18;
+    return `<rect x="${x}" y="${y - 10}" width="12" height="12" fill="${colorOf(series[i]!, i)}"/><text x="${x + 18}" y="${y}">${esc(n)}</text>`;
   });
 }
 
 /** Latency by percentile; x is log10(1 / (1 - p)) so 90 %, 99 %, 99.9 % are evenly spaced. */
-export function latencyPlot(title: string, series: Array<{ name: string; cdf: Array<[number, number]> }>): string {
+export function latencyPlot(title: string, series: Array<{ name: string; cdf: Array<[number, number]>; color?: number }>): string {
   const nines = (p: number) => Math.log10(1 / (1 - Math.min(p, 99.99) / 100));
   const maxX = nines(99.99);
   const x = (p: number) => M.left + (nines(p) / maxX) * (W - M.left - M.right);
@@ -59,13 +63,13 @@ export function latencyPlot(title: string, series: Array<{ name: string; cdf: Ar
   body.push(`<text x="${(M.left + W - M.right) / 2}" y="${H - M.bottom + 34}" text-anchor="middle">percentile</text>`);
   series.forEach((s, i) => {
     const pts = s.cdf.map(([p, us]) => `${x(p).toFixed(1)},${y(us / 1000).toFixed(1)}`).join(' ');
-    body.push(`<polyline points="${pts}" fill="none" stroke="${COLORS[i % COLORS.length]}" stroke-width="2"/>`);
+    body.push(`<polyline points="${pts}" fill="none" stroke="${colorOf(s, i)}" stroke-width="2"/>`);
   });
-  return frame(title, 'latency', [...body, ...legend(series.map((s) => s.name))]);
+  return frame(title, 'latency', [...body, ...legend(series)]);
 }
 
 /** Grouped bars: one group per label, one bar per series. */
-export function barChart(title: string, yLabel: string, groups: string[], series: Array<{ name: string; values: number[] }>, fmt: (v: number) => string): string {
+export function barChart(title: string, yLabel: string, groups: string[], series: Array<{ name: string; values: number[]; color?: number }>, fmt: (v: number) => string): string {
   const max = Math.max(...series.flatMap((s) => s.values));
   const { y, lines } = yAxis(max, fmt);
   const body = [...lines];
@@ -76,8 +80,8 @@ export function barChart(title: string, yLabel: string, groups: string[], series
     body.push(`<text x="${gx + (gw * 0.8) / 2}" y="${H - M.bottom + 16}" text-anchor="middle">${esc(g)}</text>`);
     series.forEach((s, si) => {
       const v = s.values[gi] ?? 0;
-      body.push(`<rect x="${(gx + si * bw).toFixed(1)}" y="${y(v).toFixed(1)}" width="${(bw - 2).toFixed(1)}" height="${(y(0) - y(v)).toFixed(1)}" fill="${COLORS[si % COLORS.length]}"><title>${esc(`${s.name}: ${fmt(v)}`)}</title></rect>`);
+      body.push(`<rect x="${(gx + si * bw).toFixed(1)}" y="${y(v).toFixed(1)}" width="${(bw - 2).toFixed(1)}" height="${(y(0) - y(v)).toFixed(1)}" fill="${colorOf(s, si)}"><title>${esc(`${s.name}: ${fmt(v)}`)}</title></rect>`);
     });
   });
-  return frame(title, yLabel, [...body, ...legend(series.map((s) => s.name))]);
+  return frame(title, yLabel, [...body, ...legend(series)]);
 }

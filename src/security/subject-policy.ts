@@ -70,6 +70,8 @@ const T0 = Date.now();
 const TICK_MS = 100;
 const PACK = 1024;
 const tick = (): number => Math.floor((Date.now() - T0) / TICK_MS);
+/** The grant clock now: read once for a message handed to many holders (grant's `now`). */
+export const grantClock = tick;
 
 /**
  * The reply subjects one holder (a session, a component) was handed and may still answer on.
@@ -89,19 +91,20 @@ export class ReplyGrants {
   /**
    * The holder received a message carrying `replyTo`: it may answer it `maxReplies` more times
    * (messages from one sender share its reply subject, so each delivery adds its own answers, up
-   * to 1023 at once), until `ttlMs` after this delivery.
+   * to 1023 at once), until `ttlMs` after this delivery. `now`: grantClock(), when the caller
+   * grants the same message to many holders (a fan-out reads the clock once, not per session).
+   * `times`: the number of messages delivered at once that carry it (a fan-out burst).
    */
-  grant(replyTo: string): void {
+  grant(replyTo: string, now: number = tick(), times = 1): void {
     // Only reply subjects in reserved space are capabilities; a user subject named as reply_to is
     // answered under the receiver's own permissions. (So a sender cannot fill receivers' grant
     // tables with made-up subjects: each sender has one reply subject, each request one inbox.)
     if (!isReserved(replyTo)) return;
     const l = this.#limits;
     const g = this.#grants;
-    const now = tick();
     const expiry = now + Math.ceil(l.ttlMs / TICK_MS);
     const old = g.get(replyTo);
-    let left = l.maxReplies;
+    let left = l.maxReplies * times;
     if (old === undefined) {
       // Forget the oldest when full (Map keeps insertion order).
       if (g.size >= l.maxGrants) g.delete(g.keys().next().value!);

@@ -19,7 +19,7 @@ import type { Config, HostPort } from '../config/load.ts';
 import type { Gateway } from '../gateway/gateway.ts';
 import { UpgradeGate, WS_PATH, TOKEN_SUBPROTOCOL } from './upgrade-gate.ts';
 import { HttpRoutes } from './http-routes.ts';
-import { runConnection } from './connection.ts';
+import { runConnection, GatewayWebSocket } from './connection.ts';
 import type { ConnectionContext } from './connection.ts';
 import { startSweepers } from './sweepers.ts';
 import { SseTransport } from './sse-transport.ts';
@@ -60,6 +60,7 @@ export class GatewayServer {
     this.wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
+      WebSocket: GatewayWebSocket, // carries its Connection: no closures per session (connection.ts)
       maxPayload: config.maxMessageBytes,
       // Off by default: each compressing session keeps zlib state (see docs/protocol.md).
       perMessageDeflate: config.deflate.enabled ? { threshold: config.deflate.thresholdBytes, serverNoContextTakeover: true, clientNoContextTakeover: true, zlibDeflateOptions: { memLevel: 7, level: 3 } } : false,
@@ -76,6 +77,7 @@ export class GatewayServer {
       open: new Set<Session>(),
       sessionLimits: { maxBufferedBytes: config.maxBufferedBytes, slowConsumerPolicy: config.slowConsumerPolicy, totals: gw.hub.totals, grants: config.grants },
       authFailed: (ip) => this.gate.authFailed(ip),
+      releaseSlot: (ip) => this.gate.slots.free(ip),
     };
     this.gate = new UpgradeGate(config, auth, gw.hub.stats, this.wss, (ws, req, ip, identity) => {
       runConnection(this.#connections, ws, ip, remoteOf(req, ip), identity);

@@ -3,7 +3,8 @@
 // MAX_CONNECTIONS_PER_IP), Origin, then the token when it comes with the handshake. Every refusal
 // goes through refuse(). The connection slot is reserved synchronously, before the token check
 // awaits anything (a cap checked before an await and counted after it is no cap), and released
-// exactly once, when the TCP socket closes or the upgrade is refused, whichever comes first.
+// exactly once: when the upgrade is refused, when the TCP socket closes before the upgrade is
+// done, or (handed over with the socket) when the session closes.
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { WebSocket, WebSocketServer } from 'ws';
@@ -46,6 +47,10 @@ export class Slot {
     this.#slots = undefined;
     slots.free(this.ip);
   }
+  /** The session now holds the slot (it frees it with `ConnectionSlots.free(ip)` on close). */
+  handOver(): void {
+    this.#slots = undefined;
+  }
 }
 
 class ConnectionSlots {
@@ -80,6 +85,10 @@ class ConnectionSlots {
 /** admit()'s answer: a reserved slot, or the HTTP status (and headers) to refuse with. */
 export type Admission = { ok: true; ip: string; slot: Slot } | { ok: false; status: number; headers: Record<string, string> };
 
+/**
+ * Takes an upgraded socket. It holds a slot for `ip` from now on: the taker frees it with
+ * `gate.slots.free(ip)` exactly once, when the socket closes.
+ */
 export type Accept = (ws: WebSocket, req: IncomingMessage, ip: string, identity: Identity | undefined) => void;
 
 export class UpgradeGate {
@@ -159,7 +168,10 @@ export class UpgradeGate {
     const token = this.#auth ? handshakeToken(req) : undefined;
     if (!this.#auth || token === undefined) {
       // No authentication, or the token comes in the first frame.
-      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, req, ip, undefined));
+      this.#wss.handleUpgrade(req, socket, head, (ws) => {
+        handOver(socket, slot);
+        this.#accept(ws, req, ip, undefined);
+      });
       return;
     }
     this.#verifying.add(socket);
@@ -167,7 +179,10 @@ export class UpgradeGate {
       (identity) => {
         if (!this.#verifying.delete(socket)) return; // answered by close() meanwhile
         // A socket that went away meanwhile is destroyed by ws; its close releases the slot.
-        this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, req, ip, identity));
+        this.#wss.handleUpgrade(req, socket, head, (ws) => {
+          handOver(socket, slot);
+          this.#accept(ws, req, ip, identity);
+        });
       },
       () => {
         if (!this.#verifying.delete(socket)) return;
@@ -211,6 +226,17 @@ function releaseOnClose(socket: Duplex, slot: Slot): void {
 }
 function releaseSlotOf(this: WithSlot): void {
   this[kSlot]?.release();
+}
+/**
+ * The upgrade is done: the session takes over the slot (see Accept), and ws's own socket error
+ * handler has replaced destroyOnError. The socket keeps no listener or slot of the gate's: at
+ * 10k+ sessions each listener is an array of listeners on the socket, and the Slot an object.
+ */
+function handOver(socket: Duplex, slot: Slot): void {
+  socket.off('close', releaseSlotOf);
+  socket.off('error', destroyOnError);
+  (socket as WithSlot)[kSlot] = undefined;
+  slot.handOver();
 }
 
 function destroyOnError(this: Duplex): void {
