@@ -14,6 +14,8 @@ export function linkKey(c: LinkConfig): string {
 const SETTING_OF: Record<Exclude<keyof LinkConfig, 'where' | 'uri' | 'authToken' | 'authTokenFile' | 'headers' | 'subprotocols'>, string> = {
   name: 'LINK_NAME',
   loginFrames: 'LOGIN_FRAMES',
+  tls: 'REMOTE_TLS_CA_FILE/REMOTE_TLS_CERT/REMOTE_TLS_KEY/REMOTE_TLS_SERVERNAME',
+  proxyUrl: 'PROXY_URL',
   connectTimeoutMs: 'CONNECT_TIMEOUT_SEC',
   requireSubprotocol: 'SUBPROTOCOL_REQUIRED',
   reconnect: 'RECONNECT_BASE_MS/RECONNECT_MAX_MS/RECONNECT_MAX_ATTEMPTS/RECONNECT_STABLE_SEC/PERMANENT_FAILURE_POLICY',

@@ -150,6 +150,8 @@ export class RemoteLink extends EventEmitter {
       connectTimeoutMs: c.connectTimeoutMs,
       maxPayload: c.maxMessageBytes,
       requireSubprotocol: c.requireSubprotocol,
+      tls: c.tls,
+      proxyUrl: c.proxyUrl,
     }, (ws, protocol) => this.#opened(ws, protocol), (f) => this.#attemptFailed(f));
   }
 

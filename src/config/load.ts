@@ -42,6 +42,10 @@ export interface LinkConfig {
   authToken: string | undefined;
   /** AUTH_TOKEN_FILE: read before every attempt (rotating credentials). */
   authTokenFile: string | undefined;
+  /** REMOTE_TLS_*: files read before every attempt; servername for SNI and the certificate check. */
+  tls: { caFile: string | undefined; certFile: string | undefined; keyFile: string | undefined; servername: string | undefined };
+  /** PROXY_URL: an HTTP(S) proxy reached with CONNECT. */
+  proxyUrl: string | undefined;
   /** LOGIN_FRAMES: sent first on every (re)connect; strings may hold {{AUTH_TOKEN}}. */
   loginFrames: Array<{ text: string; json: boolean }>;
   headers: Record<string, string>;
@@ -687,6 +691,30 @@ function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string
       throw new ConfigError(`AUTH_TOKEN_FILE: cannot read ${authTokenFile} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
     }
   }
+  const tls = {
+    caFile: pick<string | undefined>('REMOTE_TLS_CA_FILE') || undefined,
+    certFile: pick<string | undefined>('REMOTE_TLS_CERT') || undefined,
+    keyFile: pick<string | undefined>('REMOTE_TLS_KEY') || undefined,
+    servername: pick<string | undefined>('REMOTE_TLS_SERVERNAME') || undefined,
+  };
+  if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) throw new ConfigError(`REMOTE_TLS_CERT and REMOTE_TLS_KEY go together (${where}): set both or neither`);
+  for (const [k, f] of [['REMOTE_TLS_CA_FILE', tls.caFile], ['REMOTE_TLS_CERT', tls.certFile], ['REMOTE_TLS_KEY', tls.keyFile]] as const) {
+    if (f === undefined) continue;
+    try {
+      readFileSync(f);
+    } catch (e) {
+      throw new ConfigError(`${k}: cannot read ${f} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+    }
+  }
+  const proxyUrl = pick<string | undefined>('PROXY_URL') || undefined;
+  if (proxyUrl !== undefined) {
+    let ok = false;
+    try {
+      const u = new URL(proxyUrl);
+      ok = (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '' && (u.pathname === '/' || u.pathname === '');
+    } catch { /* not a URL */ }
+    if (!ok) throw new ConfigError(`PROXY_URL (${where}): expected http://[user:password@]host:port or https://…, got ${JSON.stringify(proxyUrl)}`);
+  }
   const login = pick<unknown>('LOGIN_FRAMES') ?? [];
   if (!Array.isArray(login) || !login.every((f) => typeof f === 'string' || (typeof f === 'object' && f !== null))) {
     throw new ConfigError(`LOGIN_FRAMES (${where}): expected a JSON array of strings (text frames) and objects (sent as JSON text), got ${JSON.stringify(login)}`);
@@ -700,6 +728,8 @@ function linkConfig(own: Record<string, unknown>, where: string, raw: Map<string
     uri,
     authToken,
     authTokenFile,
+    tls,
+    proxyUrl,
     loginFrames,
     headers,
     subprotocols: pick('SUBPROTOCOLS'),

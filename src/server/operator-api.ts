@@ -182,7 +182,7 @@ async function readObject(req: IncomingMessage, res: ServerResponse): Promise<Re
  * where they would let a bearer of ADMIN_TOKEN send the gateway's files to any server. Links
  * added at runtime inherit them from the gateway's own configuration instead.
  */
-const FILE_SETTINGS: readonly string[] = ['AUTH_TOKEN_FILE'];
+const FILE_SETTINGS: readonly string[] = ['AUTH_TOKEN_FILE', 'REMOTE_TLS_CA_FILE', 'REMOTE_TLS_CERT', 'REMOTE_TLS_KEY'];
 
 /** GET /api/links, POST /api/links (link settings), DELETE /api/links/{id}. */
 async function linksRoute(gw: Gateway, req: IncomingMessage, res: ServerResponse, method: string, id: string | undefined): Promise<void> {
