@@ -37,6 +37,10 @@ export interface LiveStats {
   recreated: number;
 }
 
+/** Heartbeats a live consumer may miss in a row before it is made again (HEARTBEAT_MS each). */
+const MISSED_HEARTBEATS = 2;
+/** The idle heartbeat asked of a live consumer's pulls: a stall shows within two of them. */
+const HEARTBEAT_MS = 2000;
 /** How long a live consumer outlives this node's last pull (then the server removes it). */
 const INACTIVE_NS = 30_000_000_000;
 
@@ -133,6 +137,9 @@ export class LiveConsumers {
     const messages = await consumer.consume({
       // Gone (deleted, stream gone): stop, so it is made again here from the right sequence.
       abort_on_missing_resource: true,
+      // Short pulls with frequent heartbeats: a stalled consumer shows within seconds.
+      expires: 2 * HEARTBEAT_MS,
+      idle_heartbeat: HEARTBEAT_MS,
       callback: (m) => {
         if (gen !== l.gen || m.seq <= l.lastSeq) return; // another generation's stream, or already delivered
         l.lastSeq = m.seq;
@@ -153,6 +160,18 @@ export class LiveConsumers {
     void messages.closed().then((err) => {
       if (l.messages === messages && gen === l.gen && !this.#stopped) this.#lost(l, err ?? new Error('consumer closed'));
     });
+    // Stalled: the server holding the consumer stopped answering (its heartbeats stopped) while
+    // the connection stays up. nats.js would keep asking the same consumer; make a new one instead,
+    // wherever JetStream places it, from the sequence after the last delivered.
+    void (async () => {
+      for await (const st of messages.status()) {
+        if (l.messages !== messages || gen !== l.gen || this.#stopped) return;
+        if (st.type === 'heartbeats_missed' && st.count >= MISSED_HEARTBEATS) {
+          this.#lost(l, new Error(`${st.count} heartbeats missed: the consumer stalled`));
+          return;
+        }
+      }
+    })().catch(() => {});
   }
 
   /** A consumer went away: make it again after a short backoff, from the sequence after the last delivered. */
