@@ -164,7 +164,8 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     return r === '' ? '.' : r.startsWith('..') ? p : r;
   };
   const wasm = join(ROOT, 'build/components', `${name}.wasm`);
-  console.log(`created ${relative(USER_CWD, made.dir) || '.'}/: ${made.files.join(', ')}
+  const here = relative(USER_CWD, made.dir);
+  console.log(`created ${here.startsWith('..') ? made.dir : here}/: ${made.files.join(', ')}
 
 build it (10–50 s the first time, then cached) and run it:
 ${inside ? '' : `  cd ${ROOT.replace(/\/$/, '')}\n`}  npm run build:components -- ${shown(made.dir)}
