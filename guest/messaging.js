@@ -4,6 +4,7 @@
 import { bound, NO_EVENT_LOOP } from './bindings.js';
 import { decodeUtf8 } from './utf8.js';
 import { toBytes, describeThrown } from './bodies.js';
+import { callInProgress } from './uncaught.js';
 
 /** A failed publish or request; `code` is the gateway's (timeout, no_responders, invalid_subject, …). */
 export class MessagingError extends Error {
@@ -114,7 +115,8 @@ async function requestAsync(subject, body, options) {
  * Makes the `handler` export from a function called with each Message. The function may be
  * async. What it returns, unless undefined, answers the message (as reply() would). Whatever it
  * throws or rejects with, an Error object, a string, anything, becomes handle-message's
- * `err(string)`: the message fails and the instance carries on.
+ * `err(string)`: the message fails and the instance carries on. So does an exception that a
+ * timer callback or a WebSocket event listener throws while the function's promise is pending.
  *
  *   export const handler = messageHandler(async (msg) => ({ hello: msg.text }));
  */
@@ -140,22 +142,36 @@ export function messageHandler(fn) {
       // QuickJS: the promise would be dropped unsettled, its answer or its error lost.
       if (!bound.eventLoop) throw describeThrown(new Error(`the handler returned a promise, but ${NO_EVENT_LOOP}`));
       // A promise (or any thenable): settle it in a fresh promise, so a thenable that throws or
-      // never calls back is still handled like a rejection.
+      // never calls back is still handled like a rejection. Until it settles, this is the call in
+      // progress: an exception a timer or a WebSocket listener throws fails it (uncaught.js), and
+      // what the function resolves to afterwards answers nothing.
       return new Promise((resolve, reject) => {
+        let settled = false;
+        const fail = (e) => {
+          if (settled) return;
+          settled = true;
+          end();
+          reject(describeThrown(e));
+        };
+        const end = callInProgress(fail);
         try {
           result.then(
             (value) => {
+              if (settled) return;
               try {
                 answer(msg, value);
-                resolve();
               } catch (e) {
-                reject(describeThrown(e));
+                fail(e);
+                return;
               }
+              settled = true;
+              end();
+              resolve();
             },
-            (e) => reject(describeThrown(e)),
+            fail,
           );
         } catch (e) {
-          reject(describeThrown(e));
+          fail(e);
         }
       });
     },

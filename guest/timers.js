@@ -1,13 +1,19 @@
-// The component's own timers, tracked so the WebSocket pump knows how long it may wait. A guest's
-// event loop (StarlingMonkey) only runs tasks between calls into the host: while the pump waits on
-// golem:websocket pollables, the guest's timers cannot fire, so it waits no longer than the next
-// timer is due. Timer ids and behaviour are the engine's own; only their due times are noted.
+// The component's own timers (and microtasks), wrapped before any of its code runs (the kit is
+// evaluated first):
+// - what their callbacks throw is reported (uncaught.js) instead of ending the call with "event
+//   loop error", which traps the instance;
+// - their due times are noted: a guest's event loop (StarlingMonkey) only runs tasks between calls
+//   into the host, so while the WebSocket pump waits on golem:websocket pollables the guest's
+//   timers cannot fire; it waits no longer than the next timer is due.
+// Timer ids and behaviour are the engine's own.
+import { guarded } from './uncaught.js';
 
 const native = {
   setTimeout: globalThis.setTimeout,
   clearTimeout: globalThis.clearTimeout,
   setInterval: globalThis.setInterval,
   clearInterval: globalThis.clearInterval,
+  queueMicrotask: globalThis.queueMicrotask,
 };
 
 /** The kit's own timers: untracked. */
@@ -22,24 +28,26 @@ const delayOf = (ms) => {
   return Number.isFinite(n) && n > 0 ? n : 0;
 };
 
-/** Starts tracking the component's timers (before any of its code runs: the kit is imported first). */
-export function trackTimers() {
+/** Wraps the component's timers (an engine without timers, QuickJS, is left alone). */
+export function installTimers() {
   if (installed || typeof native.setTimeout !== 'function') return;
   installed = true;
   globalThis.setTimeout = function setTimeout(callback, ms, ...args) {
     const delay = delayOf(ms);
+    const run = typeof callback === 'function' ? guarded(callback) : undefined;
     const id = native.setTimeout(function () {
       due.delete(id);
-      if (typeof callback === 'function') return callback.apply(this, args);
+      return run?.apply(this, args);
     }, delay);
     due.set(id, performance.now() + delay);
     return id;
   };
   globalThis.setInterval = function setInterval(callback, ms, ...args) {
     const delay = delayOf(ms);
+    const run = typeof callback === 'function' ? guarded(callback) : undefined;
     const id = native.setInterval(function () {
       due.set(id, performance.now() + delay);
-      if (typeof callback === 'function') return callback.apply(this, args);
+      return run?.apply(this, args);
     }, delay);
     due.set(id, performance.now() + delay);
     return id;
@@ -52,6 +60,10 @@ export function trackTimers() {
     due.delete(id);
     return native.clearInterval(id);
   };
+  if (typeof native.queueMicrotask === 'function') {
+    // A non-function still gets the engine's TypeError.
+    globalThis.queueMicrotask = (callback) => native.queueMicrotask(typeof callback === 'function' ? guarded(callback) : callback);
+  }
 }
 
 /** When the component's next timer is due (performance.now() ms), or undefined when none is pending. */

@@ -2,10 +2,11 @@
 // wasmcloud:websocket/client (whichever the world imports; golem.js, wasmcloud.js). It behaves as
 // a browser's: the constructor returns at once and connects in a later task; open, message, error
 // and close are events fired in tasks of the guest's event loop, one message per task, so they
-// fire while a handle-message call awaits them; close codes and reasons are the server's. A
-// connection cut without a close frame ends with close (1006, not clean); a connection that fails
-// (refused, a protocol error, an oversized message, closed while connecting) with error, then
-// close (1006).
+// fire while a handle-message call awaits them; close codes and reasons are the server's; a message
+// that arrives once close() was called is dropped. A connection cut without a close frame ends
+// with close (1006, not clean); a connection that fails (refused, a protocol error, an oversized
+// message, closed while connecting) with error, then close (1006). What a listener throws fails
+// the messageHandler call in progress (uncaught.js) where a browser would only report it.
 //
 // The pump: one task looks at every open connection and fires at most one event. With golem,
 // when nothing is ready it suspends the instance in wasi:io/poll until a message arrives or the
@@ -14,6 +15,7 @@
 import { bound } from './bindings.js';
 import { utf8Length } from './utf8.js';
 import { kitSetTimeout, nextTimerDue } from './timers.js';
+import { reportUncaught } from './uncaught.js';
 
 // QuickJS builds have neither Event nor EventTarget nor DOMException: the module must still load
 // there (the kit's messaging half works on QuickJS), and the constructor says why it cannot run.
@@ -98,6 +100,8 @@ export class ErrorEvent extends EventBase {
 const live = new Set();
 let pumpQueued = false;
 let idleMs = 0;
+/** Sockets whose connect task has not run yet: the pump must not wait in poll before it does. */
+let connectsQueued = 0;
 
 function schedulePump(delayMs) {
   if (pumpQueued) return;
@@ -127,8 +131,10 @@ function pump() {
   const transport = bound.websocket;
   if (typeof transport.wait === 'function') {
     // Wait no longer than the component's next timer: it cannot fire while the instance waits.
+    // Not at all while a socket's connect task is queued (a socket opened in a later call, while
+    // one left open earlier is silent): it could not run either.
     const due = nextTimerDue();
-    const timeoutMs = due === undefined ? undefined : due - performance.now();
+    const timeoutMs = connectsQueued > 0 ? 0 : due === undefined ? undefined : due - performance.now();
     try {
       if (timeoutMs === undefined || timeoutMs > 0) transport.wait([...live].map((ws) => ws[internal].conn), timeoutMs);
       schedulePump(0);
@@ -163,9 +169,9 @@ function clampCode(value) {
   return diff > 0.5 || (diff === 0.5 && f % 2 === 1) ? f + 1 : f;
 }
 
-/** WebIDL USVString: lone surrogates become U+FFFD. */
+/** WebIDL USVString: lone surrogates become U+FFFD (a symbol is a TypeError, as in WebIDL). */
 function usv(value) {
-  const s = String(value);
+  const s = `${value}`;
   return typeof s.toWellFormed === 'function' ? s.toWellFormed() : s.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
 }
 
@@ -224,9 +230,12 @@ class Internal {
       case 'skipped':
         return true;
       case 'text':
+        // A message that arrives once close() was called is dropped, as the standard says.
+        if (this.readyState !== OPEN) return true;
         this.ws.dispatchEvent(new MessageEvent('message', { data: e.data, origin: this.origin }));
         return true;
       case 'binary': {
+        if (this.readyState !== OPEN) return true;
         const bytes = e.data;
         const data = this.binaryType === 'arraybuffer' ? bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) : new Blob([bytes]);
         this.ws.dispatchEvent(new MessageEvent('message', { data, origin: this.origin }));
@@ -290,29 +299,36 @@ class Internal {
 export class WebSocket extends EventTargetBase {
   constructor(url, protocols = []) {
     super();
+    if (arguments.length < 1) throw new TypeError("Failed to construct 'WebSocket': 1 argument required, but only 0 present.");
     const transport = bound.websocket;
     if (typeof transport === 'string') throw domError(`WebSocket: ${transport}`, 'NotSupportedError');
     let parsed;
     try {
-      parsed = new URL(String(url));
+      parsed = new URL(`${url}`);
     } catch {
-      throw domError(`Failed to construct 'WebSocket': The URL '${String(url)}' is invalid.`, 'SyntaxError');
+      throw domError(`Failed to construct 'WebSocket': The URL '${url}' is invalid.`, 'SyntaxError');
     }
     if (parsed.protocol === 'http:') parsed.protocol = 'ws:';
     else if (parsed.protocol === 'https:') parsed.protocol = 'wss:';
     if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') throw domError(`Failed to construct 'WebSocket': The URL's scheme must be either 'http', 'https', 'ws', or 'wss'. '${parsed.protocol}' is not allowed.`, 'SyntaxError');
     if (parsed.hash !== '' || parsed.href.endsWith('#')) throw domError(`Failed to construct 'WebSocket': The URL contains a fragment identifier ('${parsed.hash}'). Fragment identifiers are not allowed in WebSocket URLs.`, 'SyntaxError');
-    const list = typeof protocols === 'string' ? [protocols] : [...protocols].map((p) => String(p));
+    // WebIDL (DOMString or sequence<DOMString>): an iterable object is a list, anything else one string.
+    const list = protocols !== null && typeof protocols === 'object' && typeof protocols[Symbol.iterator] === 'function' ? Array.from(protocols, (p) => `${p}`) : [`${protocols}`];
     const seen = new Set();
     for (const p of list) {
       if (!TOKEN.test(p)) throw domError(`Failed to construct 'WebSocket': The subprotocol '${p}' is invalid.`, 'SyntaxError');
-      if (seen.has(p.toLowerCase())) throw domError(`Failed to construct 'WebSocket': The subprotocol '${p}' is duplicated.`, 'SyntaxError');
-      seen.add(p.toLowerCase());
+      // Case-sensitive, as in browsers: 'chat' and 'Chat' are two subprotocols.
+      if (seen.has(p)) throw domError(`Failed to construct 'WebSocket': The subprotocol '${p}' is duplicated.`, 'SyntaxError');
+      seen.add(p);
     }
     if (list.length > 0 && !transport.subprotocols) throw domError(`WebSocket: subprotocols need wasmcloud:websocket/client@0.1.1-draft; ${transport.name} cannot offer them`, 'NotSupportedError');
     const self = new Internal(this, parsed.href, list);
     Object.defineProperty(this, internal, { value: self });
-    kitSetTimeout(() => self.connect(), 0);
+    connectsQueued++;
+    kitSetTimeout(() => {
+      connectsQueued--;
+      self.connect();
+    }, 0);
   }
 
   get url() {
@@ -339,6 +355,7 @@ export class WebSocket extends EventTargetBase {
   }
 
   send(data) {
+    if (arguments.length < 1) throw new TypeError("Failed to execute 'send' on 'WebSocket': 1 argument required, but only 0 present.");
     const self = this[internal];
     if (self.readyState === CONNECTING) throw domError("Failed to execute 'send' on 'WebSocket': Still in CONNECTING state.", 'InvalidStateError');
     let payload;
@@ -406,6 +423,14 @@ export class WebSocket extends EventTargetBase {
     wake();
   }
 
+  addEventListener(type, listener, options) {
+    super.addEventListener(type, guardOf(listener, type, options), options);
+  }
+
+  removeEventListener(type, listener, options) {
+    super.removeEventListener(type, guardOf(listener, type, options, false), options);
+  }
+
   get onopen() {
     return handler(this, 'open');
   }
@@ -435,6 +460,39 @@ export class WebSocket extends EventTargetBase {
 for (const [name, value] of Object.entries({ CONNECTING, OPEN, CLOSING, CLOSED })) {
   Object.defineProperty(WebSocket, name, { value, enumerable: true });
   Object.defineProperty(WebSocket.prototype, name, { value, enumerable: true });
+}
+
+/** listener → (capture and type → the function registered in its place). */
+const guards = new WeakMap();
+
+/**
+ * What is registered for a listener: a function that calls it (or its handleEvent) and reports
+ * what it throws (uncaught.js) instead of letting it escape into the engine, which would print it
+ * and leave a call that awaits this socket hanging until its deadline. One per listener, capture
+ * flag and type, so adding twice registers once and removing finds it.
+ */
+function guardOf(listener, type, options, create = true) {
+  if (listener === null || (typeof listener !== 'function' && typeof listener !== 'object')) return listener;
+  const capture = typeof options === 'boolean' ? options : Boolean(options?.capture);
+  const key = `${capture}:${type}`;
+  let byKey = guards.get(listener);
+  if (!byKey) {
+    if (!create) return listener;
+    guards.set(listener, (byKey = new Map()));
+  }
+  let guard = byKey.get(key);
+  if (!guard && create) {
+    guard = function (event) {
+      try {
+        if (typeof listener === 'function') return listener.call(this, event);
+        return listener.handleEvent(event);
+      } catch (e) {
+        reportUncaught(e);
+      }
+    };
+    byKey.set(key, guard);
+  }
+  return guard ?? listener;
 }
 
 function handler(ws, type) {

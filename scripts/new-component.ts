@@ -12,10 +12,10 @@ import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ROOT, USER_CWD } from './build-components.ts';
 
-/** Words WIT reserves: a world or package named after one would need %-escaping. */
+/** Words WIT reserves (wit-parser's lexer, as jco 1.35 ships it): a world or package named after one would need %-escaping. */
 const WIT_KEYWORDS = new Set([
   'as', 'async', 'bool', 'borrow', 'char', 'constructor', 'enum', 'export', 'f32', 'f64', 'flags', 'float32', 'float64', 'from', 'func',
-  'future', 'import', 'include', 'interface', 'list', 'option', 'own', 'package', 'record', 'resource', 'result', 's8', 's16', 's32',
+  'future', 'import', 'include', 'interface', 'list', 'map', 'option', 'own', 'package', 'record', 'resource', 'result', 's8', 's16', 's32',
   's64', 'static', 'stream', 'string', 'tuple', 'type', 'u8', 'u16', 'u32', 'u64', 'use', 'variant', 'with', 'world', 'error-context',
 ]);
 const NAME = /^[a-z][a-z0-9]*(-[a-z][a-z0-9]*)*$/;
@@ -42,14 +42,22 @@ export function scaffold(name: string, parent: string): Scaffold {
   const why = nameError(name);
   if (why) throw new Error(`cannot make a component named ${JSON.stringify(name)}: ${why}`);
   const dir = resolve(parent, name);
-  if (existsSync(dir)) throw new Error(`${dir} already exists: not overwriting it (pick another name or --dir)`);
+  const exists = () => new Error(`${dir} already exists: not overwriting it (pick another name or --dir)`);
+  if (existsSync(dir)) throw exists();
   const files: Record<string, string> = {
     'component.js': componentJs(name),
     'world.wit': worldWit(name),
     'build.json': `${JSON.stringify({ disable: ['http', 'fetch-event'] })}\n`,
-    'README.md': readme(name),
+    'README.md': readme(name, dir),
   };
-  mkdirSync(dir, { recursive: true });
+  mkdirSync(parent, { recursive: true });
+  try {
+    // Not recursive: a folder (or a link) that appeared meanwhile is refused, never written into.
+    mkdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw exists();
+    throw e;
+  }
   for (const [f, text] of Object.entries(files)) writeFileSync(join(dir, f), text);
   return { dir, files: Object.keys(files) };
 }
@@ -86,13 +94,19 @@ world ${name} {
 `;
 }
 
-function readme(name: string): string {
+/** The folder as the repository's root sees it: relative inside it, absolute outside. */
+function fromRoot(dir: string): string {
+  const r = relative(ROOT, dir);
+  return r.startsWith('..') || r === '' ? dir : r;
+}
+
+function readme(name: string, dir: string): string {
   return `# ${name}
 
-A wsbridge component. From the wsbridge repository (any directory in it):
+A wsbridge component. In the wsbridge repository's root (${ROOT.replace(/\/$/, '')}):
 
 \`\`\`sh
-npm run build:components -- path/to/${name}      # → build/components/${name}.wasm (10–50 s the first time)
+npm run build:components -- ${fromRoot(dir)}      # → build/components/${name}.wasm (10–50 s the first time)
 npx wsbridge serve --component build/components/${name}.wasm --subscribe '${name}.>'
 \`\`\`
 
@@ -150,7 +164,8 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     return r === '' ? '.' : r.startsWith('..') ? p : r;
   };
   const wasm = join(ROOT, 'build/components', `${name}.wasm`);
-  console.log(`created ${relative(USER_CWD, made.dir) || '.'}/: ${made.files.join(', ')}
+  const here = relative(USER_CWD, made.dir);
+  console.log(`created ${here.startsWith('..') ? made.dir : here}/: ${made.files.join(', ')}
 
 build it (10–50 s the first time, then cached) and run it:
 ${inside ? '' : `  cd ${ROOT.replace(/\/$/, '')}\n`}  npm run build:components -- ${shown(made.dir)}

@@ -1,15 +1,19 @@
 // The guest kit's messaging helpers (wsbridge/guest), in a component built from source and run in
 // an instance pool: text, JSON and bytes bodies, answers by return value and by reply(), publish,
 // request with its answer and its typed errors, and every kind of thrown value, an Error object
-// first, coming back as handle-message's err(string) with the instance kept (no trap).
+// first, coming back as handle-message's err(string) with the instance kept (no trap); also when
+// a timer, a microtask or a WebSocket listener throws while the handler's promise is pending.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { WebSocketServer } from 'ws';
 import { buildComponent, ROOT } from '../scripts/build-components.ts';
 import { loadComponent } from '../src/components/loader.ts';
 import { InstancePool } from '../src/components/pool.ts';
 import { ok, err } from '../src/gateway/messaging.ts';
 import type { BrokerMessage, Result } from '../src/gateway/messaging.ts';
+import { once } from './helpers.ts';
 
 const wasm = (await buildComponent(join(ROOT, 'test/fixtures/components/kit-messaging'), { outDir: join(ROOT, 'build/test-components') })).path;
 const loaded = await loadComponent(wasm, join(ROOT, 'build/cache'));
@@ -30,7 +34,8 @@ const pool = new InstancePool(loaded, {
   },
   outbound: { open: 0, opened: 0, bytesIn: 0, bytesOut: 0 },
   grants: { env: {}, preopens: {} },
-  policy: { allow: [], maxConnections: 1, receiveQueue: 10 },
+  // The listener steps leave their sockets open: room for all of them.
+  policy: { allow: [], maxConnections: 8, receiveQueue: 10 },
   defaults: { timeoutMs: 5000, maxMessageBytes: 1 << 20 },
   onWorkerError: () => {},
 }, { size: 1, timeoutMs: 20_000, maxQueue: 100 });
@@ -123,6 +128,43 @@ test('whatever is thrown or rejected becomes err(string), never a trap', async (
   assert.equal(pool.stats.traps, 0);
   assert.equal(pool.stats.instancesCreated, 1);
   assert.equal(JSON.parse(text(count.replies[0])).calls, pool.stats.calls);
+});
+
+test('an exception thrown by a timer, a microtask or a WebSocket listener fails the call in progress; the instance is kept', async () => {
+  // A server that greets every connection, so the component's listener runs.
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await once(wss, 'listening');
+  wss.on('connection', (ws) => ws.send('hello'));
+  const url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/`;
+  try {
+    const before = { traps: pool.stats.traps, instances: pool.stats.instancesCreated };
+    const cases: Array<[string, string]> = [
+      ['timer-throws', 'Error: timer boom'],
+      ['interval-throws', 'interval boom 3'],
+      ['microtask-throws', 'TypeError: microtask boom'],
+      ['listener-throws', 'RangeError: listener boom'],
+      ['onmessage-throws', '{"thrown":"by onmessage"}'],
+    ];
+    for (const [step, expected] of cases) {
+      const r = await call(step, url);
+      assert.deepEqual(r.result, err(expected), step);
+      assert.equal(r.replies.length, 0, step);
+    }
+    // The function's promise resolves after the call failed: that answers nothing.
+    const late = await call('thrown-after-resolving');
+    assert.deepEqual([late.result, late.replies.length], [err('Error: thrown after resolving'), 0]);
+    const next = await call('later', 'next');
+    assert.deepEqual(published.slice(-1).map(text), ['{"later":"next"}'], 'nothing but the next answer');
+    assert.ok(!published.some((m) => text(m).includes('already failed')), 'no answer for the failed message');
+    assert.deepEqual(next.result, ok(undefined));
+    // A rejection nothing awaits is invisible: the call answers with what the handler returned.
+    const unawaited = await call('unawaited-rejection');
+    assert.deepEqual([unawaited.result, unawaited.replies.map(text)], [ok(undefined), ['answered anyway']]);
+    assert.deepEqual({ traps: pool.stats.traps, instances: pool.stats.instancesCreated }, before, 'one instance throughout');
+  } finally {
+    for (const c of wss.clients) c.terminate();
+    wss.close();
+  }
 });
 
 test('QuickJS builds: the kit works without TextEncoder; a handler returning a promise fails loudly (no event loop to settle it)', async () => {

@@ -38,6 +38,7 @@ wss.on('connection', (ws: WebSocket, req) => {
     ws.close(4321, 'server says bye');
     return;
   }
+  if (path.startsWith('/silent')) return;
   if (path.startsWith('/dropped')) {
     ws.send('one', () => ws.terminate());
     return;
@@ -49,6 +50,7 @@ wss.on('connection', (ws: WebSocket, req) => {
   ws.on('message', (data: Buffer, isBinary) => {
     seen.received.push(isBinary ? [...data] : data.toString());
     if (!isBinary && data.toString() === 'answer late') setTimeout(() => ws.send('late answer'), 300);
+    else if (!isBinary && data.toString() === 'burst') for (const m of ['one', 'two', 'three']) ws.send(m);
     else if (!isBinary && data.toString() === 'say nothing') return;
     else ws.send(isBinary ? data : `echo:${data.toString()}`, { binary: isBinary });
   });
@@ -66,6 +68,7 @@ const urls = {
   byServer: `ws://127.0.0.1:${port}/by-server`,
   dropped: `ws://127.0.0.1:${port}/dropped`,
   refused: `ws://127.0.0.1:${refused}/`,
+  silent: `ws://127.0.0.1:${port}/silent`,
 };
 
 const gw = await startGateway({ COMPONENT_CACHE_DIR: CACHE });
@@ -106,7 +109,7 @@ async function inChromium(protocols: string[]): Promise<unknown[]> {
 function expected(protocol: string): unknown[] {
   return [
     ['constructed', 0, urls.main, '', 'blob', 0, '', 0, 3],
-    ['send while connecting', 'InvalidStateError'],
+    ['send while connecting', 'InvalidStateError', 'TypeError'],
     ['binaryType after a bad value', 'blob'],
     ['open', 'Event', 1, protocol],
     ['message', 'string', 'hello', `ws://127.0.0.1:${port}`, ''],
@@ -125,13 +128,17 @@ function expected(protocol: string): unknown[] {
     ['after close()', 2],
     ['bufferedAmount', 11],
     ['close', 'CloseEvent', 4000, 'done ✓', true, 3],
+    ['messages after close()', []],
     ['order', Array.from({ length: 16 }, (_, i) => (i % 2 === 0 ? ['onmessage', true, true, true] : ['listener']))],
     ['closed by the server', ['open', 'close'], 4321, 'server says bye', true, 3],
     ['dropped', ['open', 'message', 'close'], 1006, '', false],
     ['refused', ['error', 'close', 'onclose'], 1006, '', false, 3],
     ['closed while connecting', 2],
     ['closed while connecting', ['error', 'close'], 1006, false],
-    ['bad URLs', 'SyntaxError', 'SyntaxError', 'SyntaxError'],
+    ['while another is silent', 4321, 1000],
+    ['bad URLs', 'SyntaxError', 'SyntaxError', 'SyntaxError', 'TypeError'],
+    ['bad subprotocols', 'SyntaxError', 'SyntaxError', 'SyntaxError'],
+    ...(protocol ? [['subprotocols accepted', [3, 3]]] : []),
   ];
 }
 
@@ -139,7 +146,7 @@ function expected(protocol: string): unknown[] {
 function serverSaw(protocol: string): void {
   const s = sessions.at(-1)!;
   assert.equal(s.protocol, protocol);
-  assert.deepEqual(s.received, ['ping text ✓', [9, 8, 7], [...Buffer.from(new Uint16Array([0x0102]).buffer)], [...Buffer.from('blob-part')], 'after the blob', 'answer late', 'say nothing']);
+  assert.deepEqual(s.received, ['ping text ✓', [9, 8, 7], [...Buffer.from(new Uint16Array([0x0102]).buffer)], [...Buffer.from('blob-part')], 'after the blob', 'answer late', 'say nothing', 'burst']);
   assert.deepEqual(s.closed, { code: 4000, reason: 'done ✓' });
 }
 

@@ -43,6 +43,12 @@ test('bad names and existing folders are refused (exit 2, a reason, nothing writ
     ['sub/dir', /lower-case kebab-case/],
     ['with space', /lower-case kebab-case/],
     ['type', /WIT keyword/],
+    ['map', /WIT keyword/],
+    ['error-context', /WIT keyword/],
+    ['grüße', /lower-case kebab-case/],
+    ['/tmp/abs', /lower-case kebab-case/],
+    ['..', /lower-case kebab-case/],
+    ['', /the name is empty/],
     ['x'.repeat(65), /at most 64/],
   ];
   for (const [name, why] of bad) {
@@ -72,6 +78,8 @@ test('npm run new:component → npm run build:components → wsbridge serve --co
   const printed = /npx wsbridge serve --component (\S+) --subscribe 'scaffold-e2e\.>'/.exec(made.out);
   assert.ok(printed, made.out);
   assert.match(readFileSync(join(dir, 'component.js'), 'utf8'), /from 'wsbridge\/guest'/);
+  // The README's commands are for the repository's root, the folder named from there.
+  assert.match(readFileSync(join(dir, 'README.md'), 'utf8'), /npm run build:components -- build\/test-scaffold\/scaffold-e2e +#.*\nnpx wsbridge serve --component build\/components\/scaffold-e2e\.wasm /);
 
   const built = await npmRun(['build:components', '--', 'scaffold-e2e'], SCRATCH);
   assert.equal(built.code, 0, built.err);

@@ -2,7 +2,8 @@
 // a scratch project from the npm cache where it can (offline), then `npx wsbridge --help`, an SDK
 // and an API import, the SDK's types without lib "dom" or @types/node, `npx wsbridge serve` with
 // the example components the package carries (demo assets from dist/, no ExperimentalWarning,
-// SIGTERM to the npx PID stops it), and the
+// SIGTERM to the npx PID stops it) and a component of the consumer's own on the guest kit, built
+// with this repository's build as docs/components.md says (the package does not export the kit), and the
 // clear refusal under an old Node. Also what the tarball must not carry.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -102,6 +103,26 @@ console.log(JSON.stringify({ session: typeof c.url, code, gateway: typeof Gatewa
   assert.deepEqual(JSON.parse(use.out), { session: 'string', code: 'invalid_subject', gateway: 'function', config: 8080, requestError: 'function' });
   assert.doesNotMatch(use.err, /Warning/);
 
+  // The guest kit is not in the package (docs/components.md, "With wsbridge installed from npm").
+  writeFileSync(join(app, 'kit.mjs'), `import('wsbridge/guest').then(() => console.log('resolved'), (e) => console.log(e.code));\n`);
+  assert.equal((await run(process.execPath, ['kit.mjs'], app)).out.trim(), 'ERR_PACKAGE_PATH_NOT_EXPORTED');
+  // What works instead: this repository's build makes a component that lives in the consumer's
+  // project and imports the consumer's own npm packages. (QuickJS, for speed, so the handler is
+  // synchronous; test/new-component.test.ts builds a scaffold with the default engine.)
+  spawnSync('mkdir', ['-p', join(app, 'node_modules/shout')]);
+  writeFileSync(join(app, 'node_modules/shout/package.json'), JSON.stringify({ name: 'shout', version: '1.0.0', type: 'module', main: 'index.js' }));
+  writeFileSync(join(app, 'node_modules/shout/index.js'), 'export const shout = (s) => `${s.toUpperCase()}!`;\n');
+  const { INIT_CWD: _npmCwd, ...rootEnv } = process.env;
+  const scaffolded = spawnSync(process.execPath, [join(ROOT, 'scripts/new-component.ts'), 'own-kit', '--dir', app], { cwd: ROOT, env: rootEnv, encoding: 'utf8' });
+  assert.equal(scaffolded.status, 0, scaffolded.stderr);
+  writeFileSync(join(app, 'own-kit/component.js'), `import { messageHandler } from 'wsbridge/guest';
+import { shout } from 'shout';
+export const handler = messageHandler((msg) => ({ said: shout(msg.text) }));
+`);
+  const built = await run('npm', ['run', '--silent', 'build:components', '--', join(app, 'own-kit'), '--engine', 'quickjs', '--out', join(app, 'build')], ROOT, { INIT_CWD: ROOT });
+  assert.equal(built.code, 0, built.err);
+  assert.ok(existsSync(join(app, 'build/own-kit.quickjs.wasm')), built.out);
+
   // The SDK's types check without lib "dom" and without @types/node.
   writeFileSync(join(app, 'use-types.ts'), `import { connect, RequestError, type Message, type Subscription } from 'wsbridge/client';
 const c = connect('ws://127.0.0.1:8080/ws', { token: () => 't', reconnect: { baseMs: 100 } });
@@ -116,7 +137,7 @@ export const ok: Promise<void> = s.ready.catch((e: unknown) => { if (e instanceo
   // SIGTERM to the npx PID stops the gateway and frees its port.
   // With the example components the package carries (built with QuickJS, no toolchain needed).
   const shipped = (n: string) => `node_modules/wsbridge/components/${n}.wasm`;
-  const serve = spawn('npx', ['wsbridge', 'serve', '--listen', '127.0.0.1:0', '--component', shipped('echo'), '--subscribe', 'echo.>', '--component', shipped('chat'), '--subscribe', 'chat.>', '--pool-size', '1'], { cwd: app, env: { ...env, LOG_FORMAT: 'json', COMPONENT_CACHE_DIR: join(work, 'cache') }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const serve = spawn('npx', ['wsbridge', 'serve', '--listen', '127.0.0.1:0', '--component', shipped('echo'), '--subscribe', 'echo.>', '--component', shipped('chat'), '--subscribe', 'chat.>', '--component', 'build/own-kit.quickjs.wasm', '--subscribe', 'own-kit.>', '--pool-size', '1'], { cwd: app, env: { ...env, LOG_FORMAT: 'json', COMPONENT_CACHE_DIR: join(work, 'cache') }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   t.after(() => {
     try {
       process.kill(-serve.pid!, 'SIGKILL');
@@ -146,6 +167,8 @@ export const ok: Promise<void> = s.ready.catch((e: unknown) => { if (e instanceo
   session.send({ subject: 'chat.lobby', text: 'hi from npx' });
   const said = await session.next((f) => f.subject === 'room.lobby', 10_000);
   assert.equal((JSON.parse(Buffer.from(String(said.body), 'base64').toString()) as { text: string }).text, 'hi from npx');
+  const own = await session.call({ op: 'req', id: 'o', subject: 'own-kit.try', text: 'mine' });
+  assert.deepEqual(JSON.parse(Buffer.from(String(own.body), 'base64').toString()), { said: 'MINE!' });
   process.kill(serve.pid!, 'SIGTERM'); // npx's own PID
   await exited(serve, 20_000);
   // npm exits first; the gateway notices within a second and closes its sessions (1001).
