@@ -256,7 +256,7 @@ async function presenceUpdateCost() {
   const nc = await connect({ servers: n.url });
   try {
     const kv = await new Kvm(jetstream(nc)).create('bench_presence', { history: 1 });
-    const info = (i: number) => ({ id: `s${i}`.padEnd(22, 'x'), reply_to: `_WSB.S.node1234567.${'t'.repeat(22)}`, remote_address: '127.0.0.1:54321', connected_at: new Date().toISOString(), protocol: 'json', subscriptions: ['chat.lobby', 'news.>'], counters: { messagesIn: 12, messagesOut: 34, bytesIn: 567, bytesOut: 890, dropped: 0, errors: 0 }, queued_bytes: 0 });
+    const info = (i: number) => ({ id: `s${i}`.padEnd(22, 'x'), reply_to: `_WSB.S.node1234567.${'t'.repeat(22)}`, remote_address: '127.0.0.1:54321', connected_at: new Date().toISOString(), protocol: 'json', subscriptions: ['chat.lobby', 'news.>'], counters: { messagesIn: 12, messagesOut: 34, bytesIn: 567, bytesOut: 890, dropped: 0, errors: 0 }, queued_bytes: 0, transport: 'websocket' as const });
     const entry = sessionEntry(info(1), 'node1234567');
     const lat: number[] = [];
     for (let i = 0; i < 1000; i++) {
