@@ -112,6 +112,10 @@ export class JetStreamHistory {
   #patterns: string[];
   #trie = new SubjectTrie<string>();
   #maxAgeSec: number;
+  /** The stream's duplicate window: 2 minutes, or the history window when that is shorter. */
+  get #dupWindowSec(): number {
+    return Math.min(DUPLICATE_WINDOW_MS / 1000, this.#maxAgeSec);
+  }
   #config: StreamConfig;
   #shape: HistoryShape;
   #log: Logger;
@@ -162,7 +166,8 @@ export class JetStreamHistory {
       max_age: opts.maxAgeSec * 1_000_000_000,
       max_msgs: opts.maxMsgs,
       discard: DiscardPolicy.Old,
-      duplicate_window: DUPLICATE_WINDOW_MS * 1_000_000,
+      // JetStream refuses a duplicate window longer than the stream's max age.
+      duplicate_window: Math.min(DUPLICATE_WINDOW_MS, opts.maxAgeSec * 1000) * 1_000_000,
     };
     const h = new JetStreamHistory(nc, stream, js, jsm, map, opts, config as StreamConfig, log);
     let info: StreamInfo;
@@ -314,7 +319,7 @@ export class JetStreamHistory {
         throw new RequestError('bus_unavailable', `JetStream did not store it: ${(err as Error).message}`);
       }
       this.stats.publishTimeouts++;
-      throw new RequestError('unconfirmed', `JetStream did not confirm within ${PUBLISH_ACK_TIMEOUT_MS} ms (${(err as Error).message}): it may have been stored${msgId !== undefined ? `; publishing again with the same id is safe (stored once within ${DUPLICATE_WINDOW_MS / 1000} s)` : ''}`);
+      throw new RequestError('unconfirmed', `JetStream did not confirm within ${PUBLISH_ACK_TIMEOUT_MS} ms (${(err as Error).message}): it may have been stored${msgId !== undefined ? `; publishing again with the same id is safe (stored once within ${this.#dupWindowSec} s)` : ''}`);
     }
   }
 
