@@ -134,10 +134,13 @@ test('outages: every remote operation fails within about a second with a specifi
     const v = await f();
     return [v, Date.now() - t0];
   };
-  const check = async (phase: string, remoteCode: string) => {
+  const check = async (phase: string, remoteCodes: string[]) => {
     const [msg, t1] = await timed(() => api(`/api/sessions/${onB.welcome.session}/messages`, { method: 'POST', body: JSON.stringify({ subject: 'd', text: 'x' }) }));
     assert.equal(msg.status, 503, phase);
-    assert.equal(((await msg.json()) as { error: { code: string } }).error.code, remoteCode, phase);
+    // Frozen NATS: presence_unavailable when the presence read times out, node_unreachable when
+    // presence answered (docs/protocol.md, Outages) but the node holding the session does not.
+    const code = ((await msg.json()) as { error: { code: string } }).error.code;
+    assert.ok(remoteCodes.includes(code), `${phase}: ${code}`);
     assert.ok(t1 < 2500, `${phase}: send-to-session answered in ${t1} ms`);
     const [del, t2] = await timed(() => api(`/api/sessions/${onB.welcome.session}`, { method: 'DELETE' }));
     assert.equal(del.status, 503, phase);
@@ -160,7 +163,7 @@ test('outages: every remote operation fails within about a second with a specifi
   await nats.stop();
   try {
     await until('A to notice', async () => ((await readyz(a.http)).body.nats === 'disconnected' ? true : undefined));
-    await check('nats down', 'bus_unavailable');
+    await check('nats down', ['bus_unavailable']);
     assert.equal((await local.call({ subject: 'heal.x', text: 'x', id: 'p' })).code, 'bus_unavailable', 'a history publish is known not stored');
   } finally {
     await nats.restart();
@@ -169,7 +172,7 @@ test('outages: every remote operation fails within about a second with a specifi
   // NATS frozen: the connection looks up, but nothing answers.
   nats.proc.kill('SIGSTOP');
   try {
-    await check('nats frozen', 'presence_unavailable');
+    await check('nats frozen', ['presence_unavailable', 'node_unreachable']);
   } finally {
     nats.proc.kill('SIGCONT');
   }
